@@ -1,0 +1,1 @@
+"""Data: manifests, the data store, loaders to canonical AnnData, the simulator, Gene Ontology."""
