@@ -161,6 +161,7 @@ class RunResult:
     device: str
     status: str = "FINISHED"
     error: str | None = None
+    traceback: str = ""
     per_perturbation: pd.DataFrame | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     predictions: pd.DataFrame | None = None

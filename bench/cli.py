@@ -1,0 +1,184 @@
+"""The ``bench`` command line: run benchmarks, manage data, list what is known."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.cli_data import data_app
+from bench.errors import BenchError
+
+app = typer.Typer(
+    help="Benchmark gene-perturbation response predictors on frozen splits with pinned metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+STATE = {"debug": False}
+HEADLINE = "pearson_delta_de20,pearson_delta,mse_de20"
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+    STATE["debug"] = debug
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``1-5``, ``1,3,7`` or ``2``."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, sep, high = part.strip().partition("-")
+            seeds += list(range(int(low), int(high) + 1)) if sep else [int(low)]
+    except ValueError:
+        raise BenchError(f"--seeds '{text}' is not a seed list; use e.g. 1-5 or 1,2,3") from None
+    if not seeds or min(seeds) < 0:
+        raise BenchError(f"--seeds '{text}' must name non-negative seeds, e.g. 1-5")
+    return sorted(set(seeds))
+
+
+def _load(dataset: str | None, perturbation_key, control_value, cell_type_key):
+    from bench.data.datasets import default_dataset, load_dataset
+
+    if dataset is None:
+        dataset, note = default_dataset()
+        console.print(note)
+    else:
+        console.print(f"dataset: {dataset}")
+    return load_dataset(
+        dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key
+    )
+
+
+def _summary_table(results, shown: list[str]) -> Table:
+    from bench.stats import over_seeds
+
+    table = Table(title="test metrics (mean ± sd over seeds)")
+    for column in ("model", "subgroup", "n seeds", *shown):
+        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
+    by_model: dict[str, list] = {}
+    for result in results:
+        by_model.setdefault(result.model, []).append(result)
+    for model, runs in by_model.items():
+        done = [r for r in runs if r.ok]
+        for r in runs:
+            if not r.ok:
+                table.add_row(model, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "", *[""] * (len(shown) - 1))
+        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if not key.startswith("val/")})
+        for subgroup in subgroups:
+            cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
+            table.add_row(model, subgroup, str(len(done)), *cells)
+    return table
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model card(s), comma-separated, e.g. linear,additive.")],
+    split: Annotated[str, typer.Option("--split", "-s", help="Split setting (see `bench list splits`).")] = "simulation",
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Dataset name or .h5ad path (default: Norman if present).")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Split seeds, e.g. 1-5 or 1,2,3.")] = "1",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    preset: Annotated[str | None, typer.Option(help="Named parameter set of the card (fast, default, paper).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Override one parameter: key=value (repeatable).")] = None,
+    perturbation_key: Annotated[str | None, typer.Option(help="obs column of perturbations (.h5ad path).")] = None,
+    control_value: Annotated[str | None, typer.Option(help="Its value for control cells (.h5ad path).")] = None,
+    cell_type_key: Annotated[str | None, typer.Option(help="obs column of cell types (.h5ad path).")] = None,
+    metrics: Annotated[str, typer.Option(help="Metrics shown in the summary table.")] = HEADLINE,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log runs to MLflow.")] = True,
+) -> None:
+    """Train, predict counterfactually and score models on a split; log every run to MLflow."""
+    from bench import devices, metrics as metric_registry, registry, runner, splits
+    from bench.knowledge import StoreGeneKnowledge
+
+    shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
+    splits.check_name(split)
+    seed_list = parse_seeds(seeds)
+    cards = [registry.find_card(name.strip()) for name in model.split(",") if name.strip()]
+    params = {card.name: registry.resolve_params(card, preset, param or ()) for card in cards}
+    for card in cards:
+        registry.build(card, params[card.name])
+    resolved_device = devices.resolve(device)
+    prepared = runner.PreparedDataset.of(_load(dataset, perturbation_key, control_value, cell_type_key))
+    knowledge = StoreGeneKnowledge()
+    results = []
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("runs", total=len(cards) * len(seed_list))
+        for card in cards:
+            for seed in seed_list:
+                progress.update(task, description=f"{card.name} seed {seed}")
+                result = runner.run(
+                    card, params[card.name], prepared, split, seed, resolved_device, knowledge, preset=preset
+                )
+                if track:
+                    from bench import tracking
+
+                    tracking.log_run(result)
+                if not result.ok:
+                    err_console.print(f"{result.status.lower()}: {card.name} seed {seed}: {result.error}")
+                results.append(result)
+                progress.advance(task)
+    console.print(_summary_table(results, shown))
+    if track:
+        from bench import tracking
+
+        console.print(f"tracked in {tracking.tracking_uri()}")
+    if any(r.status == "FAILED" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(help="models, datasets, splits, metrics or all.")] = "all",
+) -> None:
+    """Show the model cards, datasets, split settings and metrics the harness knows."""
+    from bench import registry
+    from bench.data.manifest import all_manifests
+    from bench.metrics import METRICS
+    from bench.splits import DESCRIPTIONS
+    from bench.suggest import unknown
+
+    sections = {
+        "models": lambda: [(c.name, c.description + (" [baseline]" if c.baseline else "")) for c in registry.all_cards().values()],
+        "datasets": lambda: [(m.name, f"{m.kind}, {m.format}: {m.description}") for m in all_manifests().values()],
+        "splits": lambda: list(DESCRIPTIONS.items()),
+        "metrics": lambda: [(m.name, f"{'higher' if m.direction == 'max' else 'lower'} is better: {m.definition}") for m in METRICS.values()],
+    }
+    if what != "all" and what not in sections:
+        raise BenchError(unknown("list section", what, [*sections, "all"]))
+    for name, rows in sections.items():
+        if what in ("all", name):
+            table = Table(title=name, show_header=False)
+            table.add_column("name", style="bold")
+            table.add_column("description")
+            for row in rows():
+                table.add_row(*row)
+            console.print(table)
+
+
+def main() -> None:
+    """Console entry point: user errors print one line and exit with code 2 (``--debug``: traceback)."""
+    try:
+        code = app(standalone_mode=False)
+    except BenchError as exc:
+        if STATE["debug"]:
+            raise
+        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,79 @@
+"""DE20: the top differentially expressed genes of every condition against control, as GEARS does.
+
+GEARS (``gears/data_utils.py``, ``rank_genes_groups_by_cov``) ranks genes per cell type with scanpy's
+``rank_genes_groups`` (t-test, reference the control group, ``rankby_abs=True``) on the whole dataset
+and takes the top 20. Conditions with a single cell have no t statistic; for them genes are ranked by
+absolute difference of means, and the fallback is named in the result. Results are cached per dataset
+checksum because the test is the slowest step of an evaluation at Norman scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import anndata as ad
+import numpy as np
+import scanpy as sc
+
+from bench import paths
+from bench.conditions import CONTROL
+from bench.data.pseudobulk import group_means
+
+TOP_DE = 20
+
+
+def _rank_one_cell_type(adata: ad.AnnData, n_genes: int) -> dict[str, list[str]]:
+    counts = adata.obs["condition"].value_counts()
+    testable = sorted(c for c in counts.index if c != CONTROL and counts[c] >= 2)
+    result: dict[str, list[str]] = {}
+    if testable and counts.get(CONTROL, 0) >= 2:
+        subset = adata[adata.obs["condition"].isin([*testable, CONTROL])].copy()
+        subset.obs["condition"] = subset.obs["condition"].astype(str).astype("category")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sc.tl.rank_genes_groups(
+                subset,
+                groupby="condition",
+                groups=testable,
+                reference=CONTROL,
+                method="t-test",
+                rankby_abs=True,
+                n_genes=n_genes,
+                use_raw=False,
+            )
+        names = subset.uns["rank_genes_groups"]["names"]
+        result = {c: [str(g) for g in names[c]] for c in testable}
+    others = sorted(c for c in counts.index if c != CONTROL and c not in result)
+    if others:
+        labels, means = group_means(adata.X, adata.obs["condition"].astype(str))
+        index = {label: i for i, label in enumerate(labels)}
+        control = means[index[CONTROL]]
+        for condition in others:
+            order = np.argsort(-np.abs(means[index[condition]] - control), kind="stable")[:n_genes]
+            result[condition] = [str(adata.var_names[i]) for i in order]
+    return result
+
+
+def de_genes(adata: ad.AnnData, n_genes: int = TOP_DE) -> dict[str, dict[str, list[str]]]:
+    """``{cell_type: {condition: [top genes]}}`` for every perturbation condition."""
+    n_genes = min(n_genes, adata.n_vars)
+    result = {}
+    for cell_type in sorted(adata.obs["cell_type"].astype(str).unique()):
+        cells = adata[adata.obs["cell_type"].astype(str) == cell_type]
+        result[cell_type] = _rank_one_cell_type(cells, n_genes)
+    return result
+
+
+def cached_de_genes(adata: ad.AnnData, dataset: str, sha256: str) -> dict[str, dict[str, list[str]]]:
+    """``de_genes`` cached under the cache directory by dataset name and checksum."""
+    path = paths.cache_dir() / "de" / f"{dataset}-{sha256[:16]}-top{TOP_DE}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = de_genes(adata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(result))
+    temporary.replace(path)
+    return result

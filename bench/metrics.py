@@ -1,0 +1,167 @@
+"""Pinned metric definitions, computed per test perturbation, vectorised over perturbations.
+
+Notation for a test condition p: ``x̂`` predicted mean, ``x`` observed mean, ``c`` training-control
+mean (same cell type), ``δ̂ = x̂ − c``, ``δ = x − c``. DE20(p): the top 20 genes of p against control by
+scanpy's t-test ranked by absolute score (``bench.de``), as GEARS does. A Pearson correlation that is
+undefined (a constant vector, e.g. the ``control`` baseline's zero change) counts as 0, as in GEARS'
+``gears/inference.py``. Sources: GEARS (Roohani et al., Nat Biotech 2024) for mse/pearson/DE20 and
+direction; Ahlmann-Eltze et al. (Nat Methods 2025) for ``l2_top1000``; Systema (Viñas Torné et al.,
+Nat Biotech 2025) for ``pearson_delta_pert`` and ``centroid_accuracy``; cell-eval (Arc Institute) for
+``pds``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import cdist
+
+from bench.errors import BenchError
+from bench.suggest import unknown
+
+METRICS_VERSION = "1"
+TOP_EXPRESSED = 1000
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    direction: str  # "max" or "min": which way is better
+    definition: str
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("mse", "min", "mean over all genes of (x̂ − x)²"),
+        Metric("mse_de20", "min", "mean over DE20 genes of (x̂ − x)²"),
+        Metric("pearson", "max", "Pearson correlation of x̂ and x over all genes"),
+        Metric("pearson_delta", "max", "Pearson correlation of δ̂ and δ over all genes (GEARS)"),
+        Metric("pearson_delta_de20", "max", "Pearson correlation of δ̂ and δ over DE20 genes (GEARS' headline)"),
+        Metric("direction_acc_de20", "max", "share of DE20 genes where sign(δ̂) equals sign(δ)"),
+        Metric("l2_top1000", "min", "L2 distance of x̂ and x over the 1,000 genes most expressed in control"),
+        Metric(
+            "pearson_delta_pert",
+            "max",
+            "Pearson correlation of x̂ − m and x − m, m the mean of training-perturbation centroids (Systema)",
+        ),
+        Metric(
+            "centroid_accuracy",
+            "max",
+            "1 if x̂ is closer (Euclidean) to its own observed centroid than to every other test "
+            "condition's, else 0 (Systema)",
+        ),
+        Metric(
+            "pds",
+            "min",
+            "normalised rank (0 best, 1 worst) of the true condition among all test conditions by L1 "
+            "distance to x̂, the perturbed genes left out (cell-eval's perturbation discrimination score)",
+        ),
+    )
+}
+
+
+def check_names(names: list[str]) -> list[str]:
+    for name in names:
+        if name not in METRICS:
+            raise BenchError(unknown("metric", name, METRICS, "see `bench list metrics`"))
+    return names
+
+
+def rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b``; undefined values are 0."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    numerator = (a * b).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = numerator / denominator
+    return np.where(denominator > 0, r, 0.0)
+
+
+@dataclass
+class EvaluationInput:
+    """Row i of every matrix is test perturbation i; ``group`` marks rows comparable with each other
+    (the same cell type): centroid accuracy and pds rank a prediction among its group only."""
+
+    predicted: np.ndarray  # (n, genes) x̂
+    observed: np.ndarray  # (n, genes) x
+    control: np.ndarray  # (n, genes) c, the training-control mean of the row's cell type
+    perturbation_mean: np.ndarray  # (n, genes) m, mean of training-perturbation centroids
+    de20: np.ndarray  # (n, k<=20) int gene indices
+    top_expressed: np.ndarray  # (n, k<=1000) int gene indices
+    perturbed: list[np.ndarray]  # per row, indices of the perturbed genes among the measured genes
+    group: np.ndarray  # (n,) group labels
+
+
+def _discrimination(data: EvaluationInput) -> tuple[np.ndarray, np.ndarray]:
+    n = len(data.predicted)
+    centroid = np.full(n, np.nan)
+    pds = np.full(n, np.nan)
+    for group in np.unique(data.group):
+        rows = np.flatnonzero(data.group == group)
+        if len(rows) < 2:
+            continue
+        predicted, observed = data.predicted[rows], data.observed[rows]
+        euclidean = cdist(predicted, observed, "sqeuclidean")
+        own = np.diag(euclidean)
+        others = euclidean + np.diag(np.full(len(rows), np.inf))
+        centroid[rows] = (own < others.min(axis=1)).astype(float)
+        l1 = cdist(predicted, observed, "cityblock")
+        for i, row in enumerate(rows):
+            genes = data.perturbed[row]
+            if len(genes):
+                l1[i] -= np.abs(predicted[i, genes][None, :] - observed[:, genes]).sum(axis=1)
+        closer = (l1 < np.diag(l1)[:, None]).sum(axis=1)
+        pds[rows] = closer / (len(rows) - 1)
+    return centroid, pds
+
+
+def evaluate(data: EvaluationInput) -> pd.DataFrame:
+    """Every metric for every test perturbation: a DataFrame with one row per perturbation."""
+    x_hat, x, c = data.predicted, data.observed, data.control
+    d_hat, d = x_hat - c, x - c
+    take = np.take_along_axis
+    de_hat, de = take(x_hat, data.de20, axis=1), take(x, data.de20, axis=1)
+    dd_hat, dd = take(d_hat, data.de20, axis=1), take(d, data.de20, axis=1)
+    top_hat, top = take(x_hat, data.top_expressed, axis=1), take(x, data.top_expressed, axis=1)
+    centroid, pds = _discrimination(data)
+    return pd.DataFrame(
+        {
+            "mse": ((x_hat - x) ** 2).mean(axis=1),
+            "mse_de20": ((de_hat - de) ** 2).mean(axis=1),
+            "pearson": rowwise_pearson(x_hat, x),
+            "pearson_delta": rowwise_pearson(d_hat, d),
+            "pearson_delta_de20": rowwise_pearson(dd_hat, dd),
+            "direction_acc_de20": (np.sign(dd_hat) == np.sign(dd)).mean(axis=1),
+            "l2_top1000": np.sqrt(((top_hat - top) ** 2).sum(axis=1)),
+            "pearson_delta_pert": rowwise_pearson(x_hat - data.perturbation_mean, x - data.perturbation_mean),
+            "centroid_accuracy": centroid,
+            "pds": pds,
+        }
+    )
+
+
+def top_expressed(control_mean: np.ndarray, k: int = TOP_EXPRESSED) -> np.ndarray:
+    """Indices of the ``k`` genes most expressed in control (all genes when there are fewer)."""
+    k = min(k, len(control_mean))
+    return np.sort(np.argsort(-control_mean, kind="stable")[:k])
+
+
+def aggregate(per_perturbation: pd.DataFrame, subgroup_column: str = "subgroup") -> dict[str, float]:
+    """Means over each subgroup's perturbations and over all of them: ``{'<subgroup>/<metric>': value}``.
+
+    Undefined per-perturbation values (NaN, e.g. centroid accuracy with a single test condition) are
+    left out of the mean; a subgroup where a metric is undefined everywhere has no entry for it.
+    """
+    result = {}
+    groups = [("all", per_perturbation)] + list(per_perturbation.groupby(subgroup_column, sort=True))
+    for subgroup, table in groups:
+        for name in METRICS:
+            values = table[name].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            if len(values):
+                result[f"{subgroup}/{name}"] = float(values.mean())
+    return result

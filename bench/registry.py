@@ -1,0 +1,139 @@
+"""Model cards (``models/*.toml``): which adapter, its parameters, presets and search space.
+
+Schema::
+
+    name = "linear"                       # must equal the file name (before .toml)
+    adapter = "bench.adapters.linear:LinearModel"   # "module:Class", imported only when used
+    description = "..."
+    citation = "..."
+    baseline = true                       # optional: a simple baseline (leaderboard references)
+    [params]                              # defaults, passed to the adapter's constructor
+    [presets.fast]                        # named overrides on top of params ("default" = params)
+    [search_space]                        # for sweeps: name = { type = "float", low, high, log }
+
+Dataset manifests are read by ``bench.data.manifest``; both give did-you-mean errors for unknown names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import paths
+from bench.errors import BenchError
+from bench.suggest import unknown
+
+DEFAULT_PRESET = "default"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    adapter: str
+    description: str
+    citation: str
+    params: dict = field(default_factory=dict)
+    presets: dict = field(default_factory=dict)
+    search_space: dict = field(default_factory=dict)
+    baseline: bool = False
+    path: Path | None = None
+    sha256: str = ""
+
+    @property
+    def preset_names(self) -> list[str]:
+        return [DEFAULT_PRESET, *sorted(self.presets)]
+
+
+def read_card(path: Path) -> ModelCard:
+    try:
+        raw = path.read_bytes()
+        table = tomllib.loads(raw.decode())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BenchError(f"cannot read model card {path}: {exc}") from None
+    for key in ("name", "adapter", "description", "citation"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
+    if table["name"] != path.stem:
+        raise BenchError(f"{path}: name '{table['name']}' must match the file name '{path.stem}'")
+    if ":" not in table["adapter"]:
+        raise BenchError(f"{path}: adapter must be 'module:Class', got '{table['adapter']}'")
+    extra = set(table) - (set(ModelCard.__dataclass_fields__) - {"path", "sha256"})
+    if extra:
+        raise BenchError(f"{path}: unknown field(s) {', '.join(sorted(extra))}")
+    return ModelCard(**table, path=path, sha256=hashlib.sha256(raw).hexdigest())
+
+
+def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:
+    directory = directory or paths.models_dir()
+    return {card.name: card for card in (read_card(p) for p in sorted(directory.glob("*.toml")))}
+
+
+def find_card(name: str) -> ModelCard:
+    cards = all_cards()
+    if name not in cards:
+        raise BenchError(unknown("model", name, cards, "see `bench list models`"))
+    return cards[name]
+
+
+def adapter_class(card: ModelCard) -> type:
+    module_name, _, class_name = card.adapter.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BenchError(f"model '{card.name}': cannot import adapter module '{module_name}' ({exc})") from None
+    if not hasattr(module, class_name):
+        raise BenchError(f"model '{card.name}': module '{module_name}' has no class '{class_name}'")
+    return getattr(module, class_name)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` with a TOML value (``3``, ``0.1``, ``true``, ``"x"``); a bare word is a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise BenchError(f"--param '{text}' must look like key=value, e.g. --param ridge=0.5")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def resolve_params(card: ModelCard, preset: str | None = None, overrides: list[str] | tuple = ()) -> dict:
+    """The card's defaults, then the preset's values, then ``--param`` overrides."""
+    params = dict(card.params)
+    if preset and preset != DEFAULT_PRESET:
+        if preset not in card.presets:
+            raise BenchError(unknown(f"preset of model '{card.name}'", preset, card.preset_names))
+        params.update(card.presets[preset])
+    for text in overrides:
+        key, value = parse_override(text)
+        params[key] = value
+    return params
+
+
+def build(card: ModelCard, params: dict):
+    """Construct the adapter; unknown parameters are an error that names the allowed ones."""
+    params = dict(params)
+    cls = adapter_class(card)
+    signature = inspect.signature(cls)
+    allowed = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    extra = sorted(set(params) - set(allowed))
+    if extra:
+        names = ", ".join(allowed) if allowed else "none"
+        raise BenchError(f"model '{card.name}' has no parameter '{extra[0]}'; allowed: {names}")
+    for name, value in params.items():
+        default = signature.parameters[name].default
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            params[name] = float(value)
+        elif default is not inspect.Parameter.empty and default is not None and type(value) is not type(default):
+            raise BenchError(
+                f"model '{card.name}': parameter '{name}' must be {type(default).__name__}, got {value!r}"
+            )
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"model '{card.name}': invalid parameters ({exc})") from None

@@ -1,0 +1,173 @@
+"""One run: dataset -> split -> fit -> predict -> evaluate. Pure: returns a RunResult, logs nothing.
+
+The model sees training cells and validation cells only. Test conditions are predicted from held-out
+control cells, one query per cell type, and scored against the observed test cells. Validation
+conditions are predicted and scored the same way (metrics ``val/<metric>``) for sweeps; test values
+never reach a sweep objective.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bench import metrics, splits
+from bench.api import GeneKnowledge, PerturbationModel, PredictQuery, RunResult, TrainData, check_prediction
+from bench.conditions import CONTROL, genes_of
+from bench.data.pseudobulk import group_means
+from bench.de import cached_de_genes
+from bench.registry import ModelCard, build
+
+
+@dataclass
+class PreparedDataset:
+    """A loaded dataset with what every run on it needs: DE genes (computed once, cached)."""
+
+    name: str
+    adata: ad.AnnData
+    sha256: str
+    de20: dict[str, dict[str, list[str]]]
+
+    @classmethod
+    def of(cls, dataset) -> PreparedDataset:
+        return cls(dataset.name, dataset.adata, dataset.sha256, cached_de_genes(dataset.adata, dataset.name, dataset.sha256))
+
+
+def _cell_type_means(cells: ad.AnnData) -> dict[str, pd.DataFrame]:
+    """Per cell type, the mean expression of each condition (rows) over genes (columns)."""
+    result = {}
+    for cell_type in sorted(cells.obs["cell_type"].astype(str).unique()):
+        subset = cells[cells.obs["cell_type"].astype(str) == cell_type]
+        labels, means = group_means(subset.X, subset.obs["condition"].astype(str))
+        result[cell_type] = pd.DataFrame(means, index=labels, columns=cells.var_names)
+    return result
+
+
+def score(
+    predicted: pd.DataFrame,
+    observed_cells: ad.AnnData,
+    train_cells: ad.AnnData,
+    de20: dict[str, dict[str, list[str]]],
+    subgroups: dict[str, str],
+) -> pd.DataFrame:
+    """Per-perturbation metrics for predictions indexed by (cell_type, condition)."""
+    genes = observed_cells.var_names
+    gene_index = pd.Index(genes)
+    observed = _cell_type_means(observed_cells)
+    training = _cell_type_means(train_cells)
+    rows, arrays = [], {k: [] for k in ("pred", "obs", "ctrl", "pert", "de", "top", "perturbed")}
+    for (cell_type, condition), values in predicted.iterrows():
+        train_means = training[cell_type]
+        control = train_means.loc[CONTROL].to_numpy()
+        perturbations = train_means.drop(index=CONTROL)
+        de = gene_index.get_indexer(de20[cell_type][condition])
+        arrays["pred"].append(values.to_numpy())
+        arrays["obs"].append(observed[cell_type].loc[condition].to_numpy())
+        arrays["ctrl"].append(control)
+        arrays["pert"].append(perturbations.to_numpy().mean(axis=0) if len(perturbations) else control)
+        arrays["de"].append(de)
+        arrays["top"].append(metrics.top_expressed(control))
+        indices = gene_index.get_indexer(list(genes_of(condition)))
+        arrays["perturbed"].append(indices[indices >= 0])
+        rows.append((cell_type, condition, subgroups[condition]))
+    data = metrics.EvaluationInput(
+        predicted=np.stack(arrays["pred"]),
+        observed=np.stack(arrays["obs"]),
+        control=np.stack(arrays["ctrl"]),
+        perturbation_mean=np.stack(arrays["pert"]),
+        de20=np.stack(arrays["de"]),
+        top_expressed=np.stack(arrays["top"]),
+        perturbed=arrays["perturbed"],
+        group=np.array([r[0] for r in rows]),
+    )
+    table = metrics.evaluate(data)
+    keys = pd.DataFrame(rows, columns=["cell_type", "condition", "subgroup"])
+    return pd.concat([keys, table], axis=1)
+
+
+def predict_all(model: PerturbationModel, name: str, targets: ad.AnnData, query_control: ad.AnnData, seed: int) -> pd.DataFrame:
+    """Predict every (cell_type, condition) present in ``targets``, one query per cell type."""
+    frames = []
+    for cell_type in sorted(targets.obs["cell_type"].astype(str).unique()):
+        conditions = sorted(targets.obs.loc[targets.obs["cell_type"].astype(str) == cell_type, "condition"].unique())
+        control = query_control[query_control.obs["cell_type"].astype(str) == cell_type]
+        query = PredictQuery(conditions=list(conditions), control=control, cell_type=cell_type, seed=seed)
+        means = check_prediction(model.predict(query), query, name).means
+        means.index = pd.MultiIndex.from_product([[cell_type], means.index], names=["cell_type", "condition"])
+        frames.append(means)
+    return pd.concat(frames)
+
+
+def _peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run(
+    card: ModelCard,
+    params: dict,
+    dataset: PreparedDataset,
+    split_name: str,
+    seed: int,
+    device: str = "cpu",
+    gene_knowledge: GeneKnowledge | None = None,
+    report: Callable[[int, float], None] | None = None,
+    preset: str | None = None,
+) -> RunResult:
+    """Train and score one model on one split seed. Model failures become a FAILED result; bad input
+    (unknown parameters, an impossible split) raises ``BenchError``."""
+    start = time.perf_counter()
+    split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
+    result = RunResult(
+        model=card.name,
+        params=params,
+        card_hash=card.sha256,
+        dataset=dataset.name,
+        dataset_sha256=dataset.sha256,
+        split=split_name,
+        split_hash=split.sha256,
+        seed=seed,
+        device=device,
+        split_json=split.to_json(),
+        preset=preset,
+    )
+    model = build(card, params)
+    skip = getattr(model, "skip", None)
+    reason = skip(dataset.name, split_name) if callable(skip) else None
+    if reason:
+        result.status, result.error = "SKIPPED", reason
+        return result
+    data = splits.apply(split, dataset.adata)
+    train = TrainData(
+        cells=data.train,
+        val=data.val,
+        gene_knowledge=gene_knowledge,
+        seed=seed,
+        device=device,
+        report=report or (lambda step, value: None),
+        dataset=dataset.name,
+    )
+    try:
+        model.fit(train)
+        predictions = predict_all(model, card.name, data.test, data.query_control, seed)
+        table = score(predictions, data.test, data.train, dataset.de20, data.subgroups)
+        result.metrics = metrics.aggregate(table)
+        if data.val.n_obs:
+            val_predictions = predict_all(model, card.name, data.val, data.query_control, seed)
+            val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val)
+            overall = metrics.aggregate(val_table)
+            result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
+        result.per_perturbation, result.predictions = table, predictions
+    except Exception as exc:  # a model's crash fails its own run only
+        result.status = "FAILED"
+        result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        result.traceback = traceback.format_exc()
+    result.wall_time_s = time.perf_counter() - start
+    result.peak_memory_mb = _peak_memory_mb()
+    return result

@@ -1,0 +1,61 @@
+"""Honest statistics: aggregation over seeds and paired bootstrap confidence intervals.
+
+Across seeds a metric is reported as mean ± sample standard deviation. A comparison of two models is
+paired over the perturbations both were scored on: the bootstrap resamples perturbations (with
+replacement) and reports the percentile interval of the mean difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    mean: float
+    sd: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.sd:.3f}" if self.n > 1 else f"{self.mean:.3f}"
+
+
+def over_seeds(values) -> SeedSummary:
+    """Mean ± sample sd (ddof=1) of one metric over seeds; NaN values are left out."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return SeedSummary(float("nan"), float("nan"), 0)
+    sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return SeedSummary(float(values.mean()), sd, len(values))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def significant(self) -> bool:
+        """True when the 95% interval excludes zero."""
+        return self.low > 0 or self.high < 0
+
+
+def paired_bootstrap(a, b, n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> PairedDifference:
+    """Bootstrap CI of mean(a − b) over paired observations (perturbations scored by both models)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same shape, got {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    diff = a[keep] - b[keep]
+    if not len(diff):
+        return PairedDifference(float("nan"), float("nan"), float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return PairedDifference(float(diff.mean()), float(low), float(high), len(diff))

@@ -1,0 +1,125 @@
+"""MLflow: log a RunResult and query runs. The only module that talks to MLflow; it computes nothing.
+
+Default tracking URI: an SQLite file ``mlflow.db`` in the working directory (MLflow 3's own default);
+``MLFLOW_TRACKING_URI`` points at a server. One experiment per dataset (``bench/<dataset>``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bench import paths
+from bench.api import RunResult
+from bench.metrics import METRICS_VERSION
+
+PACKAGES = ("bench", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "cell-gears", "mlflow")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _mlflow():
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.project_root()), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def experiment_name(dataset: str) -> str:
+    return f"bench/{dataset}"
+
+
+def tags(result: RunResult) -> dict[str, str]:
+    table = {
+        "model": result.model,
+        "dataset": result.dataset,
+        "dataset_sha256": result.dataset_sha256,
+        "split": result.split,
+        "split_sha256": result.split_hash,
+        "card_sha256": result.card_hash,
+        "seed": str(result.seed),
+        "preset": result.preset or "default",
+        "device": result.device,
+        "status": result.status,
+        "git_commit": git_commit(),
+        "metrics_version": METRICS_VERSION,
+        "wall_time_s": f"{result.wall_time_s:.3f}",
+        "peak_memory_mb": f"{result.peak_memory_mb:.1f}",
+    }
+    table.update({f"version.{name}": version for name, version in package_versions().items()})
+    if result.error:
+        table["error"] = result.error[:5000]
+    return table
+
+
+def _write_artifacts(result: RunResult, folder: Path) -> None:
+    (folder / "split.json").write_text(result.split_json)
+    if result.per_perturbation is not None:
+        result.per_perturbation.to_csv(folder / "per_perturbation.csv", index=False)
+    if result.predictions is not None:
+        obs = result.predictions.index.to_frame(index=False)
+        obs.index = [f"{ct}/{c}" for ct, c in zip(obs["cell_type"], obs["condition"])]
+        adata = ad.AnnData(
+            X=result.predictions.to_numpy(dtype=np.float32),
+            obs=obs,
+            var=pd.DataFrame(index=list(result.predictions.columns)),
+        )
+        adata.write_h5ad(folder / "predictions.h5ad")
+    if result.traceback:
+        (folder / "traceback.txt").write_text(result.traceback)
+
+
+def log_run(result: RunResult) -> str:
+    """Log one run (params, metrics, tags, artifacts); return its MLflow run id."""
+    mlflow = _mlflow()
+    mlflow.set_experiment(experiment_name(result.dataset))
+    status = "FINISHED" if result.status in ("FINISHED", "SKIPPED") else "FAILED"
+    run_name = f"{result.model}/{result.split}/seed{result.seed}"
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({key: str(value) for key, value in result.params.items()})
+        mlflow.set_tags(tags(result))
+        if result.metrics:
+            mlflow.log_metrics({key: float(value) for key, value in result.metrics.items()})
+        with tempfile.TemporaryDirectory() as folder:
+            _write_artifacts(result, Path(folder))
+            mlflow.log_artifacts(folder)
+        mlflow.end_run(status=status)
+        return run.info.run_id
+
+
+def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:
+    """Tracked runs of a dataset as a DataFrame (MLflow's ``search_runs`` layout)."""
+    mlflow = _mlflow()
+    experiment = mlflow.get_experiment_by_name(experiment_name(dataset))
+    if experiment is None:
+        return pd.DataFrame()
+    return mlflow.search_runs([experiment.experiment_id], filter_string=filter_string)
