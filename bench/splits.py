@@ -18,9 +18,9 @@ import anndata as ad
 import numpy as np
 
 from bench import paths
-from bench.conditions import CONTROL
+from bench.conditions import CONTROL, perturbed_genes
 from bench.errors import SplitError
-from bench.split_rules import RULES, SUBGROUPS, assign
+from bench.split_rules import SUBGROUPS, assign, label
 from bench.suggest import unknown
 
 SPLITS = ("seen", "unseen_single", "unseen_double", "combo_seen1", "combo_seen2", "simulation", "additive")
@@ -124,23 +124,30 @@ def make(adata: ad.AnnData, name: str, seed: int, dataset: str, dataset_sha256: 
         test, val, held = _seen_split(adata, conditions, rng)
         return Split(dataset, dataset_sha256, name, seed, [CONTROL, *conditions], val, test, [], {**cells, **held})
     train, test, excluded = assign(name, conditions, rng)
-    val, val_excluded = _carve_validation(name, train, rng)
+    val, val_excluded = _carve_validation(name, train, test, rng)
     train = sorted(set(train) - set(val) - set(val_excluded))
     return Split(
         dataset, dataset_sha256, name, seed, [CONTROL, *train], val, test, sorted(excluded + val_excluded), cells
     )
 
 
-def _carve_validation(name: str, train: list[str], rng: np.random.Generator) -> tuple[dict[str, str], list[str]]:
-    """Validation conditions carved from training by the same rule, or by GEARS' simulation rule when
-    the setting's own rule finds nothing in the training conditions; empty when neither can."""
-    for rule in dict.fromkeys([name if name in RULES else "simulation", "simulation"]):
-        try:
-            _, val, excluded = assign(rule, train, rng)
-        except SplitError:
-            continue
-        if len(val) < len(train):
-            return val, excluded
+def _carve_validation(
+    name: str, train: list[str], test: dict[str, str], rng: np.random.Generator, attempts: int = 20
+) -> tuple[dict[str, str], list[str]]:
+    """Validation conditions carved from training by the same rule (GEARS' simulation rule when the
+    setting's own rule finds nothing there). A carve that would change a test condition's subgroup
+    (by removing the only training condition that made one of its genes seen) is redrawn; validation
+    is empty when no carve qualifies."""
+    for rule in dict.fromkeys([name, "simulation"]):
+        for _ in range(attempts):
+            try:
+                _, val, excluded = assign(rule, train, rng)
+            except SplitError:
+                break
+            remaining = set(train) - set(val) - set(excluded)
+            seen = perturbed_genes(remaining)
+            if remaining and all(label(c, seen) == subgroup for c, subgroup in test.items()):
+                return val, excluded
     return {}, []
 
 

@@ -1,0 +1,105 @@
+"""Metric values against straightforward independent implementations (loops, scipy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import pearsonr
+
+from bench import metrics
+from bench.errors import BenchError
+
+
+def random_input(n=7, genes=60, seed=0, groups=None):
+    rng = np.random.default_rng(seed)
+    observed = rng.normal(1, 1, (n, genes))
+    control = np.tile(rng.normal(1, 1, genes), (n, 1))
+    predicted = observed + rng.normal(0, 0.7, (n, genes))
+    return metrics.EvaluationInput(
+        predicted=predicted,
+        observed=observed,
+        control=control,
+        perturbation_mean=np.tile(rng.normal(1, 1, genes), (n, 1)),
+        de20=np.stack([rng.choice(genes, min(20, genes), replace=False) for _ in range(n)]),
+        top_expressed=np.tile(np.arange(0, genes, 2), (n, 1)),
+        perturbed=[rng.choice(genes, 1 + i % 2, replace=False) for i in range(n)],
+        group=np.zeros(n) if groups is None else np.asarray(groups),
+    )
+
+
+def reference(data: metrics.EvaluationInput) -> pd.DataFrame:
+    """Loop-by-loop implementation of the definitions in DESIGN.md."""
+    n = len(data.predicted)
+    out = []
+    for i in range(n):
+        x_hat, x, c, m = data.predicted[i], data.observed[i], data.control[i], data.perturbation_mean[i]
+        de, top = data.de20[i], data.top_expressed[i]
+        same = [j for j in range(n) if data.group[j] == data.group[i]]
+        dist = {j: np.linalg.norm(x_hat - data.observed[j]) for j in same}
+        keep = np.setdiff1d(np.arange(len(x)), data.perturbed[i])
+        l1 = {j: np.abs(x_hat[keep] - data.observed[j][keep]).sum() for j in same}
+        out.append(
+            {
+                "mse": np.mean((x_hat - x) ** 2),
+                "mse_de20": np.mean((x_hat[de] - x[de]) ** 2),
+                "pearson": pearsonr(x_hat, x)[0],
+                "pearson_delta": pearsonr(x_hat - c, x - c)[0],
+                "pearson_delta_de20": pearsonr(x_hat[de] - c[de], x[de] - c[de])[0],
+                "direction_acc_de20": np.mean(np.sign(x_hat[de] - c[de]) == np.sign(x[de] - c[de])),
+                "l2_top1000": np.linalg.norm(x_hat[top] - x[top]),
+                "pearson_delta_pert": pearsonr(x_hat - m, x - m)[0],
+                "centroid_accuracy": float(all(dist[i] < dist[j] for j in same if j != i)) if len(same) > 1 else np.nan,
+                "pds": sum(l1[j] < l1[i] for j in same if j != i) / (len(same) - 1) if len(same) > 1 else np.nan,
+            }
+        )
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_metric_matches_the_reference(seed):
+    data = random_input(seed=seed, groups=[0, 0, 0, 1, 1, 1, 2])
+    ours = metrics.evaluate(data)
+    expected = reference(data)
+    assert list(ours.columns) == list(metrics.METRICS)
+    pd.testing.assert_frame_equal(ours, expected[list(ours.columns)], atol=1e-9, check_dtype=False)
+
+
+def test_perfect_prediction_scores_best():
+    data = random_input()
+    data.predicted = data.observed.copy()
+    table = metrics.evaluate(data)
+    assert np.allclose(table["mse"], 0) and np.allclose(table["pearson_delta"], 1)
+    assert (table["centroid_accuracy"] == 1).all() and (table["pds"] == 0).all()
+
+
+def test_constant_change_gives_zero_correlation_like_gears():
+    data = random_input()
+    data.predicted = data.control.copy()
+    assert (metrics.evaluate(data)["pearson_delta"] == 0).all()
+
+
+def test_pds_leaves_the_perturbed_genes_out():
+    """A prediction wrong only on its own target gene is still perfectly discriminated."""
+    data = random_input(n=3, genes=10)
+    data.predicted = data.observed.copy()
+    data.perturbed = [np.array([0]), np.array([1]), np.array([2])]
+    data.predicted[0, 0] += 100.0
+    assert metrics.evaluate(data)["pds"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_aggregate_means_per_subgroup_and_all():
+    table = pd.DataFrame({"subgroup": ["a", "a", "b"], **{m: [1.0, 3.0, 5.0] for m in metrics.METRICS}})
+    table.loc[2, "pds"] = np.nan
+    result = metrics.aggregate(table)
+    assert result["a/mse"] == 2.0 and result["b/mse"] == 5.0 and result["all/mse"] == 3.0
+    assert "b/pds" not in result and result["all/pds"] == 2.0
+
+
+def test_top_expressed_picks_the_highest_control_genes():
+    assert metrics.top_expressed(np.array([0.1, 5.0, 2.0, 3.0]), k=2).tolist() == [1, 3]
+
+
+def test_unknown_metric_name_suggests():
+    with pytest.raises(BenchError, match="did you mean 'pearson_delta'"):
+        metrics.check_names(["pearson_dleta"])

@@ -1,0 +1,124 @@
+"""The runner: counterfactual queries only, failures isolated per run, predictions checked."""
+
+from __future__ import annotations
+
+import textwrap
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from bench import registry, runner
+from bench.errors import BenchError
+
+BROKEN = textwrap.dedent(
+    '''
+    import numpy as np
+    import pandas as pd
+    from bench.api import Prediction
+
+    class Crashing:
+        def fit(self, train):
+            raise RuntimeError("out of cheese")
+        def predict(self, query):
+            raise AssertionError("unreachable")
+
+    class NaNs:
+        def fit(self, train):
+            pass
+        def predict(self, query):
+            return Prediction(pd.DataFrame(np.nan, index=query.conditions, columns=query.genes))
+
+    class MissingOne:
+        def fit(self, train):
+            pass
+        def predict(self, query):
+            return Prediction(pd.DataFrame(0.0, index=query.conditions[1:], columns=query.genes))
+
+    class Peeking:
+        """Records what it was shown, to prove test cells never reach a model."""
+        seen = {}
+        def fit(self, train):
+            Peeking.seen["train"] = set(train.cells.obs_names) | set(train.val.obs_names)
+        def predict(self, query):
+            Peeking.seen.setdefault("query", set()).update(query.control.obs_names)
+            Peeking.seen.setdefault("conditions", set()).update(query.conditions)
+            return Prediction(pd.DataFrame(0.0, index=query.conditions, columns=query.genes))
+    '''
+)
+
+
+@pytest.fixture
+def test_cards(tmp_path, monkeypatch):
+    (tmp_path / "broken_adapters.py").write_text(BROKEN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    for name in ("Crashing", "NaNs", "MissingOne", "Peeking"):
+        (home / "models" / f"{name.lower()}.toml").write_text(
+            f'name = "{name.lower()}"\nadapter = "broken_adapters:{name}"\ndescription = "test"\ncitation = "none"\n'
+        )
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="module")
+def prepared(small_synthetic):
+    dataset = SimpleNamespace(name="synthetic_small", adata=small_synthetic, sha256="a" * 64)
+    return runner.PreparedDataset.of(dataset)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("crashing", "RuntimeError: out of cheese"), ("nans", "NaN or infinite"), ("missingone", "did not predict 1")],
+)
+def test_broken_models_fail_their_own_run(test_cards, prepared, name, message):
+    result = runner.run(registry.find_card(name), {}, prepared, "simulation", 1)
+    assert result.status == "FAILED" and message in result.error
+    assert "\n" not in result.error and result.traceback
+
+
+def test_models_never_see_test_cells(test_cards, prepared):
+    from broken_adapters import Peeking
+
+    result = runner.run(registry.find_card("peeking"), {}, prepared, "simulation", 1)
+    assert result.ok
+    adata = prepared.adata
+    test_cells = set(adata.obs_names[adata.obs["condition"].isin(result.per_perturbation["condition"])])
+    assert test_cells and not test_cells & Peeking.seen["train"]
+    assert set(adata.obs.loc[list(Peeking.seen["query"]), "condition"]) == {"ctrl"}
+    assert not Peeking.seen["query"] & Peeking.seen["train"]
+
+
+def test_successful_run_scores_every_test_condition(prepared):
+    card = registry.find_card("additive")
+    result = runner.run(card, registry.resolve_params(card), prepared, "simulation", 2)
+    assert result.ok and len(result.split_hash) == 64
+    table = result.per_perturbation
+    assert set(table["subgroup"]) <= {"unseen_single", "combo_seen0", "combo_seen1", "combo_seen2"}
+    for subgroup, rows in table.groupby("subgroup"):
+        assert result.metrics[f"{subgroup}/mse"] == pytest.approx(rows["mse"].mean())
+    assert any(key.startswith("val/") for key in result.metrics)
+    assert list(result.predictions.columns) == list(prepared.adata.var_names)
+
+
+def test_additive_beats_control_on_synthetic_doubles(prepared):
+    """A real learning check: on planted additive doubles the additive baseline wins clearly."""
+    scores = {}
+    for name in ("control", "additive"):
+        card = registry.find_card(name)
+        scores[name] = runner.run(card, {}, prepared, "additive", 1).metrics["all/mse_de20"]
+    assert scores["additive"] < 0.5 * scores["control"]
+
+
+def test_bad_parameters_are_user_errors_not_failed_runs(prepared):
+    with pytest.raises(BenchError, match="no parameter"):
+        runner.run(registry.find_card("linear"), {"nope": 1}, prepared, "simulation", 1)
+
+
+def test_runs_are_deterministic(prepared):
+    card = registry.find_card("linear")
+    first = runner.run(card, registry.resolve_params(card), prepared, "simulation", 3)
+    second = runner.run(card, registry.resolve_params(card), prepared, "simulation", 3)
+    assert first.metrics == second.metrics
+    assert np.array_equal(first.predictions.to_numpy(), second.predictions.to_numpy())

@@ -1,0 +1,152 @@
+"""Split invariants: on random condition sets (hypothesis), on real Norman data and on the simulator."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench import splits
+from bench.conditions import CONTROL, canonical, genes_of
+from bench.errors import SplitError
+from bench.split_rules import RULES, assign
+
+CONDITION_SPLITS = [s for s in splits.SPLITS if s != "seen"]
+
+
+def check_invariants(split: splits.Split, conditions: set[str]) -> None:
+    train = set(split.train)
+    seen = {g for c in train for g in genes_of(c)}
+    assert CONTROL in train and CONTROL not in split.test and CONTROL not in split.val
+    if split.name != "seen":
+        assert not train & set(split.test), "a test condition is in training"
+        assert not train & set(split.val), "a validation condition is in training"
+        assert not set(split.val) & set(split.test)
+    assert set(split.train) | set(split.test) | set(split.val) | set(split.excluded) <= conditions | {CONTROL}
+    for condition, subgroup in split.test.items():
+        genes = genes_of(condition)
+        n_seen = sum(g in seen for g in genes)
+        if subgroup == "unseen_single":
+            assert len(genes) == 1 and n_seen == 0
+        elif subgroup.startswith("combo_seen"):
+            assert len(genes) == 2 and n_seen == int(subgroup[-1])
+        else:
+            assert subgroup == "seen" and split.name == "seen"
+    if split.name in ("unseen_single", "unseen_double"):
+        test_genes = {g for c in split.test for g in genes_of(c)}
+        assert not test_genes & seen, "a test gene is perturbed by a training condition"
+    wanted = {"unseen_double": {"combo_seen0"}, "combo_seen1": {"combo_seen1"}, "combo_seen2": {"combo_seen2"},
+              "additive": {"combo_seen2"}, "unseen_single": {"unseen_single"}}
+    if split.name in wanted:
+        assert set(split.test.values()) <= wanted[split.name]
+
+
+def dataset_of(conditions: list[str], cells_per_condition: int = 4) -> ad.AnnData:
+    labels = [c for c in [CONTROL, *conditions] for _ in range(cells_per_condition)]
+    obs = pd.DataFrame({"condition": labels, "cell_type": "k562"}, index=[f"cell{i}" for i in range(len(labels))])
+    return ad.AnnData(X=np.zeros((len(labels), 3), dtype=np.float32), obs=obs)
+
+
+gene_names = st.sampled_from([f"G{i}" for i in range(14)])
+condition_sets = st.lists(
+    st.lists(gene_names, min_size=1, max_size=2, unique=True).map(canonical), min_size=2, max_size=30, unique=True
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conditions=condition_sets, name=st.sampled_from(CONDITION_SPLITS), seed=st.integers(0, 10_000))
+def test_random_condition_sets_keep_every_invariant(conditions, name, seed):
+    adata = dataset_of(conditions)
+    try:
+        split = splits.make(adata, name, seed, "random", "sha")
+    except SplitError as exc:
+        assert "cannot be made" in str(exc)
+        return
+    assert split.test, "a split is never an empty test set"
+    check_invariants(split, set(conditions))
+    splits.check(split, adata)
+
+
+@given(conditions=condition_sets, name=st.sampled_from(sorted(RULES)), seed=st.integers(0, 1000))
+@settings(max_examples=60, deadline=None)
+def test_rules_are_deterministic_per_seed(conditions, name, seed):
+    def once():
+        try:
+            return assign(name, conditions, np.random.default_rng(seed))
+        except SplitError:
+            return None
+
+    assert once() == once()
+
+
+def test_impossible_split_is_a_clear_error():
+    singles_only = dataset_of(["A", "B", "C", "D"])
+    with pytest.raises(SplitError, match="cannot be made.*combo_seen0"):
+        splits.make(singles_only, "unseen_double", 1, "singles", "sha")
+
+
+@pytest.mark.parametrize("name", splits.SPLITS)
+def test_real_norman_splits(norman_subset, name):
+    adata = norman_subset.adata
+    conditions = set(adata.obs["condition"]) - {CONTROL}
+    for seed in (1, 2):
+        split = splits.make(adata, name, seed, "norman_subset", norman_subset.sha256)
+        check_invariants(split, conditions)
+        splits.check(split, adata)
+        data = splits.apply(split, adata)
+        assert set(data.train.obs_names).isdisjoint(data.test.obs_names)
+        assert set(data.query_control.obs["condition"]) == {CONTROL}
+        assert set(data.train.obs_names).isdisjoint(data.query_control.obs_names)
+        assert split.to_json() == splits.make(adata, name, seed, "norman_subset", norman_subset.sha256).to_json()
+    other = splits.make(adata, name, 3, "norman_subset", norman_subset.sha256)
+    assert other.to_json() != split.to_json()
+
+
+@pytest.mark.parametrize("name", CONDITION_SPLITS)
+def test_synthetic_splits(small_synthetic, name):
+    conditions = set(small_synthetic.obs["condition"]) - {CONTROL}
+    split = splits.make(small_synthetic, name, 1, "synthetic", "sha")
+    check_invariants(split, conditions)
+
+
+def test_seen_split_holds_out_cells_of_every_condition(norman_subset):
+    adata = norman_subset.adata
+    split = splits.make(adata, "seen", 1, "norman_subset", norman_subset.sha256)
+    data = splits.apply(split, adata)
+    assert set(data.test.obs["condition"]) == set(adata.obs["condition"]) - {CONTROL}
+    assert set(data.test.obs["condition"]) <= set(data.train.obs["condition"])
+    assert set(data.test.obs_names).isdisjoint(data.val.obs_names)
+
+
+def test_committed_splits_match_their_generator(norman_subset):
+    """Every committed norman_subset split file is what the generator makes from its seed."""
+    folder = splits.frozen_path("norman_subset", "simulation", 1, committed=True).parent
+    files = sorted(folder.glob("*.json"))
+    assert len(files) == len(splits.SPLITS) * 5
+    for path in files:
+        frozen = splits.read(path)
+        made = splits.make(norman_subset.adata, frozen.name, frozen.seed, "norman_subset", norman_subset.sha256)
+        assert made.to_json() == path.read_text(), path.name
+
+
+def test_frozen_split_for_other_data_is_refused(norman_subset, tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path))
+    split = splits.make(norman_subset.adata, "simulation", 1, "norman_subset", "0" * 64)
+    splits.write(split, splits.frozen_path("norman_subset", "simulation", 1, committed=True))
+    with pytest.raises(SplitError, match="frozen for dataset sha256"):
+        splits.obtain(norman_subset.adata, "norman_subset", norman_subset.sha256, "simulation", 1)
+
+
+def test_corrupt_split_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "simulation-seed1.json"
+    path.write_text("{not json")
+    with pytest.raises(SplitError, match="not a valid split file"):
+        splits.read(path)
+
+
+def test_unknown_split_suggests():
+    with pytest.raises(SplitError, match="did you mean 'unseen_double'"):
+        splits.check_name("unseen_doubles")
