@@ -1,0 +1,131 @@
+"""`bench` end to end, as a user runs it: whole processes, real tracking, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import paths
+from conftest import real_data_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def bench(*args, env=None, cwd=None):
+    full = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=full, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    return {"cwd": tmp_path, "env": {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}", "COLUMNS": "200"}}
+
+
+def tracked_runs(tmp_path, dataset):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs.db'}")
+    experiment = mlflow.get_experiment_by_name(f"bench/{dataset}")
+    return mlflow.search_runs([experiment.experiment_id]), mlflow
+
+
+@pytest.mark.slow
+def test_run_on_norman_subset_is_tracked(workdir, tmp_path):
+    real_data_file("perturbench_devel.h5ad")
+    out = bench("run", "--model", "linear,additive", "--split", "simulation", "--dataset", "norman_subset",
+                "--seeds", "1-2", **workdir)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0] == "dataset: norman_subset"
+    assert "combo_seen0" in out.stdout and "pearson_delta_de20" in out.stdout
+    runs, mlflow = tracked_runs(tmp_path, "norman_subset")
+    assert len(runs) == 4 and set(runs["tags.model"]) == {"linear", "additive"}
+    frozen = paths.splits_dir() / "norman_subset" / "simulation-seed1.json"
+    expected_hash = hashlib.sha256(frozen.read_bytes()).hexdigest()
+    seed1 = runs[runs["tags.seed"] == "1"]
+    assert set(seed1["tags.split_sha256"]) == {expected_hash}
+    for tag in ("dataset_sha256", "card_sha256", "git_commit", "version.torch", "device", "wall_time_s", "peak_memory_mb"):
+        assert runs[f"tags.{tag}"].notna().all(), tag
+    assert runs["metrics.combo_seen2/pearson_delta_de20"].notna().all()
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs["run_id"].iloc[0])}
+    assert {"per_perturbation.csv", "predictions.h5ad", "split.json"} <= artifacts
+
+
+@pytest.mark.slow
+def test_fresh_offline_machine_runs_on_the_simulator(workdir, tmp_path):
+    empty_store = tmp_path / "store"
+    empty_store.mkdir()
+    env = {**workdir["env"], "BENCH_DATA_DIR": str(empty_store)}
+    out = bench("run", "--model", "linear", "--split", "unseen_double", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[0]
+    assert "synthetic" in first and "bench data fetch norman" in first
+    assert "combo_seen0" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(ROOT / "models", home / "models")
+    shutil.copytree(ROOT / "datasets", home / "datasets")
+    (home / "models" / "crashing.toml").write_text(
+        'name = "crashing"\nadapter = "crashing_adapter:Crashing"\ndescription = "t"\ncitation = "t"\n'
+    )
+    (tmp_path / "crashing_adapter.py").write_text(
+        "class Crashing:\n    def fit(self, train):\n        raise RuntimeError('out of cheese')\n"
+        "    def predict(self, query):\n        raise RuntimeError('unreachable')\n"
+    )
+    env = {**workdir["env"], "BENCH_HOME": str(home), "PYTHONPATH": str(tmp_path)}
+    out = bench("run", "--model", "crashing,mean", "--dataset", "synthetic", "--split", "simulation",
+                cwd=tmp_path, env=env)
+    assert out.returncode == 1
+    assert "failed: crashing seed 1: RuntimeError: out of cheese" in out.stderr
+    runs, _ = tracked_runs(tmp_path, "synthetic")
+    assert dict(zip(runs["tags.model"], runs["status"])) == {"crashing": "FAILED", "mean": "FINISHED"}
+    assert runs.loc[runs["tags.model"] == "crashing", "tags.error"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "--model", "lineer"], "unknown model 'lineer'; did you mean 'linear'?"),
+        (["run", "--model", "linear", "--split", "unseen_doubles"], "did you mean 'unseen_double'?"),
+        (["run", "--model", "linear", "--seeds", "one"], "--seeds 'one' is not a seed list"),
+        (["run", "--model", "linear", "--param", "lambda=1"], "no parameter 'lambda'; allowed:"),
+        (["run", "--model", "linear", "--preset", "fats"], "did you mean 'fast'?"),
+        (["run", "--model", "linear", "--device", "cuda", "--dataset", "synthetic"], "sees no CUDA GPU"),
+        (["run", "--model", "linear", "--metrics", "pearsn"], "unknown metric 'pearsn'"),
+        (["run", "--model", "linear", "--dataset", "normann"], "did you mean 'norman'"),
+        (["list", "modles"], "did you mean 'models'?"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, message, workdir):
+    out = bench(*args, **workdir)
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in out.stderr
+
+
+def test_debug_shows_the_traceback(workdir):
+    out = bench("--debug", "run", "--model", "lineer", **workdir)
+    assert out.returncode != 0 and "Traceback" in out.stderr
+
+
+def test_list_shows_every_section(workdir):
+    out = bench("list", **workdir)
+    assert out.returncode == 0
+    for word in ("linear", "norman_subset", "unseen_double", "pearson_delta_de20", "higher is better"):
+        assert word in out.stdout
+
+
+def test_every_command_has_help(workdir):
+    for command in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "--help"]):
+        out = bench(*command, **workdir)
+        assert out.returncode == 0 and "Usage" in out.stdout
