@@ -1,0 +1,102 @@
+"""Readers for NCBI Gene's ``gene2go`` and ``gene_info`` files, filtered to one species while reading.
+
+NCBI publishes both for all species at once (``gene/DATA/gene2go.gz`` is gigabytes uncompressed), so
+rows are read in chunks and only those of the wanted ``tax_id`` are kept. Files may be gzip or plain.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import DataError
+
+HUMAN = 9606
+CHUNK_ROWS = 500_000
+GENE2GO_COLUMNS = ("#tax_id", "GeneID", "GO_ID", "Qualifier")
+GENE_INFO_COLUMNS = ("#tax_id", "GeneID", "Symbol", "Synonyms")
+_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError)
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _compression(path: Path) -> str | None:
+    with open(path, "rb") as handle:
+        return "gzip" if handle.read(2) == b"\x1f\x8b" else None
+
+
+def _chunks(path: Path, columns: tuple[str, ...], fmt: str, tax_id: int) -> Iterator[pd.DataFrame]:
+    """The rows of ``tax_id``, as string columns, a chunk at a time; header checked first."""
+    if not path.is_file():
+        raise DataError(f"{fmt} file {path} does not exist; check the path")
+    compression = _compression(path)
+    opener = gzip.open if compression else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            header = handle.readline().rstrip("\n").split("\t")
+    except _READ_ERRORS as exc:
+        raise DataError(f"cannot read {fmt} file {path} ({_one_line(exc)}); download it again") from None
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(
+            f"{path} is not an NCBI {fmt} file: header lacks column(s) {', '.join(missing)}; "
+            f"expected the tab-separated header of NCBI's {fmt}"
+        )
+    wanted = str(tax_id)
+    try:
+        with pd.read_csv(
+            path,
+            sep="\t",
+            usecols=list(columns),
+            dtype=str,
+            compression=compression,
+            quoting=csv.QUOTE_NONE,
+            na_filter=False,
+            chunksize=CHUNK_ROWS,
+        ) as reader:
+            for chunk in reader:
+                yield chunk[chunk["#tax_id"] == wanted]
+    except _READ_ERRORS as exc:
+        raise DataError(f"{fmt} file {path} is truncated or corrupt ({_one_line(exc)}); download it again") from None
+
+
+def _collect(path: Path, columns: tuple[str, ...], fmt: str, tax_id: int, keep) -> pd.DataFrame:
+    table = pd.concat([keep(chunk) for chunk in _chunks(path, columns, fmt, tax_id)], ignore_index=True)
+    if table.empty:
+        raise DataError(f"{path} has no {fmt} rows for tax_id {tax_id}; check the file and the tax_id")
+    try:
+        table["GeneID"] = table["GeneID"].astype("int64")
+    except ValueError:
+        raise DataError(f"{fmt} file {path} has a non-integer GeneID; the file is malformed") from None
+    return table
+
+
+def read_gene2go(path: Path, tax_id: int = HUMAN) -> pd.DataFrame:
+    """Direct GO annotations of ``tax_id``: columns ``GeneID`` (int) and ``GO_ID``, one row per pair.
+
+    Annotations whose Qualifier starts with ``NOT`` state that a gene lacks the term and are dropped.
+    """
+
+    def keep(chunk: pd.DataFrame) -> pd.DataFrame:
+        return chunk.loc[~chunk["Qualifier"].str.startswith("NOT"), ["GeneID", "GO_ID"]]
+
+    table = _collect(Path(path), GENE2GO_COLUMNS, "gene2go", tax_id, keep)
+    return table.drop_duplicates(ignore_index=True)
+
+
+def read_gene_info(path: Path, tax_id: int = HUMAN) -> pd.DataFrame:
+    """Genes of ``tax_id``: columns ``GeneID`` (int), ``Symbol`` and ``Synonyms`` (a list of strings)."""
+
+    def keep(chunk: pd.DataFrame) -> pd.DataFrame:
+        return chunk[["GeneID", "Symbol", "Synonyms"]]
+
+    table = _collect(Path(path), GENE_INFO_COLUMNS, "gene_info", tax_id, keep)
+    table["Synonyms"] = [[] if s in ("", "-") else s.split("|") for s in table["Synonyms"]]
+    return table
