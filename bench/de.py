@@ -25,11 +25,11 @@ TOP_DE = 20
 
 
 def _rank_one_cell_type(adata: ad.AnnData, n_genes: int) -> dict[str, list[str]]:
-    counts = adata.obs["condition"].value_counts()
+    counts = adata.obs["condition"].astype(str).value_counts()
     testable = sorted(c for c in counts.index if c != CONTROL and counts[c] >= 2)
     result: dict[str, list[str]] = {}
     if testable and counts.get(CONTROL, 0) >= 2:
-        subset = adata[adata.obs["condition"].isin([*testable, CONTROL])].copy()
+        subset = adata[adata.obs["condition"].astype(str).isin([*testable, CONTROL])].copy()
         subset.obs["condition"] = subset.obs["condition"].astype(str).astype("category")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

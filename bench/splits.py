@@ -18,7 +18,7 @@ import anndata as ad
 import numpy as np
 
 from bench import paths
-from bench.conditions import CONTROL, perturbed_genes
+from bench.conditions import CONTROL, genes_of, perturbed_genes
 from bench.errors import SplitError
 from bench.split_rules import SUBGROUPS, assign, label
 from bench.suggest import unknown
@@ -135,20 +135,35 @@ def _carve_validation(
     name: str, train: list[str], test: dict[str, str], rng: np.random.Generator, attempts: int = 20
 ) -> tuple[dict[str, str], list[str]]:
     """Validation conditions carved from training by the same rule (GEARS' simulation rule when the
-    setting's own rule finds nothing there). A carve that would change a test condition's subgroup
-    (by removing the only training condition that made one of its genes seen) is redrawn; validation
-    is empty when no carve qualifies."""
+    setting's own rule finds nothing there), repaired so that every test condition keeps its subgroup;
+    empty when no carve leaves a validation condition."""
+    needed = perturbed_genes(test) & perturbed_genes(train)
     for rule in dict.fromkeys([name, "simulation"]):
         for _ in range(attempts):
             try:
                 _, val, excluded = assign(rule, train, rng)
             except SplitError:
                 break
-            remaining = set(train) - set(val) - set(excluded)
-            seen = perturbed_genes(remaining)
-            if remaining and all(label(c, seen) == subgroup for c, subgroup in test.items()):
+            val, excluded = _keep_genes_seen(train, val, excluded, needed)
+            if val:
                 return val, excluded
     return {}, []
+
+
+def _keep_genes_seen(
+    train: list[str], val: dict[str, str], excluded: list[str], needed: set[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Return carved conditions to training (singles first) until every ``needed`` gene is perturbed by
+    a training condition again, then relabel validation by the final training set."""
+    carved = set(val) | set(excluded)
+    remaining = set(train) - carved
+    for gene in sorted(needed):
+        if gene not in perturbed_genes(remaining):
+            back = min((c for c in carved if gene in genes_of(c)), key=lambda c: (len(genes_of(c)), c))
+            remaining.add(back)
+            carved.discard(back)
+    seen = perturbed_genes(remaining)
+    return {c: label(c, seen) for c in sorted(val) if c in carved}, sorted(c for c in excluded if c in carved)
 
 
 def check(split: Split, adata: ad.AnnData) -> None:
@@ -233,10 +248,12 @@ def apply(split: Split, adata: ad.AnnData) -> SplitData:
         test = np.isin(condition, list(split.test))
         val = np.isin(condition, list(split.val))
     train = np.isin(condition, split.train) & ~query & ~test & ~val
+
+    def cells(mask: np.ndarray) -> ad.AnnData:
+        subset = adata[mask].copy()
+        subset.uns = {}  # a simulator's ground truth must never reach a model
+        return subset
+
     return SplitData(
-        train=adata[train].copy(),
-        val=adata[val].copy(),
-        query_control=adata[query].copy(),
-        test=adata[test].copy(),
-        subgroups=dict(split.test),
+        train=cells(train), val=cells(val), query_control=cells(query), test=cells(test), subgroups=dict(split.test)
     )

@@ -95,11 +95,11 @@ def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["run", "--model", "lineer"], "unknown model 'lineer'; did you mean 'linear'?"),
-        (["run", "--model", "linear", "--split", "unseen_doubles"], "did you mean 'unseen_double'?"),
+        (["run", "--model", "lineer"], "unknown model 'lineer'; did you mean 'linear'"),
+        (["run", "--model", "linear", "--split", "unseen_doubles"], "did you mean 'unseen_double'"),
         (["run", "--model", "linear", "--seeds", "one"], "--seeds 'one' is not a seed list"),
         (["run", "--model", "linear", "--param", "lambda=1"], "no parameter 'lambda'; allowed:"),
-        (["run", "--model", "linear", "--preset", "fats"], "did you mean 'fast'?"),
+        (["run", "--model", "linear", "--preset", "fats"], "did you mean 'fast'"),
         (["run", "--model", "linear", "--device", "cuda", "--dataset", "synthetic"], "sees no CUDA GPU"),
         (["run", "--model", "linear", "--metrics", "pearsn"], "unknown metric 'pearsn'"),
         (["run", "--model", "linear", "--dataset", "normann"], "did you mean 'norman'"),

@@ -22,7 +22,6 @@ from threadpoolctl import threadpool_limits
 from bench import paths
 from bench.data.manifest import find_manifest
 from bench.data.ncbi import HUMAN, read_gene2go, read_gene_info
-from bench.errors import DataError
 
 MANIFEST = "gene_ontology"
 EMBEDDING_DIM = 64
@@ -134,19 +133,13 @@ class GeneOntology:
 
 
 def load_gene_ontology(store_dir: Path | None = None) -> GeneOntology:
-    """The Gene Ontology service from the files of the ``gene_ontology`` manifest in the data store."""
+    """The Gene Ontology service from the files of the ``gene_ontology`` manifest in the data store
+    (checksums verified by the store; a missing file is a one-line DataError saying how to get it)."""
+    from bench.data.store import DataStore
+
     manifest = find_manifest(MANIFEST)
-    store = Path(store_dir) if store_dir is not None else paths.data_dir()
-    found = {}
-    for role in ("gene2go", "gene_info"):
-        path = store / manifest.file(role).name
-        if not path.is_file():
-            raise DataError(
-                f"Gene Ontology file {path.name} is not in the data store {store}; run "
-                f"`bench data fetch {MANIFEST}` or `bench data import {MANIFEST} FILE`"
-            )
-        found[role] = path
-    return GeneOntology.from_files(found["gene2go"], found["gene_info"])
+    store = DataStore(Path(store_dir)) if store_dir is not None else DataStore.default()
+    return GeneOntology.from_files(store.require(manifest, "gene2go"), store.require(manifest, "gene_info"))
 
 
 def _symbol_maps(genes: pd.DataFrame, annotated: dict[int, int]) -> tuple[dict[str, int], dict[str, int]]:

@@ -1,0 +1,148 @@
+"""Read an .h5ad file of any supported format and return canonical AnnData (see ``canonical``).
+
+Expression that is all integers is taken as raw counts: it is kept in ``layers['counts']`` and ``X``
+becomes log1p of counts scaled to 10,000 per cell. Other expression must already be log-normalised.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from bench.data.canonical import DEFAULT_CELL_TYPE, check_canonical, check_values, summarize, tidy
+from bench.data.formats import Keys, canonical_conditions, resolve_keys
+from bench.errors import DataError
+
+TARGET_SUM = 1e4
+MAX_LOG_EXPRESSION = 30.0
+
+
+def read_h5ad(path: Path) -> ad.AnnData:
+    """Read ``path`` fully into memory; a missing, truncated or corrupt file is a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist; check the path")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".* names are not unique", category=UserWarning)
+            return ad.read_h5ad(path)
+    except Exception as exc:  # h5py and anndata raise many types for damaged files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(
+            f"cannot read {path.name}: not a readable .h5ad file, truncated or corrupt ({reason}); "
+            "fetch or import it again"
+        ) from None
+
+
+def log_normalise(counts) -> sp.csr_matrix | np.ndarray:
+    """log1p of counts scaled to ``TARGET_SUM`` per cell (cells without counts stay zero), float32."""
+    totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()
+    scale = np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    if sp.issparse(counts):
+        scaled = sp.csr_matrix(sp.diags(scale) @ counts, dtype=np.float64)
+        scaled.data = np.log1p(scaled.data)
+        return sp.csr_matrix(scaled, dtype=np.float32)
+    return np.log1p(np.asarray(counts, dtype=np.float64) * scale[:, None]).astype(np.float32)
+
+
+def _subset(adata: ad.AnnData, keys: Keys, where: str) -> ad.AnnData:
+    if keys.subset is None:
+        return adata
+    column, value = keys.subset
+    if column not in adata.obs:
+        raise DataError(f"{where}: obs has no column '{column}' to select the subset {column}={value}")
+    mask = (adata.obs[column].astype(str) == value).to_numpy()
+    if not mask.any():
+        shown = ", ".join(sorted(adata.obs[column].astype(str).unique())[:5])
+        raise DataError(f"{where}: no cell has obs['{column}'] == '{value}' (values: {shown})")
+    return adata[mask].copy()
+
+
+def _cell_types(obs: pd.DataFrame, keys: Keys, where: str) -> np.ndarray:
+    if keys.cell_type and keys.cell_type in obs:
+        column = obs[keys.cell_type]
+        if column.isna().any():
+            raise DataError(f"{where}: {int(column.isna().sum())} cells have no obs['{keys.cell_type}']")
+        return column.astype(str).to_numpy(dtype=object)
+    if keys.cell_type_required:
+        raise DataError(f"{where}: obs has no cell type column '{keys.cell_type}' (columns: {_columns(obs)})")
+    return np.full(len(obs), DEFAULT_CELL_TYPE, dtype=object)
+
+
+def _var(var: pd.DataFrame, keys: Keys, where: str) -> pd.DataFrame:
+    """The canonical var table: unique gene symbols as index (source ids in ``gene_id`` if replaced)."""
+    if keys.gene_symbols:
+        if keys.gene_symbols not in var:
+            raise DataError(f"{where}: var has no gene symbol column '{keys.gene_symbols}' (columns: {_columns(var)})")
+        symbols = var[keys.gene_symbols]
+        source = f"var['{keys.gene_symbols}']"
+        if symbols.isna().any():
+            raise DataError(f"{where}: {int(symbols.isna().sum())} genes have no symbol in {source}")
+    else:
+        symbols, source = var.index.to_series(), "var_names"
+    symbols = pd.Index(symbols.astype(str).to_numpy())
+    duplicated = symbols[symbols.duplicated()]
+    if len(duplicated):
+        raise DataError(
+            f"{where}: duplicate gene symbol {duplicated[0]!r} in {source} ({len(duplicated)} duplicates); "
+            "make the gene symbols unique"
+        )
+    table = pd.DataFrame(index=symbols)
+    if keys.gene_symbols:
+        table["gene_id"] = var.index.astype(str).to_numpy()
+    return table
+
+
+def _columns(frame: pd.DataFrame) -> str:
+    names = [str(c) for c in frame.columns]
+    return ", ".join(names[:8]) + (", ..." if len(names) > 8 else "") if names else "none"
+
+
+def _expression(adata: ad.AnnData, where: str) -> tuple[object, object]:
+    """Log-normalised ``X`` and raw counts (or None)."""
+    X = adata.X
+    if X is None:
+        raise DataError(f"{where}: the file has no expression matrix X")
+    X = sp.csr_matrix(X) if sp.issparse(X) else np.asarray(X)
+    summary = summarize(X)
+    check_values(summary, where)
+    counts = adata.layers["counts"] if "counts" in adata.layers else None
+    if summary.integer and summary.maximum > 0:
+        return log_normalise(X), X
+    if summary.maximum > MAX_LOG_EXPRESSION:
+        raise DataError(
+            f"{where}: X is neither raw counts (integers) nor log-normalised (max {summary.maximum:.4g}); "
+            "give log1p-normalised expression or raw counts"
+        )
+    return X, counts
+
+
+def load_h5ad(path: Path | str, fmt: str, keys: dict | None = None) -> ad.AnnData:
+    """The canonical AnnData of the ``fmt`` file at ``path``, labels read with ``keys`` (see ``formats``)."""
+    path = Path(path)
+    where = path.name
+    spec = resolve_keys(fmt, keys)
+    source = _subset(read_h5ad(path), spec, where)
+    if spec.perturbation not in source.obs:
+        raise DataError(
+            f"{where}: obs has no perturbation column '{spec.perturbation}' (columns: {_columns(source.obs)}); "
+            "set the perturbation key (--perturbation-key)"
+        )
+    conditions = canonical_conditions(source.obs[spec.perturbation], spec, where)
+    var = _var(source.var, spec, where)
+    X, counts = _expression(source, where)
+    obs = pd.DataFrame(
+        {"condition": conditions, "cell_type": _cell_types(source.obs, spec, where)},
+        index=ad.utils.make_index_unique(pd.Index(source.obs_names.astype(str).to_numpy())),
+    )
+    adata = ad.AnnData(X=X, obs=obs, var=var)
+    if counts is not None:
+        adata.layers["counts"] = sp.csr_matrix(counts) if sp.issparse(counts) else np.asarray(counts)
+    tidy(adata)
+    check_canonical(adata, where)
+    return adata
