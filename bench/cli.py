@@ -51,12 +51,13 @@ def _load(dataset: str | None, perturbation_key, control_value, cell_type_key):
 
     if dataset is None:
         dataset, note = default_dataset()
-        console.print(note)
+        console.print(note, markup=False, highlight=False)
     else:
-        console.print(f"dataset: {dataset}")
-    return load_dataset(
-        dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key
-    )
+        console.print(f"dataset: {dataset}", markup=False, highlight=False)
+    with console.status(f"loading {dataset}"):
+        return load_dataset(
+            dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key
+        )
 
 
 def _summary_table(results, shown: list[str]) -> Table:
@@ -109,7 +110,9 @@ def run(
     for card in cards:
         registry.build(card, params[card.name])
     resolved_device = devices.resolve(device)
-    prepared = runner.PreparedDataset.of(_load(dataset, perturbation_key, control_value, cell_type_key))
+    loaded = _load(dataset, perturbation_key, control_value, cell_type_key)
+    with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
+        prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
     results = []
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())

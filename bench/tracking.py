@@ -7,6 +7,7 @@ Default tracking URI: an SQLite file ``mlflow.db`` in the working directory (MLf
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import subprocess
 import tempfile
@@ -30,6 +31,8 @@ def tracking_uri() -> str:
 def _mlflow():
     import mlflow
 
+    for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow
 
