@@ -8,17 +8,27 @@ import pandas as pd
 import scipy.sparse as sp
 
 
+CHUNK_ROWS = 8192
+
+
 def group_means(X, labels: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row means of ``X`` per label: the sorted unique labels and a (labels x genes) float64 matrix."""
+    """Row means of ``X`` per label: the sorted unique labels and a (labels x genes) float64 matrix.
+
+    Rows are summed in chunks, so the float64 upcast of a sparse float32 ``X`` never copies the
+    whole matrix (at Norman scale that copy alone would be as large as ``X``).
+    """
     codes, uniques = pd.factorize(np.asarray(labels), sort=True)
     n_groups = len(uniques)
-    counts = np.bincount(codes, minlength=n_groups).astype(np.float64)
-    indicator = sp.csr_matrix(
-        (1.0 / counts[codes], (codes, np.arange(len(codes)))), shape=(n_groups, len(codes))
-    )
-    means = indicator @ X
-    means = means.toarray() if sp.issparse(means) else np.asarray(means)
-    return np.asarray(uniques), means.astype(np.float64, copy=False)
+    weights = 1.0 / np.bincount(codes, minlength=n_groups).astype(np.float64)
+    means = np.zeros((n_groups, X.shape[1]))
+    for start in range(0, X.shape[0], CHUNK_ROWS):
+        rows = codes[start : start + CHUNK_ROWS]
+        indicator = sp.csr_matrix(
+            (weights[rows], (rows, np.arange(len(rows)))), shape=(n_groups, len(rows))
+        )
+        block = indicator @ X[start : start + CHUNK_ROWS]
+        means += block.toarray() if sp.issparse(block) else np.asarray(block)
+    return np.asarray(uniques), means
 
 
 def pseudobulk(adata: ad.AnnData) -> pd.DataFrame:
