@@ -129,3 +129,9 @@ def test_every_command_has_help(workdir):
     for command in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "--help"]):
         out = bench(*command, **workdir)
         assert out.returncode == 0 and "Usage" in out.stdout
+
+
+def test_installed_console_script_handles_errors(workdir):
+    script = Path(sys.executable).with_name("bench")
+    out = subprocess.run([str(script), "run", "--model", "lineer"], capture_output=True, text=True, **workdir)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "did you mean" in out.stderr
