@@ -133,5 +133,8 @@ def test_every_command_has_help(workdir):
 
 def test_installed_console_script_handles_errors(workdir):
     script = Path(sys.executable).with_name("bench")
-    out = subprocess.run([str(script), "run", "--model", "lineer"], capture_output=True, text=True, **workdir)
+    env = {**os.environ, **workdir["env"]}
+    out = subprocess.run(
+        [str(script), "run", "--model", "lineer"], capture_output=True, text=True, cwd=workdir["cwd"], env=env
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr and "did you mean" in out.stderr
