@@ -7,7 +7,8 @@ undefined (a constant vector, e.g. the ``control`` baseline's zero change) count
 ``gears/inference.py``. Sources: GEARS (Roohani et al., Nat Biotech 2024) for mse/pearson/DE20 and
 direction; Ahlmann-Eltze et al. (Nat Methods 2025) for ``l2_top1000``; Systema (Viñas Torné et al.,
 Nat Biotech 2025) for ``pearson_delta_pert`` and ``centroid_accuracy``; cell-eval (Arc Institute) for
-``pds``.
+``pds``; the energy distance (Székely & Rizzo 2013) as scPerturBench and cell-eval use it for
+distributional comparisons.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from bench.suggest import unknown
 
 METRICS_VERSION = "1"
 TOP_EXPRESSED = 1000
+ENERGY_PCS = 50
+ENERGY_MAX_CELLS = 500
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,15 @@ METRICS: dict[str, Metric] = {
             "normalised rank (0 best, 1 worst) of the true condition among all test conditions by L1 "
             "distance to x̂, the perturbed genes left out (cell-eval's perturbation discrimination score)",
         ),
+        Metric(
+            "energy_distance",
+            "min",
+            "energy distance (V-statistic) of predicted and observed cells in the first 50 principal "
+            "components of the training cells, at most 500 cells of each; only for models that return cells",
+        ),
     )
 }
+CELL_METRICS = ("energy_distance",)
 
 
 def check_names(names: list[str]) -> list[str]:
@@ -120,7 +130,7 @@ def _discrimination(data: EvaluationInput) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(data: EvaluationInput) -> pd.DataFrame:
-    """Every metric for every test perturbation: a DataFrame with one row per perturbation."""
+    """Every metric of predicted means (all but ``CELL_METRICS``), one row per test perturbation."""
     x_hat, x, c = data.predicted, data.observed, data.control
     d_hat, d = x_hat - c, x - c
     take = np.take_along_axis
@@ -144,6 +154,11 @@ def evaluate(data: EvaluationInput) -> pd.DataFrame:
     )
 
 
+def energy_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """2·E‖A−B‖ − E‖A−A′‖ − E‖B−B′‖ over all pairs (the V-statistic, zero distances included)."""
+    return float(2 * cdist(a, b).mean() - cdist(a, a).mean() - cdist(b, b).mean())
+
+
 def top_expressed(control_mean: np.ndarray, k: int = TOP_EXPRESSED) -> np.ndarray:
     """Indices of the ``k`` genes most expressed in control (all genes when there are fewer)."""
     k = min(k, len(control_mean))
@@ -160,6 +175,8 @@ def aggregate(per_perturbation: pd.DataFrame, subgroup_column: str = "subgroup")
     groups = [("all", per_perturbation)] + list(per_perturbation.groupby(subgroup_column, sort=True))
     for subgroup, table in groups:
         for name in METRICS:
+            if name not in table:
+                continue
             values = table[name].to_numpy(dtype=float)
             values = values[np.isfinite(values)]
             if len(values):

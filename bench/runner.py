@@ -56,8 +56,10 @@ def score(
     train_cells: ad.AnnData,
     de20: dict[str, dict[str, list[str]]],
     subgroups: dict[str, str],
+    predicted_cells: dict[str, ad.AnnData] | None = None,
 ) -> pd.DataFrame:
-    """Per-perturbation metrics for predictions indexed by (cell_type, condition)."""
+    """Per-perturbation metrics for predictions indexed by (cell_type, condition); with predicted cells,
+    also their energy distance to the observed cells."""
     genes = observed_cells.var_names
     gene_index = pd.Index(genes)
     observed = _cell_type_means(observed_cells)
@@ -89,20 +91,66 @@ def score(
     )
     table = metrics.evaluate(data)
     keys = pd.DataFrame(rows, columns=["cell_type", "condition", "subgroup"])
+    if predicted_cells:
+        table["energy_distance"] = energy_distances(keys, predicted_cells, observed_cells, train_cells)
     return pd.concat([keys, table], axis=1)
 
 
-def predict_all(model: PerturbationModel, name: str, targets: ad.AnnData, query_control: ad.AnnData, seed: int) -> pd.DataFrame:
-    """Predict every (cell_type, condition) present in ``targets``, one query per cell type."""
-    frames = []
+def predict_all(
+    model: PerturbationModel, name: str, targets: ad.AnnData, query_control: ad.AnnData, seed: int
+) -> tuple[pd.DataFrame, dict[str, ad.AnnData]]:
+    """Predict every (cell_type, condition) present in ``targets``, one query per cell type: the means
+    indexed by (cell_type, condition), and the predicted cells per cell type of models that return them."""
+    frames, cells = [], {}
     for cell_type in sorted(targets.obs["cell_type"].astype(str).unique()):
         conditions = sorted(targets.obs.loc[targets.obs["cell_type"].astype(str) == cell_type, "condition"].unique())
         control = query_control[query_control.obs["cell_type"].astype(str) == cell_type]
         query = PredictQuery(conditions=list(conditions), control=control, cell_type=cell_type, seed=seed)
-        means = check_prediction(model.predict(query), query, name).means
+        prediction = check_prediction(model.predict(query), query, name)
+        means = prediction.means
         means.index = pd.MultiIndex.from_product([[cell_type], means.index], names=["cell_type", "condition"])
         frames.append(means)
-    return pd.concat(frames)
+        if prediction.cells is not None:
+            cells[cell_type] = prediction.cells
+    return pd.concat(frames), cells
+
+
+def _pca(train_cells: ad.AnnData, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and principal axes (``ENERGY_PCS`` at most) of up to 5,000 training cells."""
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(train_cells.n_obs, size=min(5000, train_cells.n_obs), replace=False))
+    X = train_cells.X[rows]
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    mean = X.mean(axis=0)
+    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
+    return mean, vt[: metrics.ENERGY_PCS]
+
+
+def _dense(adata: ad.AnnData) -> np.ndarray:
+    return np.asarray(adata.X.toarray() if hasattr(adata.X, "toarray") else adata.X, dtype=np.float64)
+
+
+def energy_distances(
+    keys: pd.DataFrame, predicted_cells: dict[str, ad.AnnData], observed_cells: ad.AnnData, train_cells: ad.AnnData
+) -> np.ndarray:
+    """Per (cell_type, condition) row of ``keys``, the energy distance of predicted and observed cells
+    in the principal components of the training cells (NaN where a cell type has no predicted cells)."""
+    mean, axes = _pca(train_cells, seed=0)
+    rng = np.random.default_rng(0)
+    values = np.full(len(keys), np.nan)
+    for i, (cell_type, condition) in enumerate(zip(keys["cell_type"], keys["condition"])):
+        if cell_type not in predicted_cells:
+            continue
+        sides = []
+        for cells, obs_type in ((predicted_cells[cell_type], None), (observed_cells, cell_type)):
+            mask = cells.obs["condition"].to_numpy() == condition
+            if obs_type is not None:
+                mask &= cells.obs["cell_type"].astype(str).to_numpy() == obs_type
+            rows = np.flatnonzero(mask)
+            rows = np.sort(rng.choice(rows, size=min(len(rows), metrics.ENERGY_MAX_CELLS), replace=False))
+            sides.append((_dense(cells[rows]) - mean) @ axes.T)
+        values[i] = metrics.energy_distance(*sides)
+    return values
 
 
 def _peak_memory_mb() -> float:
@@ -155,12 +203,12 @@ def run(
     )
     try:
         model.fit(train)
-        predictions = predict_all(model, card.name, data.test, data.query_control, seed)
-        table = score(predictions, data.test, data.train, dataset.de20, data.subgroups)
+        predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
+        table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells)
         result.metrics = metrics.aggregate(table)
         if data.val.n_obs:
-            val_predictions = predict_all(model, card.name, data.val, data.query_control, seed)
-            val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val)
+            val_predictions, val_cells = predict_all(model, card.name, data.val, data.query_control, seed)
+            val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val, val_cells)
             overall = metrics.aggregate(val_table)
             result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
         result.per_perturbation, result.predictions = table, predictions

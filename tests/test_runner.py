@@ -35,6 +35,28 @@ BROKEN = textwrap.dedent(
         def predict(self, query):
             return Prediction(pd.DataFrame(0.0, index=query.conditions[1:], columns=query.genes))
 
+    class ControlCells:
+        """Predicts each condition's cells as the query's control cells, shifted by ``shift`` times
+        the additive effect: shift 0 is no change, shift 1 the additive expectation."""
+        shift = 0.0
+        def fit(self, train):
+            from bench.adapters.baselines import AdditiveModel
+            self.additive = AdditiveModel()
+            self.additive.fit(train)
+        def predict(self, query):
+            import anndata as ad
+            means = self.additive.predict(query).means
+            base = np.asarray(query.control.X.toarray() if hasattr(query.control.X, "toarray") else query.control.X)
+            change = means.to_numpy() - base.mean(axis=0)
+            X = np.concatenate([base + self.shift * change[i] for i in range(len(means))])
+            obs = pd.DataFrame({"condition": np.repeat(query.conditions, len(base))})
+            obs.index = obs.index.astype(str)
+            cells = ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=query.genes))
+            return Prediction(base.mean(axis=0) + self.shift * (means - base.mean(axis=0)), cells)
+
+    class ShiftedCells(ControlCells):
+        shift = 1.0
+
     class Peeking:
         """Records what it was shown, to prove test cells never reach a model."""
         seen = {}
@@ -54,7 +76,7 @@ def test_cards(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
-    for name in ("Crashing", "NaNs", "MissingOne", "Peeking"):
+    for name in ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells"):
         (home / "models" / f"{name.lower()}.toml").write_text(
             f'name = "{name.lower()}"\nadapter = "broken_adapters:{name}"\ndescription = "test"\ncitation = "none"\n'
         )
@@ -122,3 +144,17 @@ def test_runs_are_deterministic(prepared):
     second = runner.run(card, registry.resolve_params(card), prepared, "simulation", 3)
     assert first.metrics == second.metrics
     assert np.array_equal(first.predictions.to_numpy(), second.predictions.to_numpy())
+
+
+def test_energy_distance_scores_models_that_return_cells(test_cards, prepared):
+    """Cells moved by the planted additive effect are closer to the truth than unmoved controls."""
+    still = runner.run(registry.find_card("controlcells"), {}, prepared, "additive", 1)
+    moved = runner.run(registry.find_card("shiftedcells"), {}, prepared, "additive", 1)
+    assert still.ok and moved.ok
+    assert moved.metrics["all/energy_distance"] < 0.7 * still.metrics["all/energy_distance"]
+    assert np.isfinite(moved.per_perturbation["energy_distance"]).all()
+
+
+def test_models_without_cells_have_no_energy_distance(prepared):
+    result = runner.run(registry.find_card("additive"), {}, prepared, "additive", 1)
+    assert "energy_distance" not in result.per_perturbation and "all/energy_distance" not in result.metrics
