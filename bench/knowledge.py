@@ -35,6 +35,10 @@ class StoreGeneKnowledge:
                 print(f"warning: no Gene Ontology features ({exc})", file=sys.stderr)
         return self._service
 
+    def service(self):
+        """The Gene Ontology service (``bench.data.gene_ontology.GeneOntology``), or None without its files."""
+        return self._get()
+
     def embeddings(self, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         service = self._get()
         if service is None:

@@ -1,0 +1,88 @@
+"""Run cell-gears inside a fence that leaves the caller's process as it found it.
+
+Importing GEARS seeds torch globally (``torch.manual_seed(0)`` in ``gears/gears.py``), silences every
+warning (``warnings.filterwarnings("ignore")``) and sets scanpy's verbosity to 0; importing its
+dependencies also moves Python's ``random`` state, sets an environment variable and resets the thread
+counts of torch's OpenMP pool (numba, through ``dcor``). GEARS draws from
+NumPy's and torch's global generators while building cell graphs, shuffling batches, initialising its
+network and sampling control cells for prediction; it prints progress to stdout and stderr, and writes
+files relative to the working directory (``./data/go_essential_*.csv``). ``isolated`` imports GEARS
+lazily, seeds the global generators from the run's seed, runs in a scratch folder with GEARS' output
+discarded, its warnings ignored and the caller's thread counts, and afterwards restores the torch (CPU
+and CUDA), NumPy and ``random`` generator states, the warnings filters, the working directory, the
+environment, the thread counts of torch and of the native thread pools, scanpy's verbosity, stdout and
+stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import scanpy as sc
+import torch
+from threadpoolctl import threadpool_info, threadpool_limits
+
+
+def _gears_api() -> SimpleNamespace:
+    """The parts of cell-gears the adapter calls (imported here, inside the fence)."""
+    from gears import GEARS, PertData
+    from gears.utils import get_similarity_network
+
+    return SimpleNamespace(GEARS=GEARS, PertData=PertData, get_similarity_network=get_similarity_network)
+
+
+def _restore_threads(torch_threads: int, pools: list[dict]) -> None:
+    torch.set_num_threads(torch_threads)
+    threadpool_limits(limits=pools)
+
+
+def _restore_environment(saved: dict[str, str]) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
+@contextmanager
+def isolated(seed: int, workdir: Path) -> Iterator[SimpleNamespace]:
+    """Yield the GEARS API with the global generators seeded from ``seed`` and ``workdir`` as the
+    working directory; restore the caller's process state on exit, also when GEARS raises."""
+    cwd = os.getcwd()
+    environment = dict(os.environ)
+    threads, pools = torch.get_num_threads(), threadpool_info()
+    numpy_state = np.random.get_state()
+    python_state = random.getstate()
+    verbosity = sc.settings.verbosity
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    output = io.StringIO()
+    with (
+        torch.random.fork_rng(devices=cuda_devices),
+        warnings.catch_warnings(),
+        redirect_stdout(output),
+        redirect_stderr(output),
+    ):
+        try:
+            os.chdir(workdir)
+            warnings.simplefilter("ignore")
+            api = _gears_api()
+            _restore_threads(threads, pools)  # GEARS runs with the caller's thread counts, imported or not
+            torch.manual_seed(seed)
+            np.random.seed(seed)
+            random.seed(seed)
+            yield api
+        finally:
+            os.chdir(cwd)
+            _restore_environment(environment)
+            _restore_threads(threads, pools)
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+            sc.settings.verbosity = verbosity

@@ -1,0 +1,142 @@
+"""GEARS on ``norman_subset`` (simulation split, seed 1): one whole run, and the adapter against cell-gears.
+
+- ``test_gears_run_whole_process``: a fresh process loads the dataset and does one ``runner.run`` of the
+  ``gears`` card (``fast`` and ``default`` presets; the default's 20 epochs take a long time on a CPU);
+  wall time and peak RSS (``VmHWM``) go to ``benchmark.extra_info``.
+- ``test_gears_adapter_overhead``: in one fresh process, the same split and seed trained and predicted
+  by calling cell-gears directly with the same prepared inputs (only its own calls timed) and by the
+  adapter, three times in turn, on one torch thread; all must give the same predictions.
+  ``extra_info`` holds the times, the ratios adapter / direct and the one-off time to build the
+  genome-wide GO graph (memoised per process, so timed in neither path).
+
+Needs the data store (``BENCH_DATA_DIR``) with norman_subset and the gene_ontology files.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+RUN_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+from bench import registry, runner
+from bench.data.datasets import load_dataset
+from bench.knowledge import StoreGeneKnowledge
+
+def peak_mb():
+    line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+preset = sys.argv[1]
+card = registry.find_card("gears")
+prepared = runner.PreparedDataset.of(load_dataset("norman_subset"))
+result = runner.run(card, registry.resolve_params(card, preset), prepared, "simulation", 1, "cpu",
+                    StoreGeneKnowledge(), preset=preset)
+assert result.ok, result.traceback
+print(json.dumps({"process_s": time.perf_counter() - start, "run_s": result.wall_time_s, "peak_mb": peak_mb(),
+                  "pearson_delta_de20": result.metrics["all/pearson_delta_de20"]}))
+"""
+
+OVERHEAD_SCRIPT = """
+import json, random, sys, tempfile, time
+from pathlib import Path
+import numpy as np, torch
+from bench import registry, splits
+from bench.adapters.gears import workspace
+from bench.adapters.gears.compat import pandas_indexable
+from bench.adapters.gears.graph import build, edge_tensors
+from bench.adapters.gears.isolation import isolated
+from bench.api import PredictQuery, TrainData
+from bench.data.datasets import load_dataset
+from bench.knowledge import StoreGeneKnowledge
+
+preset, seed = sys.argv[1], 1
+torch.set_num_threads(1)  # one thread: the ratio then suffers least from other processes on the machine
+card = registry.find_card("gears")
+params = registry.resolve_params(card, preset)
+dataset = load_dataset("norman_subset")
+split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, "simulation", seed)
+data = splits.apply(split, dataset.adata)
+train = TrainData(cells=data.train, val=data.val, gene_knowledge=StoreGeneKnowledge(), seed=seed, device="cpu")
+conditions = sorted(set(data.test.obs["condition"]))
+query = PredictQuery(conditions, data.query_control, "k562", seed=seed)
+with isolated(0, Path(tempfile.gettempdir())):
+    import gears  # the import (several seconds) is timed in neither path
+
+def adapter_run():
+    start = time.perf_counter()
+    model = registry.build(card, params)
+    model.fit(train)
+    means = model.predict(query).means
+    return time.perf_counter() - start, means.to_numpy()
+
+def direct_run():
+    # Inputs prepared as a user of cell-gears would have to (not timed): GEARS' AnnData, gene2go pickle,
+    # gene list, custom split and the GO graph tensors; then only cell-gears' own calls are timed.
+    from gears import GEARS, PertData
+    selection = workspace.select(train, "k562")
+    graph = build("auto", train.gene_knowledge, selection.seen, train.genes)
+    adata, split_dict = workspace.gears_data(selection, graph)
+    edges = graph.go_edges(params["num_similar_genes_go_graph"])
+    controls = workspace.control_anndata(data.query_control)
+    genes = [graph.nodes_of(c) for c in conditions]
+    network = {k: params[k] for k in ("hidden_size", "num_go_gnn_layers", "num_gene_gnn_layers", "decoder_hidden_size",
+               "num_similar_genes_go_graph", "num_similar_genes_co_express_graph", "coexpress_threshold",
+               "direction_lambda")}
+    with tempfile.TemporaryDirectory() as folder:
+        inputs = workspace.write_inputs(Path(folder), graph, split_dict)
+        torch.manual_seed(seed); np.random.seed(seed); random.seed(seed)
+        start = time.perf_counter()
+        pert_data = PertData(str(inputs.data_path), gene_set_path=str(inputs.gene_set))
+        pert_data.new_data_process(dataset_name="bench", adata=adata)
+        pert_data.prepare_split(split="custom", split_dict_path=str(inputs.split))
+        pert_data.get_dataloader(batch_size=min(params["batch_size"], selection.train.n_obs),
+                                 test_batch_size=params["eval_batch_size"])
+        del pert_data.dataloader["test_loader"]
+        pert_data.adata.X = pandas_indexable(pert_data.adata.X)
+        model = GEARS(pert_data, device="cpu")
+        g_go, g_weight = edge_tensors(edges, pert_data.node_map_pert)
+        model.model_initialize(**network, G_go=g_go, G_go_weight=g_weight)
+        model.train(epochs=params["epochs"], lr=params["lr"], weight_decay=params["weight_decay"])
+        model.adata = controls
+        np.random.seed(seed)
+        predicted = model.predict(genes)
+        seconds = time.perf_counter() - start
+    return seconds, np.stack([predicted["_".join(g)] for g in genes])
+
+start = time.perf_counter()
+build("go", train.gene_knowledge, set(), train.genes).go_edges(params["num_similar_genes_go_graph"])
+graph_s = time.perf_counter() - start  # once per process: the genome-wide GO graph, memoised for both paths
+figures, reference, same = {"go_graph_once_s": graph_s}, None, True
+for round_ in range(1, 4):
+    direct, direct_means = direct_run()
+    adapter, adapter_means = adapter_run()
+    reference = direct_means if reference is None else reference
+    same &= bool(np.array_equal(adapter_means, reference) and np.array_equal(direct_means, reference))
+    figures.update({f"direct_{round_}_s": direct, f"adapter_{round_}_s": adapter, f"ratio_{round_}": adapter / direct})
+figures["median_ratio"] = float(np.median([figures[f"ratio_{r}"] for r in range(1, 4)]))
+figures["same_predictions"] = same
+print(json.dumps(figures))
+"""
+
+
+def child(script: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("preset", ["fast", "default"])
+def test_gears_run_whole_process(benchmark, preset):
+    figures = benchmark.pedantic(child, args=(RUN_SCRIPT, preset), rounds=1, iterations=1)
+    benchmark.extra_info.update(figures)
+
+
+def test_gears_adapter_overhead(benchmark):
+    figures = benchmark.pedantic(child, args=(OVERHEAD_SCRIPT, "fast"), rounds=1, iterations=1)
+    benchmark.extra_info.update(figures)
+    assert figures["same_predictions"]
