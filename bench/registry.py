@@ -11,6 +11,17 @@ Schema::
     [presets.fast]                        # named overrides on top of params ("default" = params)
     [search_space]                        # for sweeps: name = { type = "float", low, high, log }
 
+An ablation card can start from another card of the same directory instead of repeating it::
+
+    name = "linear_no_go"
+    extends = "linear"                    # inherit adapter, description, citation, params, presets, search_space
+    description = "..."                   # own strings replace the parent's (omitted ones are inherited)
+    [params]                              # merged key by key over the parent's params
+    [presets.fast]                        # merged key by key over the parent's preset of that name
+    [search_space]                        # entries replace the parent's entry of the same name whole
+
+``baseline`` is not inherited. A card's ``sha256`` covers its parents too, so runs notice a changed parent.
+
 Dataset manifests are read by ``bench.data.manifest``; both give did-you-mean errors for unknown names.
 """
 
@@ -40,6 +51,7 @@ class ModelCard:
     presets: dict = field(default_factory=dict)
     search_space: dict = field(default_factory=dict)
     baseline: bool = False
+    extends: str = ""
     path: Path | None = None
     sha256: str = ""
 
@@ -49,11 +61,26 @@ class ModelCard:
 
 
 def read_card(path: Path) -> ModelCard:
+    """Read a card; a parent named by ``extends`` is read from the same directory."""
+    return _read_card(path, ())
+
+
+def _read_card(path: Path, chain: tuple[str, ...]) -> ModelCard:
+    """``chain``: the cards being read that extend this one, outermost first (to report cycles)."""
     try:
         raw = path.read_bytes()
         table = tomllib.loads(raw.decode())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BenchError(f"cannot read model card {path}: {exc}") from None
+    extra = set(table) - (set(ModelCard.__dataclass_fields__) - {"path", "sha256"})
+    if extra:
+        raise BenchError(f"{path}: unknown field(s) {', '.join(sorted(extra))}")
+    _check_tables(path, table)
+    digest = hashlib.sha256(raw)
+    if "extends" in table:
+        parent = _read_parent(path, table["extends"], (*chain, path.stem))
+        table = _inherit(parent, table)
+        digest.update(parent.sha256.encode())
     for key in ("name", "adapter", "description", "citation"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
@@ -61,10 +88,46 @@ def read_card(path: Path) -> ModelCard:
         raise BenchError(f"{path}: name '{table['name']}' must match the file name '{path.stem}'")
     if ":" not in table["adapter"]:
         raise BenchError(f"{path}: adapter must be 'module:Class', got '{table['adapter']}'")
-    extra = set(table) - (set(ModelCard.__dataclass_fields__) - {"path", "sha256"})
-    if extra:
-        raise BenchError(f"{path}: unknown field(s) {', '.join(sorted(extra))}")
-    return ModelCard(**table, path=path, sha256=hashlib.sha256(raw).hexdigest())
+    return ModelCard(**table, path=path, sha256=digest.hexdigest())
+
+
+def _check_tables(path: Path, table: dict) -> None:
+    """params, presets (and each preset) and search_space must be tables, so parents and children merge."""
+    presets = table.get("presets", {})
+    named = {"params": table.get("params", {}), "search_space": table.get("search_space", {}), "presets": presets}
+    if isinstance(presets, dict):
+        named |= {f"presets.{name}": preset for name, preset in presets.items()}
+    for key, value in named.items():
+        if not isinstance(value, dict):
+            raise BenchError(f"{path}: '{key}' must be a table, e.g. [{key}]")
+
+
+def _read_parent(path: Path, name: object, chain: tuple[str, ...]) -> ModelCard:
+    """The card ``name`` next to ``path``, which ``chain`` (ending with ``path``'s card) extends."""
+    known = sorted(p.stem for p in path.parent.glob("*.toml"))
+    if not isinstance(name, str) or name not in known:
+        raise BenchError(f"{path}: " + unknown("parent model card", str(name), known, "fix 'extends'"))
+    if name in chain:
+        cycle = " -> ".join((*chain, name))
+        raise BenchError(f"{path}: model cards extend each other in a cycle ({cycle}); remove one 'extends'")
+    return _read_card(path.parent / f"{name}.toml", chain)
+
+
+def _inherit(parent: ModelCard, table: dict) -> dict:
+    """The child's table over the parent's: strings replace, tables merge key by key; baseline stays its own."""
+    child_presets = table.get("presets", {})
+    return {
+        "adapter": parent.adapter,
+        "description": parent.description,
+        "citation": parent.citation,
+        **table,
+        "params": {**parent.params, **table.get("params", {})},
+        "presets": {
+            name: {**parent.presets.get(name, {}), **child_presets.get(name, {})}
+            for name in parent.presets | child_presets
+        },
+        "search_space": {**parent.search_space, **table.get("search_space", {})},
+    }
 
 
 def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:

@@ -56,3 +56,101 @@ def test_malformed_override_and_card(tmp_path):
     bad.write_text('name = "broken"\nadapter = "x:Y"\n')
     with pytest.raises(BenchError, match="missing or empty 'description'"):
         registry.read_card(bad)
+
+
+PARENT = """
+name = "base"
+adapter = "bench.adapters.linear:LinearModel"
+description = "the parent"
+citation = "someone 2025"
+baseline = true
+
+[params]
+n_components = 10
+ridge = 0.1
+
+[presets.fast]
+n_components = 5
+ridge = 1.0
+
+[search_space]
+n_components = { type = "int", low = 2, high = 50 }
+ridge = { type = "float", low = 0.001, high = 100.0, log = true }
+"""
+
+
+def _card(directory, name, text):
+    (directory / f"{name}.toml").write_text(text)
+
+
+def test_extends_inherits_and_merges_over_the_parent(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", """
+name = "child"
+extends = "base"
+citation = "someone else 2026"
+
+[params]
+ridge = 0.5
+go_ridge = 2.0
+
+[presets.fast]
+ridge = 3.0
+
+[presets.tiny]
+n_components = 2
+
+[search_space]
+ridge = { type = "float", low = 0.1, high = 1.0 }
+""")
+    card = registry.all_cards(tmp_path)["child"]
+    assert card.extends == "base"
+    assert (card.adapter, card.description) == ("bench.adapters.linear:LinearModel", "the parent")
+    assert card.citation == "someone else 2026"
+    assert card.params == {"n_components": 10, "ridge": 0.5, "go_ridge": 2.0}
+    assert card.presets == {"fast": {"n_components": 5, "ridge": 3.0}, "tiny": {"n_components": 2}}
+    assert card.search_space["ridge"] == {"type": "float", "low": 0.1, "high": 1.0}
+    assert card.search_space["n_components"]["high"] == 50
+    assert not card.baseline
+    assert registry.read_card(tmp_path / "child.toml") == card
+
+
+def test_grandchild_inherits_through_its_parent(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", 'name = "child"\nextends = "base"\ndescription = "ablation"\n[params]\nridge = 0.5\n')
+    _card(tmp_path, "grandchild", 'name = "grandchild"\nextends = "child"\nbaseline = true\n')
+    card = registry.read_card(tmp_path / "grandchild.toml")
+    assert (card.description, card.params, card.baseline) == ("ablation", {"n_components": 10, "ridge": 0.5}, True)
+
+
+def test_card_hash_follows_its_parent(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", 'name = "child"\nextends = "base"\n')
+    before = registry.read_card(tmp_path / "child.toml").sha256
+    assert before != registry.read_card(tmp_path / "base.toml").sha256
+    _card(tmp_path, "base", PARENT.replace("ridge = 0.1", "ridge = 0.2"))
+    assert registry.read_card(tmp_path / "child.toml").sha256 != before
+
+
+def test_unknown_parent_suggests(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", 'name = "child"\nextends = "bsae"\n')
+    with pytest.raises(BenchError, match="unknown parent model card 'bsae'; did you mean 'base'"):
+        registry.all_cards(tmp_path)
+
+
+def test_extends_cycles_are_refused(tmp_path):
+    _card(tmp_path, "a", 'name = "a"\nextends = "b"\n')
+    _card(tmp_path, "b", 'name = "b"\nextends = "a"\n')
+    _card(tmp_path, "c", 'name = "c"\nextends = "c"\n')
+    with pytest.raises(BenchError, match=r"cycle \(a -> b -> a\)"):
+        registry.read_card(tmp_path / "a.toml")
+    with pytest.raises(BenchError, match=r"cycle \(c -> c\)"):
+        registry.read_card(tmp_path / "c.toml")
+
+
+def test_card_tables_must_be_tables(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", 'name = "child"\nextends = "base"\n[presets]\nfast = 3\n')
+    with pytest.raises(BenchError, match="'presets.fast' must be a table"):
+        registry.read_card(tmp_path / "child.toml")
