@@ -34,6 +34,10 @@ class GeneKnowledge(Protocol):
         """Weighted gene-gene edges among ``genes``: columns ``source``, ``target``, ``importance``."""
         ...
 
+    def gene_sets(self, genes: Sequence[str]) -> dict[str, list[str]]:
+        """Biological-process gene sets: ``{set name: member genes among genes}`` (pathway priors)."""
+        ...
+
 
 def _no_report(step: int, value: float) -> None:
     return None

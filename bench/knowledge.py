@@ -50,3 +50,7 @@ class StoreGeneKnowledge:
         if service is None:
             return pd.DataFrame(columns=["source", "target", "importance"])
         return service.graph(genes)
+
+    def gene_sets(self, genes: Sequence[str]) -> dict[str, list[str]]:
+        service = self._get()
+        return {} if service is None else service.gene_sets(genes)

@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
@@ -46,9 +47,11 @@ def raw():
     """Symbols, synonyms and GO sets read with plain csv and sets, independently of the service."""
     info = list(_rows(real_data_file(GENE_INFO)))
     terms: dict[int, set[str]] = {}
+    category: dict[str, str] = {}
     for row in _rows(real_data_file(GENE2GO)):
         if row["#tax_id"] == "9606" and not row["Qualifier"].startswith("NOT"):
             terms.setdefault(int(row["GeneID"]), set()).add(row["GO_ID"])
+            category[row["GO_ID"]] = row["Category"]
     symbol_count: dict[str, int] = {}
     for row in info:
         symbol_count[row["Symbol"]] = symbol_count.get(row["Symbol"], 0) + 1
@@ -58,7 +61,8 @@ def raw():
         for synonym in row["Synonyms"].split("|"):
             if synonym != "-":
                 synonym_genes.setdefault(synonym, set()).add(int(row["GeneID"]))
-    return {"terms": terms, "by_symbol": by_symbol, "symbols": set(symbol_count), "synonym_genes": synonym_genes}
+    return {"terms": terms, "category": category, "by_symbol": by_symbol, "symbols": set(symbol_count),
+            "synonym_genes": synonym_genes}
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +131,57 @@ def test_real_graph_is_top_k_set_jaccard(go, raw, threshold, top_k):
     assert UNKNOWN not in set(edges["source"]) | set(edges["target"])
 
 
+def _raw_gene_sets(raw, genes: list[str], ids: dict[str, int], category: str, low: int, high: int):
+    members: dict[str, list[str]] = {}
+    for gene in genes:
+        for term in raw["terms"].get(ids.get(gene), ()):
+            if raw["category"][term] == category:
+                members.setdefault(term, []).append(gene)
+    return {t: m for t, m in sorted(members.items()) if low <= len(m) <= high}
+
+
+@pytest.mark.parametrize("category, low, high", [("Process", 5, 200), ("Function", 3, 50), ("Component", 10, 500)])
+def test_real_gene_sets_equal_the_file(go, raw, tables, category, low, high):
+    assert set(tables[0]["Category"]) == {"Process", "Function", "Component"}
+    symbols = sorted(s for s, g in raw["by_symbol"].items() if g in raw["terms"])[::7]
+    genes = ["ELMSAN1", UNKNOWN, *symbols, "TP53", "ELMSAN1"]
+    ids = {**raw["by_symbol"], "ELMSAN1": raw["by_symbol"]["MIDEAS"]}
+    expected = _raw_gene_sets(raw, list(dict.fromkeys(genes)), ids, category, low, high)
+
+    sets = go.gene_sets(genes, category=category, min_size=low, max_size=high)
+
+    assert len(expected) > 50 and any("ELMSAN1" in m for m in expected.values())
+    assert list(sets) == list(expected)
+    assert sets == expected
+
+
+def test_gene_sets_of_a_tiny_ontology_worked_by_hand():
+    """A-E annotated, F not; OLDB is B's synonym. P1 {A,B,C,D}, P2 {B,D}, P3 {E}, F1 {A,B,C} (Function)."""
+    pairs = [(1, "P1"), (2, "P1"), (3, "P1"), (4, "P1"), (2, "P2"), (4, "P2"), (5, "P3"),
+             (1, "F1"), (2, "F1"), (3, "F1")]
+    annotations = pd.DataFrame(
+        [(g, f"GO:{t}", "Function" if t.startswith("F") else "Process") for g, t in pairs],
+        columns=["GeneID", "GO_ID", "Category"],
+    )
+    info = pd.DataFrame({"GeneID": range(1, 7), "Symbol": list("ABCDEF"), "Synonyms": [[], ["OLDB"], [], [], [], []]})
+    go = GeneOntology(annotations, info)
+    genes = ["D", "OLDB", "X", "C", "A", "F", "E", "D"]
+
+    assert go.gene_sets(genes, min_size=2) == {"GO:P1": ["D", "OLDB", "C", "A"], "GO:P2": ["D", "OLDB"]}
+    assert list(go.gene_sets(genes, min_size=1)) == ["GO:P1", "GO:P2", "GO:P3"]
+    assert go.gene_sets(genes, min_size=1, max_size=2) == {"GO:P2": ["D", "OLDB"], "GO:P3": ["E"]}
+    assert go.gene_sets(["A", "B", "E"], min_size=3) == {}
+    assert go.gene_sets(genes, category="Function", min_size=3) == {"GO:F1": ["OLDB", "C", "A"]}
+    assert go.gene_sets(genes, category="Component", min_size=1) == {}
+    assert go.gene_sets([], min_size=1) == {}
+    with pytest.raises(ValueError, match="Component, Function, Process"):
+        go.gene_sets(genes, category="process")
+    without = GeneOntology(annotations.drop(columns="Category"), info)
+    with pytest.raises(ValueError, match="Category"):
+        without.gene_sets(genes)
+    assert without._fingerprint(3) == go._fingerprint(3)
+
+
 def _write_gz(path: Path, text: str) -> Path:
     with gzip.open(path, "wt") as handle:
         handle.write(text)
@@ -173,6 +228,7 @@ def test_tiny_files_graph_worked_by_hand(tiny):
     assert _edges(go.graph(genes, top_k=1)) == sorted([("B", "OLDA", 0.5), ("OLDA", "B", 0.5), ("OLDA", "C", sixth)])
     assert _edges(go.graph(genes, threshold=0.2)) == [("B", "OLDA", 0.5), ("OLDA", "B", 0.5)]
     assert go.graph(genes, threshold=0.5).empty
+    assert go.gene_sets(["C", "SHARED", "B", "OLDA"], min_size=2) == {"GO:1": ["C", "B", "OLDA"], "GO:2": ["B", "OLDA"]}
 
 
 def test_tiny_embeddings(tiny):

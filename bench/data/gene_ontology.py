@@ -1,4 +1,5 @@
-"""The Gene Ontology service: gene symbols to GO-term sets, GEARS' GO graph and LSA gene embeddings.
+"""The Gene Ontology service: gene symbols to GO-term sets, GEARS' GO graph, LSA gene embeddings and
+per-term gene sets (pathway priors).
 
 Built from NCBI Gene's ``gene2go`` (direct annotations, all three ontologies) and ``gene_info``
 (symbols and synonyms). It gives models knowledge about genes that never appear perturbed in training.
@@ -25,6 +26,7 @@ from bench.data.ncbi import HUMAN, read_gene2go, read_gene_info
 
 MANIFEST = "gene_ontology"
 EMBEDDING_DIM = 64
+CATEGORIES = ("Component", "Function", "Process")
 _EMBEDDING_METHOD = b"lsa-idf-l2-v1"
 _BLOCK_ROWS = 256
 
@@ -32,8 +34,8 @@ _BLOCK_ROWS = 256
 class GeneOntology:
     """Direct GO annotations of one species, looked up by gene symbol (a ``bench.api.GeneKnowledge``).
 
-    ``annotations``: columns ``GeneID``, ``GO_ID``; ``genes``: ``GeneID``, ``Symbol``, ``Synonyms``
-    (lists), as ``bench.data.ncbi`` reads them.
+    ``annotations``: columns ``GeneID``, ``GO_ID`` and, for ``gene_sets``, ``Category``; ``genes``:
+    ``GeneID``, ``Symbol``, ``Synonyms`` (lists), as ``bench.data.ncbi`` reads them.
     """
 
     def __init__(self, annotations: pd.DataFrame, genes: pd.DataFrame) -> None:
@@ -48,6 +50,10 @@ class GeneOntology:
         self._incidence = incidence
         self._gene_ids = np.asarray(gene_ids, dtype=np.int64)
         self._terms = np.asarray(terms, dtype=object)
+        self._categories = None
+        if "Category" in annotations:
+            self._categories = np.empty(len(terms), dtype=object)
+            self._categories[term_codes] = annotations["Category"].to_numpy()
         self._row = {int(g): i for i, g in enumerate(self._gene_ids)}
         self._by_symbol, self._by_synonym = _symbol_maps(genes, self._row)
         self._embedding_tables: dict[int, np.ndarray] = {}
@@ -95,6 +101,31 @@ class GeneOntology:
         kept = np.asarray(names, dtype=object)[known]
         target, source, weight = _jaccard_top_k(self._incidence[rows[known]], threshold, top_k)
         return pd.DataFrame({"source": kept[source], "target": kept[target], "importance": weight})
+
+    def gene_sets(
+        self, genes: Sequence[str], category: str = "Process", min_size: int = 5, max_size: int = 200
+    ) -> dict[str, list[str]]:
+        """Pathway priors: ``{GO_ID: members}`` for the terms of ``category`` directly annotated to
+        ``min_size`` to ``max_size`` of ``genes`` (repeats count once), sorted by GO_ID; members keep
+        the order of ``genes``.
+
+        Terms are not propagated up the ontology: a set holds the genes annotated to the term itself.
+        """
+        if category not in CATEGORIES:
+            raise ValueError(f"unknown GO category {category!r}; use one of {', '.join(CATEGORIES)}")
+        if self._categories is None:
+            raise ValueError("these GO annotations have no Category column; build them with read_gene2go")
+        names = np.asarray(list(dict.fromkeys(genes)), dtype=object)
+        rows = self._rows(names)
+        known = rows >= 0
+        columns = np.flatnonzero(self._categories == category)
+        members = self._incidence[rows[known]][:, columns].tocsc()
+        kept = names[known]
+        sizes = np.diff(members.indptr)
+        return {
+            self._terms[columns[j]]: kept[members.indices[members.indptr[j] : members.indptr[j + 1]]].tolist()
+            for j in np.flatnonzero((sizes >= min_size) & (sizes <= max_size))
+        }
 
     def embeddings(self, genes: Sequence[str], dim: int = EMBEDDING_DIM) -> tuple[np.ndarray, np.ndarray]:
         """LSA gene embeddings: a ``(len(genes), dim)`` float32 matrix and a mask of genes that have one.

@@ -18,7 +18,7 @@ from bench.errors import DataError
 
 HUMAN = 9606
 CHUNK_ROWS = 500_000
-GENE2GO_COLUMNS = ("#tax_id", "GeneID", "GO_ID", "Qualifier")
+GENE2GO_COLUMNS = ("#tax_id", "GeneID", "GO_ID", "Qualifier", "Category")
 GENE_INFO_COLUMNS = ("#tax_id", "GeneID", "Symbol", "Synonyms")
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError)
 
@@ -79,13 +79,14 @@ def _collect(path: Path, columns: tuple[str, ...], fmt: str, tax_id: int, keep) 
 
 
 def read_gene2go(path: Path, tax_id: int = HUMAN) -> pd.DataFrame:
-    """Direct GO annotations of ``tax_id``: columns ``GeneID`` (int) and ``GO_ID``, one row per pair.
+    """Direct GO annotations of ``tax_id``: columns ``GeneID`` (int), ``GO_ID`` and ``Category`` (the
+    term's ontology: ``Process``, ``Function`` or ``Component``), one row per gene-term pair.
 
     Annotations whose Qualifier starts with ``NOT`` state that a gene lacks the term and are dropped.
     """
 
     def keep(chunk: pd.DataFrame) -> pd.DataFrame:
-        return chunk.loc[~chunk["Qualifier"].str.startswith("NOT"), ["GeneID", "GO_ID"]]
+        return chunk.loc[~chunk["Qualifier"].str.startswith("NOT"), ["GeneID", "GO_ID", "Category"]]
 
     table = _collect(Path(path), GENE2GO_COLUMNS, "gene2go", tax_id, keep)
     return table.drop_duplicates(ignore_index=True)
