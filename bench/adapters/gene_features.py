@@ -1,4 +1,4 @@
-"""Prior features of perturbed genes, from which the model maps an embedding for any gene.
+"""Prior features of perturbed genes, from which a model maps an embedding for any gene (CPA, scBIG).
 
 Two sources, each used only when at least ``MIN_GENES`` genes perturbed in training have it (so that a
 map from it can be learned), and each optional per gene:

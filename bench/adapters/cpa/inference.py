@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.adapters.cpa.features import GeneFeatures
 from bench.adapters.cpa.likelihood import decoded_cells
 from bench.adapters.cpa.network import CPANetwork
+from bench.adapters.gene_features import GeneFeatures
 from bench.conditions import genes_of
 
 

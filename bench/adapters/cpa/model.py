@@ -24,18 +24,17 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
 
-from bench.adapters.cpa.features import GeneFeatures
 from bench.adapters.cpa.inference import Vocabulary, counterfactual
 from bench.adapters.cpa.network import Adversary, CPANetwork
-from bench.adapters.cpa.training import Settings, TrainingSet, Validation, dense_rows
+from bench.adapters.cpa.training import Settings, TrainingSet, Validation
 from bench.adapters.cpa.training import train as train_network
+from bench.adapters.gene_features import GeneFeatures
+from bench.adapters.torch_runtime import dense_rows, seeded_torch, torch_threads
 from bench.api import PredictQuery, Prediction, TrainData
 from bench.conditions import CONTROL, perturbed_genes
 from bench.data.pseudobulk import group_means
@@ -43,27 +42,6 @@ from bench.errors import ModelError
 
 LIKELIHOODS = ("auto", "gaussian", "nb")
 ENCODER_INPUTS = ("cell", "control")
-
-
-@contextlib.contextmanager
-def seeded_torch(seed: int, device: str):
-    """Seed torch's global generators for a block and restore the caller's state afterwards."""
-    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int):
-    """Run a block on ``threads`` torch intra-op threads (0: torch's setting), then restore the setting."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class CPAModel:

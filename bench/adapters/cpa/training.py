@@ -17,18 +17,12 @@ import copy
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from bench.adapters.cpa.inference import Vocabulary, counterfactual
 from bench.adapters.cpa.likelihood import gaussian_loss, nb_loss
 from bench.adapters.cpa.network import Adversary, CPANetwork
-
-
-def dense_rows(matrix, rows: np.ndarray, device: str) -> torch.Tensor:
-    block = matrix[rows]
-    block = block.toarray() if sp.issparse(block) else np.asarray(block)
-    return torch.from_numpy(block.astype(np.float32, copy=False)).to(device)
+from bench.adapters.torch_runtime import dense_rows
 
 
 @dataclass
