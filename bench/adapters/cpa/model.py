@@ -24,7 +24,6 @@ Rules:
 
 from __future__ import annotations
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
@@ -33,6 +32,7 @@ from bench.adapters.cpa.inference import Vocabulary, counterfactual
 from bench.adapters.cpa.network import Adversary, CPANetwork
 from bench.adapters.cpa.training import Settings, TrainingSet, Validation
 from bench.adapters.cpa.training import train as train_network
+from bench.adapters.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.gene_features import GeneFeatures
 from bench.adapters.torch_runtime import dense_rows, seeded_torch, torch_threads
 from bench.api import PredictQuery, Prediction, TrainData
@@ -141,19 +141,11 @@ class CPAModel:
 
     def _predict(self, query: PredictQuery) -> Prediction:
         control = query.control
-        if not control.n_obs:
-            raise ModelError("the query has no control cells to start the prediction from")
-        if query.genes != self.genes:
-            raise ModelError("the query's genes differ from the training genes")
-        rows = np.arange(control.n_obs)
-        if len(rows) > self.max_cells:
-            rows = np.sort(np.random.default_rng(query.seed).choice(rows, size=self.max_cells, replace=False))
+        rows = starting_rows(query, self.genes, self.max_cells)
         counts = control.layers["counts"] if "counts" in control.layers and self.net.log_theta is not None else None
         x = dense_rows(control.X, rows, self.device)
         cells, means = counterfactual(self.net, self.vocabulary, x, self._library(counts, rows), query.cell_type,
                                       query.conditions, query.seed)
-        obs = pd.DataFrame({"condition": np.repeat(query.conditions, len(rows)), "cell_type": query.cell_type})
-        obs.index = obs.index.astype(str)
-        predicted = ad.AnnData(X=cells.reshape(-1, len(self.genes)), obs=obs, var=pd.DataFrame(index=self.genes))
-        return Prediction(means=pd.DataFrame(means, index=query.conditions, columns=self.genes), cells=predicted)
+        return Prediction(means=pd.DataFrame(means, index=query.conditions, columns=self.genes),
+                          cells=cells_anndata(cells, query, self.genes))
 

@@ -13,7 +13,6 @@ a better validation MSE and the best weights are kept.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from bench.adapters.cpa.inference import Vocabulary, counterfactual
 from bench.adapters.cpa.likelihood import gaussian_loss, nb_loss
 from bench.adapters.cpa.network import Adversary, CPANetwork
+from bench.adapters.early_stopping import BestWeights
 from bench.adapters.torch_runtime import dense_rows
 
 
@@ -81,7 +81,7 @@ def train(net: CPANetwork, adversary: Adversary | None, vocabulary: Vocabulary, 
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     adversary_optimiser = torch.optim.Adam(adversary.parameters(), lr=settings.learning_rate) if adversary else None
     incidence = vocabulary.incidence(data.conditions, vocabulary.free)
-    best, best_state, waited = np.inf, None, 0
+    best = BestWeights(settings.patience)
     for epoch in range(1, settings.epochs + 1):
         net.train()
         order = rng.permutation(len(data.condition))
@@ -117,11 +117,6 @@ def train(net: CPANetwork, adversary: Adversary | None, vocabulary: Vocabulary, 
             continue
         value = validation.loss(net, vocabulary)
         report(epoch, -value)
-        if value < best:
-            best, best_state, waited = value, copy.deepcopy(net.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= settings.patience:
-                break
-    if best_state is not None:
-        net.load_state_dict(best_state)
+        if best.update(net, value):
+            break
+    best.restore(net)
