@@ -1,0 +1,9 @@
+"""scBIG (Ruan et al., ICML 2026, arXiv 2602.04901) in PyTorch. Parts: ``clustering`` (Gene-Relation
+Clustering), ``encoder`` (GCAE and the PCA ablation), ``pretrain`` (autoencoder training), ``latent``
+(the flow's standardised coordinates), ``flow`` (conditional flow matching), ``structure`` (alignment
+losses), ``training`` (the flow's training loop), ``priors`` and ``resources`` (offline priors and the
+official resources), ``model`` (the adapter)."""
+
+from bench.adapters.scbig.model import ScBIGModel
+
+__all__ = ["ScBIGModel"]

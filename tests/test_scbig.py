@@ -1,0 +1,264 @@
+"""scBIG: Gene-Relation Clustering, the encoder, flow matching, structure losses, the adapter end to end."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from bench import registry
+from bench.adapters.baselines import ControlModel
+from bench.adapters.scbig import ScBIGModel, clustering
+from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent
+from bench.adapters.scbig.flow import ConditionEncoder, ot_pairs, solve
+from bench.adapters.scbig.pretrain import PretrainSettings, pretrain, reconstruction_error
+from bench.adapters.scbig.priors import data_gene_embeddings
+from bench.adapters.scbig.structure import cluster_correlation_loss, membership, pathway_ot_loss
+from bench.api import PredictQuery, TrainData
+from bench.conditions import CONTROL, genes_of
+from bench.errors import ModelError
+
+CARDS = ("scbig", "scbig_pca_latent", "scbig_random_clusters", "scbig_no_structure_loss")
+
+
+def fast_model(name: str = "scbig", **overrides) -> ScBIGModel:
+    card = registry.find_card(name)
+    return registry.build(card, {**registry.resolve_params(card, "fast"), **overrides})
+
+
+def planted(adata) -> tuple[np.ndarray, np.ndarray]:
+    """The simulator's module of every gene and the mask of genes that belong to a module."""
+    module = np.asarray(adata.uns["simulation"]["gene_module"])
+    return module, module >= 0
+
+
+def test_gene_relation_clustering_recovers_planted_programs(small_synthetic):
+    module, in_module = planted(small_synthetic)
+    k = int(module.max()) + 1
+    train = TrainData(cells=small_synthetic, val=small_synthetic[:0])
+    embeddings = data_gene_embeddings(train, np.random.default_rng(0))
+    no_graph = sp.csr_matrix((small_synthetic.n_vars, small_synthetic.n_vars))
+    labels = clustering.gene_relation_clusters(embeddings, no_graph, k, seed=0)
+    random = clustering.random_clusters(small_synthetic.n_vars, k, seed=0)
+    grc_ari = adjusted_rand_score(module[in_module], labels[in_module])
+    random_ari = adjusted_rand_score(module[in_module], random[in_module])
+    assert grc_ari > 0.6 and grc_ari - random_ari > 0.5, (grc_ari, random_ari)
+    assert sorted(np.bincount(labels)) == sorted(clustering.capacities(small_synthetic.n_vars, k))
+    order = clustering.gene_order(labels)
+    assert sorted(order) == list(range(small_synthetic.n_vars))
+    assert (np.diff(labels[order]) >= 0).all()
+
+
+def test_relation_graph_pulls_neighbours_together():
+    """Uninformative embeddings plus a graph of four cliques: three refinement rounds with the graph term
+    must move the clusters towards the cliques, far beyond the same clustering without the graph."""
+    genes = [f"g{i}" for i in range(40)]
+    clique = np.repeat(np.arange(4), 10)
+    edges = [(genes[a], genes[b]) for a, b in itertools.combinations(range(40), 2) if clique[a] == clique[b]]
+    graph = pd.DataFrame(edges, columns=["source", "target"]).assign(importance=1.0)
+    embeddings = np.random.default_rng(1).normal(size=(40, 8))
+    with_graph = clustering.gene_relation_clusters(embeddings, clustering.adjacency(graph, genes), 4, seed=0)
+    without = clustering.gene_relation_clusters(embeddings, sp.csr_matrix((40, 40)), 4, seed=0)
+    assert adjusted_rand_score(clique, with_graph) > adjusted_rand_score(clique, without) + 0.3
+
+
+@pytest.mark.parametrize("n_genes, expected", [(500, 32), (120, 15), (20, 2), (5, 1), (5000, 32)])
+def test_number_of_clusters_rule(n_genes, expected):
+    assert clustering.n_clusters(n_genes) == expected
+
+
+def test_rounding_respects_capacities_and_follows_the_plan():
+    plan = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.1, 0.9]])
+    labels = clustering.round_to_capacities(plan, np.array([2, 2]))
+    assert labels.tolist() == [0, 0, 1, 1]
+
+
+def test_encoder_round_trip_beats_pca_of_the_same_size(small_synthetic):
+    x = small_synthetic.X.toarray().astype(np.float32)
+    rows = np.random.default_rng(0).permutation(len(x))
+    train, held_out = x[rows[:700]], x[rows[700:]]
+    labels = clustering.random_clusters(x.shape[1], 6, seed=0)
+    embeddings = data_gene_embeddings(TrainData(cells=small_synthetic[rows[:700]], val=small_synthetic[:0]),
+                                      np.random.default_rng(0))
+    cluster_embeddings = np.stack([embeddings[labels == c].mean(axis=0) for c in range(6)])
+    torch.manual_seed(0)
+    net = GeneClusterAwareEncoder(labels, cluster_embeddings, 3, 64, 1, 4, 4, 128, 0.0)
+    pretrain(net, train, held_out, PretrainSettings(40, 64, 1e-3, 8), np.random.default_rng(0), "cpu",
+             lambda epoch, error: None)
+    gcae = reconstruction_error(net, held_out, "cpu", 256)
+    pca = reconstruction_error(PCALatent(train.astype(np.float64), 3), held_out, "cpu", 256)
+    assert gcae < pca, (gcae, pca)
+
+
+def test_ot_pairs_minimise_the_transport_cost():
+    x0, x1 = torch.randn(6, 3, generator=torch.Generator().manual_seed(0)), torch.randn(6, 3)
+    pairs = ot_pairs(x0, x1)
+    cost = lambda p: float(((x1 - x0[list(p)]) ** 2).sum())
+    assert sorted(pairs) == list(range(6))
+    assert cost(pairs) == pytest.approx(min(cost(p) for p in itertools.permutations(range(6))))
+
+
+def test_solve_integrates_a_constant_field_exactly():
+    shift = torch.tensor([[1.0, -2.0]])
+
+    def velocity(x, t, condition):
+        return shift.expand(len(x), -1)
+
+    x0 = torch.zeros(4, 2)
+    assert torch.allclose(solve(velocity, x0, torch.zeros(1, 3), steps=7), shift.expand(4, -1), atol=1e-6)
+
+
+def test_condition_pooling_ignores_gene_order_and_padding():
+    torch.manual_seed(0)
+    encoder = ConditionEncoder(feature_dim=5, width=8, n_cell_types=1)
+    a, b = torch.randn(1, 1, 5), torch.randn(1, 1, 5)
+    both = torch.ones(1, 2, dtype=torch.bool)
+    cell_type = torch.tensor([0])
+    forward = encoder(torch.cat([a, b], dim=1), both, cell_type)
+    backward = encoder(torch.cat([b, a], dim=1), both, cell_type)
+    assert torch.allclose(forward, backward, atol=1e-6)
+    single = encoder(torch.cat([a, torch.randn(1, 1, 5)], dim=1), torch.tensor([[True, False]]), cell_type)
+    padded = encoder(torch.cat([a, torch.zeros(1, 1, 5)], dim=1), torch.tensor([[True, False]]), cell_type)
+    assert torch.allclose(single, padded, atol=1e-6)
+
+
+def test_structure_losses_vanish_on_the_truth_and_have_gradients():
+    generator = torch.Generator().manual_seed(0)
+    observed = torch.randn(32, 12, generator=generator)
+    clusters = membership([np.arange(0, 4), np.arange(4, 8), np.arange(8, 12)], 12, "cpu")
+    pathways = membership([np.arange(0, 6), np.arange(3, 12)], 12, "cpu")
+    assert float(cluster_correlation_loss(observed, observed, clusters)) == pytest.approx(0.0, abs=1e-5)
+    predicted = (observed + torch.randn(32, 12, generator=generator)).requires_grad_(True)
+    correlation = cluster_correlation_loss(predicted, observed, clusters)
+    shifted = pathway_ot_loss(predicted + 2.0, observed, pathways)
+    assert float(correlation) > 0.05
+    assert float(shifted) > float(pathway_ot_loss(observed, observed, pathways)) + 1.0
+    (correlation + shifted).backward()
+    assert torch.isfinite(predicted.grad).all() and predicted.grad.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def held_out_double(small_synthetic):
+    """Train on everything but the planted additive doubles whose genes both have a single (ground truth
+    from the simulator, never through a model); query from half of the control cells."""
+    interaction = small_synthetic.uns["simulation"]["interaction"]
+    condition = small_synthetic.obs["condition"].astype(str).to_numpy()
+    singles = {c for c in set(condition) if len(genes_of(c)) == 1}
+    held = sorted(d for d, kind in interaction.items() if kind == "additive" and set(genes_of(d)) <= singles)
+    controls = np.flatnonzero(condition == CONTROL)
+    query = np.isin(np.arange(len(condition)), controls[::2])
+
+    def cells(mask):
+        subset = small_synthetic[mask].copy()
+        subset.uns = {}
+        return subset
+
+    train = cells(~np.isin(condition, held) & ~query)
+    observed = {d: np.asarray(small_synthetic.X[condition == d].mean(axis=0)).ravel() for d in held}
+    return train, cells(np.zeros(len(condition), dtype=bool)), cells(query), held, observed
+
+
+def error(model, data, seed: int = 1) -> float:
+    train, val, query, held, observed = data
+    model.fit(TrainData(cells=train, val=val, seed=seed))
+    means = model.predict(PredictQuery(held, query, "type_0", seed=seed)).means
+    return float(np.mean([np.mean((means.loc[d].to_numpy() - observed[d]) ** 2) for d in held]))
+
+
+def test_flow_matching_learns_held_out_seen_doubles(held_out_double):
+    assert len(held_out_double[3]) >= 3
+    control = error(ControlModel(), held_out_double)
+    assert error(fast_model(), held_out_double) < 0.8 * control
+    assert error(fast_model(flow_steps=0), held_out_double) > 0.8 * control
+
+
+def test_fit_is_deterministic_per_seed_and_restores_the_callers_state(held_out_double):
+    train, val, query, held, _ = held_out_double
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    threads = torch.get_num_threads()
+    runs = []
+    for seed in (1, 1, 2):
+        model = fast_model(flow_steps=40, ae_epochs=3)
+        model.fit(TrainData(cells=train, val=val, seed=seed))
+        runs.append(model.predict(PredictQuery(held, query, "type_0", seed=seed)).means.to_numpy())
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.allclose(runs[0], runs[2])
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert torch.get_num_threads() == threads
+
+
+def test_ablation_cards_change_only_their_part(small_synthetic):
+    params = {name: registry.resolve_params(registry.find_card(name), "fast") for name in CARDS}
+    differing = {name: {k for k in params[name] if params[name][k] != params["scbig"][k]} for name in CARDS}
+    assert differing == {"scbig": set(), "scbig_pca_latent": {"latent"}, "scbig_random_clusters": {"clusters"},
+                         "scbig_no_structure_loss": {"correlation_weight", "pathway_weight"}}
+    train = TrainData(cells=small_synthetic, val=small_synthetic[:0], seed=1)
+    pca = fast_model("scbig_pca_latent", flow_steps=2)
+    pca.fit(train)
+    assert isinstance(pca.latent.autoencoder, PCALatent)
+
+
+def test_reports_validation_values_during_training(small_synthetic):
+    condition = small_synthetic.obs["condition"].astype(str)
+    val_conditions = sorted(set(condition) - {CONTROL})[:3]
+    val = small_synthetic[condition.isin(val_conditions)].copy()
+    train = small_synthetic[~condition.isin(val_conditions)].copy()
+    reported = []
+    fast_model(flow_steps=60, eval_every=20, ae_epochs=2).fit(
+        TrainData(cells=train, val=val, seed=1, report=lambda step, value: reported.append((step, value))))
+    assert [step for step, _ in reported] == [20, 40, 60]
+    assert all(np.isfinite(value) and value < 0 for _, value in reported)
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"clusters": "kmeans"}, "clusters must be one of"),
+    ({"width": 30, "heads": 4}, "multiple of heads"),
+    ({"flow_steps": -1}, ">= 0"),
+])
+def test_invalid_parameters_are_one_line_errors(params, message):
+    card = registry.find_card("scbig")
+    with pytest.raises(Exception, match=message):
+        registry.build(card, {**registry.resolve_params(card, "fast"), **params})
+
+
+def test_official_resources_replace_the_offline_priors(small_synthetic, tmp_path):
+    """Tiny GeneCompass, STRING, ESM2 and GMT files: the model reads each and still predicts."""
+    genes = list(small_synthetic.var_names)
+    rng = np.random.default_rng(0)
+    vectors = tmp_path / "genecompass.pkl"
+    vectors.write_bytes(pickle.dumps({g: rng.normal(size=6) for g in genes[::2]}))
+    info = tmp_path / "protein.info.txt"
+    info.write_text("#string_protein_id\tpreferred_name\tprotein_size\tannotation\n"
+                    + "".join(f"9606.P{i}\t{g}\t100\t-\n" for i, g in enumerate(genes)))
+    links = tmp_path / "protein.links.txt"
+    pairs = "".join(f"9606.P{i} 9606.P{i + 1} 900\n" for i in range(0, 40, 2))
+    links.write_text("protein1 protein2 combined_score\n" + pairs)
+    esm = tmp_path / "esm"
+    esm.mkdir()
+    for gene in genes:
+        torch.save(torch.randn(7, 5), esm / f"{gene}.pt")
+    gmt = tmp_path / "reactome.gmt"
+    gmt.write_text("".join(f"PATHWAY_{j}\tdescription\t" + "\t".join(genes[j * 10:j * 10 + 10]) + "\n"
+                           for j in range(4)))
+    model = fast_model(flow_steps=20, ae_epochs=2, gene_embeddings=str(vectors), string_info=str(info),
+                       string_links=str(links), esm_features=str(esm), pathways_gmt=str(gmt))
+    model.fit(TrainData(cells=small_synthetic, val=small_synthetic[:0], seed=1))
+    assert model.flow.features.esm_dim == 5
+    features = model.flow.features
+    assert features.dim == features.genes.go_dim + features.genes.data_dim + 5 + 3
+    means = model.predict(PredictQuery(["G00001+G00002"], small_synthetic[:30], "type_0")).means
+    assert np.isfinite(means.to_numpy()).all()
+    resources = dict(gene_embeddings=vectors, string_info=info, string_links=links, esm_features=esm, pathways_gmt=gmt)
+    for name in ("gene_embeddings", "string_links", "esm_features", "pathways_gmt"):
+        paths = {key: str(tmp_path / "missing" if key == name else path) for key, path in resources.items()}
+        with pytest.raises(ModelError, match="missing"):
+            fast_model(flow_steps=2, ae_epochs=1, **paths).fit(
+                TrainData(cells=small_synthetic, val=small_synthetic[:0], seed=1))
+
