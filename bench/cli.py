@@ -120,9 +120,14 @@ def run(
         task = progress.add_task("runs", total=len(cards) * len(seed_list))
         for card in cards:
             for seed in seed_list:
-                progress.update(task, description=f"{card.name} seed {seed}")
+                label = f"{card.name} seed {seed}"
+                progress.update(task, description=label)
+
+                def report(step: int, value: float, label: str = label) -> None:
+                    progress.update(task, description=f"{label}: step {step}, validation {value:.4g}")
+
                 result = runner.run(
-                    card, params[card.name], prepared, split, seed, resolved_device, knowledge, preset=preset
+                    card, params[card.name], prepared, split, seed, resolved_device, knowledge, report, preset
                 )
                 if track:
                     from bench import tracking

@@ -59,6 +59,16 @@ def test_run_on_norman_subset_is_tracked(workdir, tmp_path):
 
 
 @pytest.mark.slow
+def test_scbig_runs_end_to_end_on_unseen_doubles(workdir, tmp_path):
+    real_data_file("perturbench_devel.h5ad")
+    out = bench("run", "--model", "scbig", "--split", "unseen_double", "--dataset", "norman_subset",
+                "--preset", "fast", "--seeds", "1", **workdir)
+    assert out.returncode == 0, out.stderr
+    assert "combo_seen0" in out.stdout and "failed" not in out.stderr
+    runs, _ = tracked_runs(tmp_path, "norman_subset")
+    assert list(runs["tags.model"]) == ["scbig"] and runs["metrics.all/energy_distance"].notna().all()
+
+@pytest.mark.slow
 def test_fresh_offline_machine_runs_on_the_simulator(workdir, tmp_path):
     empty_store = tmp_path / "store"
     empty_store.mkdir()
