@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 from bench import registry
 from bench.adapters.baselines import ControlModel
 from bench.adapters.scbig import ScBIGModel, clustering
-from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent
+from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent, gene_moments
 from bench.adapters.scbig.flow import ConditionEncoder, ot_pairs, solve
 from bench.adapters.scbig.pretrain import PretrainSettings, pretrain, reconstruction_error
 from bench.adapters.scbig.priors import data_gene_embeddings
@@ -88,7 +88,7 @@ def test_encoder_round_trip_beats_pca_of_the_same_size(small_synthetic):
                                       np.random.default_rng(0))
     cluster_embeddings = np.stack([embeddings[labels == c].mean(axis=0) for c in range(6)])
     torch.manual_seed(0)
-    net = GeneClusterAwareEncoder(labels, cluster_embeddings, 3, 64, 1, 4, 4, 128, 0.0)
+    net = GeneClusterAwareEncoder(labels, cluster_embeddings, *gene_moments(train), 3, 64, 1, 4, 4, 128, 0.0)
     pretrain(net, train, held_out, PretrainSettings(40, 64, 1e-3, 8), np.random.default_rng(0), "cpu",
              lambda epoch, error: None)
     gcae = reconstruction_error(net, held_out, "cpu", 256)

@@ -15,6 +15,7 @@ principal axes of the training cells, a linear, differentiable encode/decode.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -46,6 +47,14 @@ class ModuleBlock(nn.Module):
 
 def _mlp(width: int, hidden: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, width))
+
+
+def gene_moments(x) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and standard deviation of a dense or sparse cells x genes matrix."""
+    mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
+    square = x.multiply(x) if sp.issparse(x) else np.square(x)
+    variance = np.asarray(square.mean(axis=0), dtype=np.float64).ravel() - mean**2
+    return mean, np.sqrt(np.clip(variance, 0.0, None))
 
 
 class ClusterLayout(nn.Module):
@@ -87,30 +96,41 @@ class ClusterProjection(nn.Module):
 
 
 class GeneClusterAwareEncoder(nn.Module):
-    """GCAE: ``encode`` (cells x genes) -> (cells x latent_dim); ``decode`` back to genes."""
+    """GCAE: ``encode`` (cells x genes) -> (cells x latent_dim); ``decode`` back to genes.
 
-    def __init__(self, labels: np.ndarray, cluster_embeddings: np.ndarray, latent_dim: int, width: int,
-                 n_blocks: int, n_modules: int, heads: int, mlp: int, dropout: float):
+    Genes enter standardised (``gene_mean``, ``gene_scale`` of the training cells) and leave through the
+    inverse map: without it the reconstruction error is dominated by a few highly expressed genes and
+    the autoencoder settles near the mean cell. The latent and output projections read the raw token
+    states (no LayerNorm there), so the magnitude of a shift survives the round trip.
+    """
+
+    def __init__(self, labels: np.ndarray, cluster_embeddings: np.ndarray, gene_mean: np.ndarray,
+                 gene_scale: np.ndarray, latent_dim: int, width: int, n_blocks: int, n_modules: int, heads: int,
+                 mlp: int, dropout: float):
         super().__init__()
         self.layout = ClusterLayout(labels)
+        self.register_buffer("gene_mean", torch.from_numpy(gene_mean.astype(np.float32)))
+        scale = np.where(gene_scale > 0, gene_scale, 1.0)
+        self.register_buffer("gene_scale", torch.from_numpy(scale.astype(np.float32)))
         k, size = self.layout.k, self.layout.size
         self.register_buffer("cluster_embeddings", torch.from_numpy(cluster_embeddings.astype(np.float32)))
         self.embed = ClusterProjection(k, size, width)
         self.encode_position = nn.Linear(cluster_embeddings.shape[1], width)
         self.encoder = nn.Sequential(*(ModuleBlock(width, heads, mlp, n_modules, dropout) for _ in range(n_blocks)))
-        self.to_latent = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, latent_dim))
+        self.to_latent = nn.Linear(width, latent_dim)
         self.from_latent = nn.Linear(latent_dim, width)
         self.decode_position = nn.Linear(cluster_embeddings.shape[1], width)
         self.decoder = nn.Sequential(*(ModuleBlock(width, heads, mlp, n_modules, dropout) for _ in range(n_blocks)))
-        self.unembed = nn.Sequential(nn.LayerNorm(width), ClusterProjection(k, width, size))
+        self.unembed = ClusterProjection(k, width, size)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.embed(self.layout.tokens(x)) + self.encode_position(self.cluster_embeddings)
+        standardised = (x - self.gene_mean) / self.gene_scale
+        tokens = self.embed(self.layout.tokens(standardised)) + self.encode_position(self.cluster_embeddings)
         return self.to_latent(self.encoder(tokens).mean(dim=1))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         tokens = self.from_latent(z).unsqueeze(1) + self.decode_position(self.cluster_embeddings)
-        return self.layout.genes(self.unembed(self.decoder(tokens)))
+        return self.layout.genes(self.unembed(self.decoder(tokens))) * self.gene_scale + self.gene_mean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from bench.adapters.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.scbig import clustering, priors
-from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent
+from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent, gene_moments
 from bench.adapters.scbig.flow import ConditionalFlow
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.pretrain import PretrainSettings, pretrain
@@ -138,7 +138,8 @@ class ScBIGModel:
             return PCALatent(sample.astype(np.float64), self.latent_dim).to(self.device)
         k = int(self.labels.max()) + 1
         cluster_embeddings = np.stack([embeddings[self.labels == c].mean(axis=0) for c in range(k)])
-        net = GeneClusterAwareEncoder(self.labels, cluster_embeddings, self.latent_dim, **self.gcae).to(self.device)
+        net = GeneClusterAwareEncoder(self.labels, cluster_embeddings, *gene_moments(x), self.latent_dim, **self.gcae)
+        net = net.to(self.device)
         val = train.val.X if train.val.n_obs else None
         pretrain(net, x, val, self.pretrain_settings, rng, self.device, lambda epoch, error: None)
         return net
