@@ -142,9 +142,9 @@ def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, struc
         optimiser.step()
         if step % settings.eval_every and step != settings.steps:
             continue
+        training_loss, running = float(np.mean(running)), []
         if validation is None:
-            report(step, -float(np.mean(running)))
-            running = []
+            report(step, -training_loss)
             continue
         value = validation.error(flow, latent, settings.ode_steps)
         report(step, -value)
