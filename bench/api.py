@@ -39,6 +39,10 @@ class GeneKnowledge(Protocol):
         ...
 
 
+class StopTraining(Exception):
+    """Raised by a ``report`` callback to end training early (a pruned sweep trial); not a model failure."""
+
+
 def _no_report(step: int, value: float) -> None:
     return None
 

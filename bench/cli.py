@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench.cli_data import data_app
+from bench.cli_sweep import sweep
 from bench.errors import BenchError
 
 app = typer.Typer(
@@ -21,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.command()(sweep)
 console = Console()
 err_console = Console(stderr=True)
 STATE = {"debug": False}

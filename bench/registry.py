@@ -52,6 +52,7 @@ class ModelCard:
     search_space: dict = field(default_factory=dict)
     baseline: bool = False
     extends: str = ""
+    sweep: dict = field(default_factory=dict)
     path: Path | None = None
     sha256: str = ""
 

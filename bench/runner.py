@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from bench import metrics, splits
-from bench.api import GeneKnowledge, PerturbationModel, PredictQuery, RunResult, TrainData, check_prediction
+from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
+                       check_prediction)
 from bench.conditions import CONTROL, genes_of
 from bench.data.pseudobulk import group_means
 from bench.de import cached_de_genes
@@ -167,9 +168,12 @@ def run(
     gene_knowledge: GeneKnowledge | None = None,
     report: Callable[[int, float], None] | None = None,
     preset: str | None = None,
+    test: bool = True,
 ) -> RunResult:
     """Train and score one model on one split seed. Model failures become a FAILED result; bad input
-    (unknown parameters, an impossible split) raises ``BenchError``."""
+    (unknown parameters, an impossible split) raises ``BenchError``; ``StopTraining`` raised by ``report``
+    passes through. ``test=False`` (sweeps) predicts and scores only the validation conditions, so test
+    conditions never reach the model's ``predict``."""
     start = time.perf_counter()
     split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
     result = RunResult(
@@ -203,15 +207,19 @@ def run(
     )
     try:
         model.fit(train)
-        predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
-        table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells)
-        result.metrics = metrics.aggregate(table)
+        table = predictions = None
+        if test:
+            predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
+            table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells)
+            result.metrics = metrics.aggregate(table)
         if data.val.n_obs:
             val_predictions, val_cells = predict_all(model, card.name, data.val, data.query_control, seed)
             val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val, val_cells)
             overall = metrics.aggregate(val_table)
             result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
         result.per_perturbation, result.predictions = table, predictions
+    except StopTraining:
+        raise
     except Exception as exc:  # a model's crash fails its own run only
         result.status = "FAILED"
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]

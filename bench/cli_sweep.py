@@ -1,0 +1,81 @@
+"""``bench sweep``: one Optuna worker tuning a model card on validation data (see ``bench.sweep``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from bench.errors import BenchError
+
+console = Console()
+
+
+def sweep(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model card to tune (its [search_space]).")],
+    split: Annotated[str, typer.Option("--split", "-s", help="Split setting with validation conditions.")] = "simulation",
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: Norman if present).")] = None,
+    seed: Annotated[int, typer.Option(help="Split seed.")] = 1,
+    trials: Annotated[int, typer.Option(help="Trials the study should hold, all workers together.")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Start no trial after this many seconds.")] = None,
+    metric: Annotated[str, typer.Option(help="Validation metric to optimise, in its own direction.")] = "pearson_delta_de20",
+    storage: Annotated[str | None, typer.Option(help="Optuna storage: sqlite:///f.db, postgresql://…, journal:PATH.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default: <model>@<dataset>-<split>-seed<k>).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    preset: Annotated[str | None, typer.Option(help="Card preset the search starts from (e.g. fast).")] = None,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
+) -> None:
+    """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
+    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps
+    from bench.cli import _load
+    from bench.knowledge import StoreGeneKnowledge
+
+    card = registry.find_card(model)
+    if not card.search_space:
+        raise BenchError(f"model '{model}' has no [search_space] in its card; add one to sweep it")
+    if trials < 1 or (timeout is not None and timeout <= 0):
+        raise BenchError("--trials must be at least 1 and --timeout positive")
+    metric_registry.check_names([metric])
+    splits.check_name(split)
+    registry.build(card, registry.resolve_params(card, preset))
+    loaded = _load(dataset, None, None, None)
+    spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
+                            study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
+                            storage or sweeps.default_storage(), devices.resolve(device), preset, timeout)
+    optuna_study = sweeps.open_study(spec)
+    with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
+        prepared = runner.PreparedDataset.of(loaded)
+    knowledge = StoreGeneKnowledge()
+    parent = _parent_run(spec, optuna_study) if track else None
+
+    def train(params, report):
+        return runner.run(card, params, prepared, split, seed, spec.device, knowledge, report, preset, test=False)
+
+    def log(result, number):
+        if track:
+            from bench import tracking
+
+            tracking.log_run(result, parent, {"sweep_study": spec.study, "sweep_trial": str(number)})
+
+    console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
+                  f"{trials} trials in total")
+    objective = sweeps.objective_for(spec, optuna_study, train, log)
+    ran = sweeps.work(spec, optuna_study, objective, lambda line: console.print(line, markup=False))
+    path = sweeps.write_best_card(spec, optuna_study)
+    if path is None:
+        console.print(f"this worker ran {ran} trial(s); no trial of the study has completed yet")
+        return
+    best = optuna_study.best_trial
+    console.print(f"this worker ran {ran} trial(s); best: trial {best.number}, val/{metric} {best.value:.4g}")
+    console.print(f"wrote {path} (use it with: bench run --model {path.stem})", markup=False)
+
+
+def _parent_run(spec, study) -> str:
+    """The sweep's MLflow parent run, created by the first worker and shared through the study."""
+    from bench import tracking
+
+    if "mlflow_parent_run_id" not in study.user_attrs:
+        study.set_user_attr("mlflow_parent_run_id", tracking.start_sweep_run(spec.dataset, spec.study,
+                                                                             study.user_attrs["setup"]))
+    return study.user_attrs["mlflow_parent_run_id"]

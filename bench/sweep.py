@@ -1,0 +1,241 @@
+"""Hyperparameter sweeps on validation data: Optuna studies shared by many workers through one storage.
+
+A worker (``bench sweep``) joins the study named by storage URL and study name, creating it if it is
+the first, and runs trials until the study holds ``trials`` of them (complete, pruned or running;
+failed ones do not count) or its ``timeout`` passes. A trial draws parameters from the card's
+``[search_space]`` on top of the card's defaults (and preset), trains on the training cells, and is
+scored on the validation conditions only: the runner never predicts test conditions in a sweep. The
+objective is ``val/<metric>`` in the metric's direction. Values the adapter reports during training
+feed Optuna's median pruner. A model crash fails its trial with the message; the study goes on.
+
+Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working directory), any SQLAlchemy
+URL such as ``postgresql://user@host/db`` (RDB storages record a heartbeat, so a trial whose worker
+died is failed and retried by the next worker), or ``journal:PATH`` (Optuna's journal file on a shared
+filesystem). Two workers that ask for a trial at the same moment can overshoot the budget by one; the
+later trial then ends as FAILED with the user attribute ``surplus`` before any training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import paths, registry
+from bench.api import RunResult, StopTraining
+from bench.errors import BenchError
+from bench.metrics import METRICS
+
+HEARTBEAT_S = 20
+GRACE_S = 60
+OPEN_ATTEMPTS = 5
+COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
+
+
+@dataclass
+class SweepSpec:
+    card: registry.ModelCard
+    dataset: str
+    split: str
+    seed: int
+    trials: int
+    metric: str
+    study: str
+    storage: str
+    device: str
+    preset: str | None
+    timeout: float | None = None
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if METRICS[self.metric].direction == "max" else "minimize"
+
+
+def default_storage() -> str:
+    return f"sqlite:///{Path.cwd() / 'sweeps.db'}"
+
+
+def open_storage(url: str):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for attempt in range(1, OPEN_ATTEMPTS + 1):
+        try:
+            if url.startswith("journal:"):
+                from optuna.storages.journal import JournalFileBackend
+
+                return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
+        except Exception as exc:  # SQLAlchemy and driver errors have many types
+            if attempt == OPEN_ATTEMPTS:
+                raise BenchError(f"cannot open sweep storage {redact(url)} ({str(exc).splitlines()[0][:200]}); use "
+                                 "sqlite:///sweeps.db, postgresql://user@host/db or journal:/shared/sweep.log") from None
+            time.sleep(0.5 * attempt)  # workers starting together race to create the schema
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and cards."""
+    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+
+
+def open_study(spec: SweepSpec):
+    """Create the study or join it; safe when several workers start at the same moment."""
+    import optuna
+
+    storage = open_storage(spec.storage)
+    for _ in range(5):
+        try:
+            study = optuna.create_study(storage=storage, study_name=spec.study, direction=spec.direction,
+                                        load_if_exists=True, pruner=optuna.pruners.MedianPruner(n_warmup_steps=1))
+            break
+        except optuna.exceptions.DuplicatedStudyError:
+            time.sleep(0.2)
+    else:
+        raise BenchError(f"could not create or join study '{spec.study}'; try again")
+    if study.direction.name.lower() != spec.direction:
+        raise BenchError(f"study '{spec.study}' {study.direction.name.lower()}s, but --metric {spec.metric} is to "
+                         f"{spec.direction}; choose another --study name")
+    setup = {"model": spec.card.name, "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
+             "metric": spec.metric, "preset": spec.preset or "default"}
+    known = study.user_attrs.get("setup")
+    if known is None:
+        study.set_user_attr("setup", setup)
+    elif known != setup:
+        raise BenchError(f"study '{spec.study}' sweeps {json.dumps(known)}; give another --study name for this sweep")
+    return study
+
+
+def suggest(trial, space: dict) -> dict:
+    """Parameters from a card's ``[search_space]``: int/float (``low``, ``high``, ``log``) or categorical."""
+    params = {}
+    for name, spec in sorted(space.items()):
+        kind = spec.get("type")
+        if kind == "int":
+            params[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "float":
+            params[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "categorical":
+            params[name] = trial.suggest_categorical(name, spec["choices"])
+        else:
+            raise BenchError(f"search space entry '{name}' has type {kind!r}; use int, float or categorical")
+    return params
+
+
+def counted(study, below: int | None = None) -> int:
+    """Trials that use the budget (complete, pruned, running, waiting), optionally only those numbered lower."""
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if t.state.name in COUNTED and (below is None or t.number < below))
+
+
+class TrialFailed(Exception):
+    pass
+
+
+class Surplus(Exception):
+    pass
+
+
+def objective_for(spec: SweepSpec, study, train: Callable[[dict, Callable], RunResult],
+                  log: Callable[[RunResult, int], None]):
+    """The Optuna objective: train with suggested parameters, return the validation metric. The objective's
+    ``started`` list records the numbers of the trials it ran."""
+    import optuna
+
+    sign = 1.0 if spec.direction == "maximize" else -1.0
+
+    def objective(trial) -> float:
+        objective.started.append(trial.number)
+        if counted(study, below=trial.number) >= spec.trials:
+            trial.set_user_attr("surplus", True)
+            raise Surplus(f"the study already has {spec.trials} trials")
+        params = {**registry.resolve_params(spec.card, spec.preset), **suggest(trial, spec.card.search_space)}
+
+        def report(step: int, value: float) -> None:  # adapters report higher-is-better values
+            trial.report(sign * value, step)
+            if trial.should_prune():
+                raise StopTraining(f"pruned at step {step}")
+
+        try:
+            result = train(params, report)
+        except StopTraining:
+            raise optuna.TrialPruned() from None
+        log(result, trial.number)
+        value = result.metrics.get(f"val/{spec.metric}", math.nan)
+        error = result.error if not result.ok else None
+        if error is None and not math.isfinite(value):
+            error = f"no finite val/{spec.metric}: the split needs validation conditions"
+        if error:
+            trial.set_user_attr("error", error)
+            raise TrialFailed(error)
+        return value
+
+    objective.started = []
+    return objective
+
+
+def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> int:
+    """Run trials until the study holds ``spec.trials`` of them or the timeout passes; return how many ran."""
+    import optuna
+
+    start, ran = time.monotonic(), 0
+    while spec.timeout is None or time.monotonic() - start < spec.timeout:
+        waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+        if not waiting and counted(study) >= spec.trials:
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        number = objective.started[-1]
+        last = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+        if last.user_attrs.get("surplus"):
+            break
+        ran += 1
+        progress(f"trial {last.number}: {last.state.name.lower()}"
+                 + (f", val/{spec.metric} {last.value:.4g}" if last.value is not None else "")
+                 + (f" ({last.user_attrs['error']})" if "error" in last.user_attrs else ""))
+    return ran
+
+
+def card_name(spec: SweepSpec) -> str:
+    return f"{spec.card.name}@{spec.dataset}"
+
+
+def write_best_card(spec: SweepSpec, study) -> Path | None:
+    """``models/<model>@<dataset>.toml``: the best trial's parameters over the card, with the sweep's record."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not complete:
+        return None
+    best = study.best_trial
+    params = {**spec.card.presets.get(spec.preset or "", {}), **best.params}
+    name = card_name(spec)
+    record = {"study": spec.study, "storage": redact(spec.storage), "trial": best.number, "metric": f"val/{spec.metric}",
+              "value": float(best.value), "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
+              "preset": spec.preset or "default", "trials_complete": len(complete)}
+    description = (f"{spec.card.name} tuned on {spec.dataset} ({spec.split}, seed {spec.seed}): "
+                   f"best val/{spec.metric} {best.value:.4g} in study {spec.study}.")
+    lines = [f"name = {_toml(name)}", f"extends = {_toml(spec.card.name)}", f"description = {_toml(description)}",
+             "", "[params]", *(f"{k} = {_toml(v)}" for k, v in sorted(params.items())),
+             "", "[sweep]", *(f"{k} = {_toml(v)}" for k, v in record.items()), ""]
+    path = paths.models_dir() / f"{name}.toml"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text("\n".join(lines))
+    os.replace(temporary, path)
+    return path
+
+
+def _toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))

@@ -1,0 +1,125 @@
+"""``bench sweep``: validation-only objectives, shared studies, failed trials, the tuned card."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import real_data_file
+
+from bench import paths, registry, runner, splits, sweep
+from bench.adapters.baselines import MeanModel
+from bench.api import Prediction
+from bench.errors import ModelError
+
+QUERIED: list[str] = []
+
+
+class SpyModel(MeanModel):
+    """The mean baseline that remembers every condition it is asked to predict."""
+
+    def __init__(self, level: float = 0.0):
+        super().__init__()
+        self.level = level
+
+    def fit(self, train) -> None:
+        if self.level > 0.8:
+            raise ModelError(f"level {self.level:.2f} is too high")
+        super().fit(train)
+
+    def predict(self, query) -> Prediction:
+        QUERIED.extend(query.conditions)
+        return super().predict(query)
+
+
+SPY = registry.ModelCard(name="spy", adapter="test_sweep:SpyModel", description="spy", citation="-",
+                         params={"level": 0.0}, search_space={"level": {"type": "float", "low": 0.0, "high": 1.0}})
+
+
+@pytest.fixture
+def prepared(small_synthetic):
+    from bench.data.datasets import Dataset
+
+    return runner.PreparedDataset.of(Dataset("synthetic", small_synthetic, "sim-sha"))
+
+
+def spec_for(card, tmp_path, trials: int, storage: str | None = None) -> sweep.SweepSpec:
+    return sweep.SweepSpec(card, "synthetic", "simulation", 1, trials, "pearson_delta_de20", "s",
+                           storage or f"sqlite:///{tmp_path / 'sweeps.db'}", "cpu", None)
+
+
+def in_process(spec, prepared):
+    study = sweep.open_study(spec)
+
+    def train(params, report):
+        return runner.run(spec.card, params, prepared, spec.split, spec.seed, "cpu", None, report, test=False)
+
+    objective = sweep.objective_for(spec, study, train, lambda result, number: None)
+    return study, sweep.work(spec, study, objective, lambda line: None)
+
+
+def test_objective_sees_only_validation_conditions(tmp_path, prepared):
+    QUERIED.clear()
+    study, _ = in_process(spec_for(SPY, tmp_path, 3), prepared)
+    split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, "simulation", 1)
+    test_conditions = {c for c in split.test}
+    assert QUERIED and not set(QUERIED) & test_conditions
+    assert set(QUERIED) <= set(split.val)
+
+
+def test_crashing_trials_fail_with_their_message_and_the_study_goes_on(tmp_path, prepared):
+    study, _ = in_process(spec_for(SPY, tmp_path, 8), prepared)
+    states = pd.Series([t.state.name for t in study.trials])
+    assert (states == "COMPLETE").sum() == 8
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert all(t.params["level"] > 0.8 and "too high" in t.user_attrs["error"] for t in failed)
+    assert all(t.params["level"] <= 0.8 for t in study.trials if t.state.name == "COMPLETE")
+
+
+def test_a_study_for_another_setup_is_refused(tmp_path, prepared):
+    in_process(spec_for(SPY, tmp_path, 1), prepared)
+    other = spec_for(SPY, tmp_path, 1)
+    other.split = "unseen_single"
+    with pytest.raises(Exception, match="give another --study name"):
+        sweep.open_study(other)
+
+
+def project_copy(tmp_path):
+    """A project folder (``BENCH_HOME``) with the linear card, the dataset manifests and norman_subset's splits."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    shutil.copy(paths.models_dir() / "linear.toml", home / "models")
+    shutil.copytree(paths.datasets_dir(), home / "datasets")
+    shutil.copytree(paths.splits_dir(), home / "splits")
+    return home
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
+    real_data_file("perturbench_devel.h5ad")
+    home = project_copy(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
+    env = {**os.environ, "BENCH_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
+           "COLUMNS": "200"}
+    command = [sys.executable, "-m", "bench", "sweep", "--model", "linear", "--dataset", "norman_subset",
+               "--trials", "6", "--storage", storage, "--study", "shared"]
+    workers = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    study = optuna.load_study(study_name="shared", storage=sweep.open_storage(storage))
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states and "WAITING" not in states
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert set(states) <= {"COMPLETE", "FAIL"}
+    assert all(t.user_attrs.get("surplus") for t in study.trials if t.state.name == "FAIL")
+    card = registry.read_card(home / "models" / "linear@norman_subset.toml")
+    assert card.extends == "linear" and card.sweep["study"] == "shared"
+    assert card.sweep["value"] == pytest.approx(study.best_value)
+    assert {k: card.params[k] for k in study.best_params} == study.best_params
