@@ -11,7 +11,8 @@ feed Optuna's median pruner. A model crash fails its trial with the message; the
 Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working directory), any SQLAlchemy
 URL such as ``postgresql://user@host/db`` (RDB storages record a heartbeat, so a trial whose worker
 died is failed and retried by the next worker), or ``journal:PATH`` (Optuna's journal file on a shared
-filesystem). Two workers that ask for a trial at the same moment can overshoot the budget by one; the
+filesystem; Optuna keeps no heartbeat there, so a dead worker's trial stays RUNNING and counts against
+the budget until the study is given more trials). Two workers that ask for a trial at the same moment can overshoot the budget by one; the
 later trial then ends as FAILED with the user attribute ``surplus`` before any training.
 """
 
@@ -32,8 +33,8 @@ from bench.api import RunResult, StopTraining
 from bench.errors import BenchError
 from bench.metrics import METRICS
 
-HEARTBEAT_S = 20
-GRACE_S = 60
+HEARTBEAT_S = "BENCH_SWEEP_HEARTBEAT_S"  # environment overrides of the heartbeat interval (20 s)
+GRACE_S = "BENCH_SWEEP_GRACE_S"  # and of the silence after which a running trial counts as dead (60 s)
 OPEN_ATTEMPTS = 5
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 
@@ -73,7 +74,8 @@ def open_storage(url: str):
 
                 return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
             return optuna.storages.RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                url, heartbeat_interval=int(os.environ.get(HEARTBEAT_S, 20)),
+                grace_period=int(os.environ.get(GRACE_S, 60)),
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
         except Exception as exc:  # SQLAlchemy and driver errors have many types
@@ -189,6 +191,7 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
 
     start, ran = time.monotonic(), 0
     while spec.timeout is None or time.monotonic() - start < spec.timeout:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and re-queued (RDB storages)
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting and counted(study) >= spec.trials:
             break

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -105,16 +109,10 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
     real_data_file("perturbench_devel.h5ad")
     home = project_copy(tmp_path)
     storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
-    env = {**os.environ, "BENCH_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
-           "COLUMNS": "200"}
-    command = [sys.executable, "-m", "bench", "sweep", "--model", "linear", "--dataset", "norman_subset",
-               "--trials", "6", "--storage", storage, "--study", "shared"]
-    workers = [subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+    workers = [worker(tmp_path, home, storage, "linear", 6) for _ in range(2)]
     outputs = [w.communicate(timeout=600) for w in workers]
     assert all(w.returncode == 0 for w in workers), outputs
-    study = optuna.load_study(study_name="shared", storage=sweep.open_storage(storage))
-    states = [t.state.name for t in study.trials]
+    study, states = states_of(storage)
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states and "WAITING" not in states
     assert len({t.number for t in study.trials}) == len(study.trials)
     assert set(states) <= {"COMPLETE", "FAIL"}
@@ -123,3 +121,98 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
     assert card.extends == "linear" and card.sweep["study"] == "shared"
     assert card.sweep["value"] == pytest.approx(study.best_value)
     assert {k: card.params[k] for k in study.best_params} == study.best_params
+
+
+class SlowModel(SpyModel):
+    """Takes a few seconds to fit, so that a worker can be killed in the middle of a trial."""
+
+    def fit(self, train) -> None:
+        time.sleep(4)
+        super().fit(train)
+
+
+def worker(tmp_path, home, storage, model, trials, env=None):
+    env = {**os.environ, "BENCH_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
+           "PYTHONPATH": str(Path(__file__).parent), "COLUMNS": "200", **(env or {})}
+    command = [sys.executable, "-m", "bench", "sweep", "--model", model, "--dataset", "norman_subset",
+               "--trials", str(trials), "--storage", storage, "--study", "shared"]
+    return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def states_of(storage):
+    study = optuna.load_study(study_name="shared", storage=sweep.open_storage(storage))
+    return study, [t.state.name for t in study.trials]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_loses_nothing(tmp_path):
+    real_data_file("perturbench_devel.h5ad")
+    home = project_copy(tmp_path)
+    (home / "models" / "slow.toml").write_text(
+        'name = "slow"\nadapter = "test_sweep:SlowModel"\ndescription = "slow"\ncitation = "-"\n'
+        '[params]\nlevel = 0.0\n[search_space]\nlevel = { type = "float", low = 0.0, high = 0.5 }\n')
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    quick = {sweep.HEARTBEAT_S: "1", sweep.GRACE_S: "3"}
+    first = worker(tmp_path, home, storage, "slow", 3, quick)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if (tmp_path / "shared.db").exists():
+            try:
+                _, states = states_of(storage)
+            except KeyError:  # the study is not created yet
+                continue
+            if states.count("COMPLETE") == 1 and states[-1] == "RUNNING":
+                break
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    time.sleep(4)  # longer than the grace period: the killed trial's heartbeat is stale
+    second = worker(tmp_path, home, storage, "slow", 3, quick)
+    out, err = second.communicate(timeout=600)
+    assert second.returncode == 0, err
+    study, states = states_of(storage)
+    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
+    killed = next(t for t in study.trials if t.state.name == "FAIL")
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
+    assert retried[0].params == killed.params
+
+
+def postgres_server():
+    """A PostgreSQL server on localhost for this test (Debian's binaries, run as the ``postgres`` user)."""
+    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not binaries or shutil.which("runuser") is None:
+        message = "PostgreSQL is not installed (Debian package postgresql); .ci/run installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    bin_dir = binaries[-1].parent
+    data = Path(tempfile.mkdtemp(prefix="bench-postgres-"))  # pytest's folders are closed to other users
+    shutil.chown(data, "postgres")
+    port = 54000 + os.getpid() % 1000
+
+    def as_postgres(*args):
+        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, text=True)
+
+    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres")
+    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
+                f"-p {port} -k {data} -c listen_addresses=localhost", "start")
+    return bin_dir, data, port, as_postgres
+
+
+@pytest.mark.slow
+def test_two_workers_share_a_study_on_postgresql(tmp_path):
+    real_data_file("perturbench_devel.h5ad")
+    bin_dir, data, port, as_postgres = postgres_server()
+    try:
+        home = project_copy(tmp_path)
+        storage = f"postgresql://postgres@localhost:{port}/postgres"
+        workers = [worker(tmp_path, home, storage, "linear", 6) for _ in range(2)]
+        outputs = [w.communicate(timeout=600) for w in workers]
+        assert all(w.returncode == 0 for w in workers), outputs
+        study, states = states_of(storage)
+        assert states.count("COMPLETE") == 6 and set(states) <= {"COMPLETE", "FAIL"}
+        assert len({t.number for t in study.trials}) == len(study.trials)
+    finally:
+        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(data, ignore_errors=True)
