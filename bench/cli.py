@@ -99,11 +99,14 @@ def run(
     cell_type_key: Annotated[str | None, typer.Option(help="obs column of cell types (.h5ad path).")] = None,
     metrics: Annotated[str, typer.Option(help="Metrics shown in the summary table.")] = HEADLINE,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log runs to MLflow.")] = True,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs in parallel worker processes.")] = 1,
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
     from bench import devices, metrics as metric_registry, registry, runner, splits
     from bench.knowledge import StoreGeneKnowledge
 
+    if jobs < 1:
+        raise BenchError(f"--jobs {jobs} must be at least 1")
     shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
     splits.check_name(split)
     seed_list = parse_seeds(seeds)
@@ -120,7 +123,21 @@ def run(
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("runs", total=len(cards) * len(seed_list))
-        for card in cards:
+
+        def finished(result) -> None:
+            if not result.ok:
+                err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
+            progress.advance(task)
+
+        if jobs > 1:
+            from bench import parallel
+
+            progress.update(task, description=f"{jobs} parallel jobs")
+            tasks = [(card, params[card.name], seed) for card in cards for seed in seed_list]
+            results = parallel.run_many(jobs, tasks, prepared, split, resolved_device, preset, track, finished)
+            order = {card.name: i for i, card in enumerate(cards)}
+            results.sort(key=lambda r: (order[r.model], r.seed))
+        for card in cards if jobs <= 1 else ():
             for seed in seed_list:
                 label = f"{card.name} seed {seed}"
                 progress.update(task, description=label)
@@ -135,10 +152,8 @@ def run(
                     from bench import tracking
 
                     tracking.log_run(result)
-                if not result.ok:
-                    err_console.print(f"{result.status.lower()}: {card.name} seed {seed}: {result.error}")
+                finished(result)
                 results.append(result)
-                progress.advance(task)
     console.print(_summary_table(results, shown))
     if track:
         from bench import tracking

@@ -14,13 +14,13 @@ console = Console()
 
 def sweep(
     model: Annotated[str, typer.Option("--model", "-m", help="Model card to tune (its [search_space]).")],
-    split: Annotated[str, typer.Option("--split", "-s", help="Split setting with validation conditions.")] = "simulation",
-    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: Norman if present).")] = None,
+    split: Annotated[str, typer.Option("--split", "-s", help="Split with validation conditions.")] = "simulation",
+    dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: Norman).")] = None,
     seed: Annotated[int, typer.Option(help="Split seed.")] = 1,
     trials: Annotated[int, typer.Option(help="Trials the study should hold, all workers together.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Start no trial after this many seconds.")] = None,
-    metric: Annotated[str, typer.Option(help="Validation metric to optimise, in its own direction.")] = "pearson_delta_de20",
-    storage: Annotated[str | None, typer.Option(help="Optuna storage: sqlite:///f.db, postgresql://…, journal:PATH.")] = None,
+    metric: Annotated[str, typer.Option(help="Validation metric to optimise.")] = "pearson_delta_de20",
+    storage: Annotated[str | None, typer.Option(help="sqlite:///f.db, postgresql://… or journal:PATH.")] = None,
     study: Annotated[str | None, typer.Option(help="Study name (default: <model>@<dataset>-<split>-seed<k>).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     preset: Annotated[str | None, typer.Option(help="Card preset the search starts from (e.g. fast).")] = None,

@@ -12,8 +12,9 @@ Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working direct
 URL such as ``postgresql://user@host/db`` (RDB storages record a heartbeat, so a trial whose worker
 died is failed and retried by the next worker), or ``journal:PATH`` (Optuna's journal file on a shared
 filesystem; Optuna keeps no heartbeat there, so a dead worker's trial stays RUNNING and counts against
-the budget until the study is given more trials). Two workers that ask for a trial at the same moment can overshoot the budget by one; the
-later trial then ends as FAILED with the user attribute ``surplus`` before any training.
+the budget until the study is given more trials). Two workers that ask for a trial at the same moment
+can overshoot the budget by one; the later trial then ends as FAILED with the user attribute
+``surplus`` before any training.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ def open_storage(url: str):
             )
         except Exception as exc:  # SQLAlchemy and driver errors have many types
             if attempt == OPEN_ATTEMPTS:
-                raise BenchError(f"cannot open sweep storage {redact(url)} ({str(exc).splitlines()[0][:200]}); use "
-                                 "sqlite:///sweeps.db, postgresql://user@host/db or journal:/shared/sweep.log") from None
+                reason = str(exc).splitlines()[0][:200]
+                raise BenchError(f"cannot open sweep storage {redact(url)} ({reason}); use sqlite:///sweeps.db, "
+                                 "postgresql://user@host/db or journal:/shared/sweep.log") from None
             time.sleep(0.5 * attempt)  # workers starting together race to create the schema
 
 
@@ -221,8 +223,8 @@ def write_best_card(spec: SweepSpec, study) -> Path | None:
     best = study.best_trial
     params = {**spec.card.presets.get(spec.preset or "", {}), **best.params}
     name = card_name(spec)
-    record = {"study": spec.study, "storage": redact(spec.storage), "trial": best.number, "metric": f"val/{spec.metric}",
-              "value": float(best.value), "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
+    record = {"study": spec.study, "storage": redact(spec.storage), "trial": best.number,
+              "metric": f"val/{spec.metric}", "value": float(best.value), "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
               "preset": spec.preset or "default", "trials_complete": len(complete)}
     description = (f"{spec.card.name} tuned on {spec.dataset} ({spec.split}, seed {spec.seed}): "
                    f"best val/{spec.metric} {best.value:.4g} in study {spec.study}.")

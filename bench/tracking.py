@@ -6,6 +6,7 @@ Default tracking URI: an SQLite file ``mlflow.db`` in the working directory (MLf
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import importlib.metadata
 import logging
@@ -62,19 +63,19 @@ def experiment_name(dataset: str) -> str:
     return f"bench/{dataset}"
 
 
-def _use_experiment(mlflow, dataset: str) -> None:
-    """Select the dataset's experiment. With an SQLite store the call holds a file lock beside the
-    database: processes that start together (sweep workers) would otherwise race to create its schema,
-    and MLflow's migrations are not safe under that race."""
+@contextlib.contextmanager
+def _store_lock():
+    """With an SQLite store, hold a file lock beside the database for a block: processes that start
+    together (sweep workers, ``bench run --jobs``) would otherwise race to create its schema, and
+    MLflow's migrations and SQLite's writers are not safe under that race. A no-op for servers."""
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
-        mlflow.set_experiment(experiment_name(dataset))
+        yield
         return
-    lock = Path(uri.removeprefix("sqlite:///") + ".lock")
-    with open(lock, "a") as handle:
+    with open(Path(uri.removeprefix("sqlite:///") + ".lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            mlflow.set_experiment(experiment_name(dataset))
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -123,28 +124,31 @@ def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dic
     """Log one run (params, metrics, tags, artifacts), as a child of ``parent_run_id`` when given (a sweep
     trial); return its MLflow run id."""
     mlflow = _mlflow()
-    _use_experiment(mlflow, result.dataset)
     status = "FINISHED" if result.status in ("FINISHED", "SKIPPED") else "FAILED"
     run_name = f"{result.model}/{result.split}/seed{result.seed}"
-    with mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, nested=parent_run_id is not None) as run:
-        mlflow.log_params({key: str(value) for key, value in result.params.items()})
-        mlflow.set_tags({**tags(result), **(extra_tags or {})})
-        if result.metrics:
-            mlflow.log_metrics({key: float(value) for key, value in result.metrics.items()})
-        with tempfile.TemporaryDirectory() as folder:
-            _write_artifacts(result, Path(folder))
-            mlflow.log_artifacts(folder)
-        mlflow.end_run(status=status)
-        return run.info.run_id
+    with _store_lock():
+        mlflow.set_experiment(experiment_name(result.dataset))
+        with mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, nested=parent_run_id is not None) as run:
+            mlflow.log_params({key: str(value) for key, value in result.params.items()})
+            mlflow.set_tags({**tags(result), **(extra_tags or {})})
+            if result.metrics:
+                mlflow.log_metrics({key: float(value) for key, value in result.metrics.items()})
+            with tempfile.TemporaryDirectory() as folder:
+                _write_artifacts(result, Path(folder))
+                mlflow.log_artifacts(folder)
+            mlflow.end_run(status=status)
+            return run.info.run_id
 
 
 def start_sweep_run(dataset: str, study: str, setup: dict) -> str:
     """The parent run that a sweep's trials are logged under; return its run id."""
     mlflow = _mlflow()
-    _use_experiment(mlflow, dataset)
-    with mlflow.start_run(run_name=f"sweep/{study}") as run:
-        mlflow.set_tags({"sweep_study": study, "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}})
-        return run.info.run_id
+    with _store_lock():
+        mlflow.set_experiment(experiment_name(dataset))
+        with mlflow.start_run(run_name=f"sweep/{study}") as run:
+            mlflow.set_tags({"sweep_study": study, "git_commit": git_commit(),
+                             **{k: str(v) for k, v in setup.items()}})
+            return run.info.run_id
 
 
 def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:

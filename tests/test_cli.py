@@ -81,7 +81,8 @@ def test_fresh_offline_machine_runs_on_the_simulator(workdir, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path, jobs):
     home = tmp_path / "home"
     shutil.copytree(ROOT / "models", home / "models")
     shutil.copytree(ROOT / "datasets", home / "datasets")
@@ -94,18 +95,23 @@ def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path):
     )
     env = {**workdir["env"], "BENCH_HOME": str(home), "PYTHONPATH": str(tmp_path)}
     out = bench("run", "--model", "crashing,mean", "--dataset", "synthetic", "--split", "simulation",
-                cwd=tmp_path, env=env)
+                "--seeds", "1-2", "--jobs", jobs, cwd=tmp_path, env=env)
     assert out.returncode == 1
     assert "failed: crashing seed 1: RuntimeError: out of cheese" in out.stderr
     runs, _ = tracked_runs(tmp_path, "synthetic")
-    assert dict(zip(runs["tags.model"], runs["status"])) == {"crashing": "FAILED", "mean": "FINISHED"}
-    assert runs.loc[runs["tags.model"] == "crashing", "tags.error"].iloc[0]
+    assert sorted(zip(runs["tags.model"], runs["tags.seed"], runs["status"])) == [
+        ("crashing", "1", "FAILED"), ("crashing", "2", "FAILED"), ("mean", "1", "FINISHED"), ("mean", "2", "FINISHED")]
+    assert runs.loc[runs["tags.model"] == "crashing", "tags.error"].all()
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
         (["run", "--model", "lineer"], "unknown model 'lineer'; did you mean 'linear'"),
+        (["run", "--model", "linear", "--jobs", "0"], "--jobs 0 must be at least 1"),
+        (["sweep", "--model", "mean"], "model 'mean' has no [search_space]"),
+        (["sweep", "--model", "linear", "--trials", "0"], "--trials must be at least 1"),
+        (["sweep", "--model", "linear", "--metric", "pearson_dleta"], "did you mean 'pearson_delta'"),
         (["run", "--model", "linear", "--split", "unseen_doubles"], "did you mean 'unseen_double'"),
         (["run", "--model", "linear", "--seeds", "one"], "--seeds 'one' is not a seed list"),
         (["run", "--model", "linear", "--param", "lambda=1"], "no parameter 'lambda'; allowed:"),

@@ -216,3 +216,23 @@ def test_two_workers_share_a_study_on_postgresql(tmp_path):
     finally:
         as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(data, ignore_errors=True)
+
+
+class ReportingModel(SpyModel):
+    """Reports ``-level`` at every step of a pretend training loop (higher is better, as adapters do)."""
+
+    def fit(self, train) -> None:
+        for step in range(1, 6):
+            train.report(step, -self.level)
+        super().fit(train)
+
+
+def test_trials_that_report_poor_values_are_pruned(tmp_path, prepared):
+    card = registry.ModelCard(name="reporting", adapter="test_sweep:ReportingModel", description="r", citation="-",
+                              params={"level": 0.0}, search_space={"level": {"type": "float", "low": 0.0, "high": 0.8}})
+    study, _ = in_process(spec_for(card, tmp_path, 14), prepared)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert pruned and len(pruned) + len(complete) == 14
+    assert all(t.last_step is not None and t.last_step < 5 for t in pruned)
+    assert min(t.params["level"] for t in pruned) > min(t.params["level"] for t in complete)
