@@ -6,7 +6,9 @@ failed ones do not count) or its ``timeout`` passes. A trial draws parameters fr
 ``[search_space]`` on top of the card's defaults (and preset), trains on the training cells, and is
 scored on the validation conditions only: the runner never predicts test conditions in a sweep. The
 objective is ``val/<metric>`` in the metric's direction. Values the adapter reports during training
-feed Optuna's median pruner. A model crash fails its trial with the message; the study goes on.
+feed Optuna's median pruner. A model crash fails its trial with the message; the study goes on, but
+a worker gives up after ``MAX_FAILED_IN_A_ROW`` failed trials in a row. Bad input (an unknown parameter,
+an impossible split) stops the worker with its one-line error.
 
 Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working directory), any SQLAlchemy
 URL such as ``postgresql://user@host/db`` (RDB storages record a heartbeat, so a trial whose worker
@@ -37,6 +39,7 @@ from bench.metrics import METRICS
 HEARTBEAT_S = "BENCH_SWEEP_HEARTBEAT_S"  # environment overrides of the heartbeat interval (20 s)
 GRACE_S = "BENCH_SWEEP_GRACE_S"  # and of the silence after which a running trial counts as dead (60 s)
 OPEN_ATTEMPTS = 5
+MAX_FAILED_IN_A_ROW = 10
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 
 
@@ -191,18 +194,22 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
     """Run trials until the study holds ``spec.trials`` of them or the timeout passes; return how many ran."""
     import optuna
 
-    start, ran = time.monotonic(), 0
+    start, ran, failed_in_a_row = time.monotonic(), 0, 0
     while spec.timeout is None or time.monotonic() - start < spec.timeout:
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and re-queued (RDB storages)
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting and counted(study) >= spec.trials:
             break
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus))
         number = objective.started[-1]
         last = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
         if last.user_attrs.get("surplus"):
             break
         ran += 1
+        failed_in_a_row = failed_in_a_row + 1 if last.state.name == "FAIL" else 0
+        if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            raise BenchError(f"{failed_in_a_row} trials in a row failed, the last with: {last.user_attrs['error']}; "
+                             "fix the model or its search space (the study keeps its trials)")
         progress(f"trial {last.number}: {last.state.name.lower()}"
                  + (f", val/{spec.metric} {last.value:.4g}" if last.value is not None else "")
                  + (f" ({last.user_attrs['error']})" if "error" in last.user_attrs else ""))

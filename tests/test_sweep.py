@@ -19,7 +19,7 @@ from conftest import real_data_file
 from bench import paths, registry, runner, splits, sweep
 from bench.adapters.baselines import MeanModel
 from bench.api import Prediction
-from bench.errors import ModelError
+from bench.errors import BenchError, ModelError
 
 QUERIED: list[str] = []
 
@@ -236,3 +236,17 @@ def test_trials_that_report_poor_values_are_pruned(tmp_path, prepared):
     assert pruned and len(pruned) + len(complete) == 14
     assert all(t.last_step is not None and t.last_step < 5 for t in pruned)
     assert min(t.params["level"] for t in pruned) > min(t.params["level"] for t in complete)
+
+
+def test_a_worker_gives_up_after_many_failed_trials_in_a_row(tmp_path, prepared):
+    card = registry.ModelCard(name="spy", adapter="test_sweep:SpyModel", description="d", citation="-",
+                              params={"level": 0.0}, search_space={"level": {"type": "float", "low": 0.9, "high": 1.0}})
+    with pytest.raises(BenchError, match="10 trials in a row failed, the last with: .*too high"):
+        in_process(spec_for(card, tmp_path, 3), prepared)
+
+
+def test_bad_input_stops_the_worker_at_once(tmp_path, prepared):
+    card = registry.ModelCard(name="spy", adapter="test_sweep:SpyModel", description="d", citation="-",
+                              params={"level": 0.0}, search_space={"levle": {"type": "float", "low": 0.0, "high": 1.0}})
+    with pytest.raises(BenchError, match="has no parameter 'levle'"):
+        in_process(spec_for(card, tmp_path, 3), prepared)
