@@ -49,11 +49,11 @@ SPY = registry.ModelCard(name="spy", adapter="test_sweep:SpyModel", description=
 def prepared(small_synthetic):
     from bench.data.datasets import Dataset
 
-    return runner.PreparedDataset.of(Dataset("synthetic", small_synthetic, "sim-sha"))
+    return runner.PreparedDataset.of(Dataset("sweep-test-simulation", small_synthetic, "sim-sha"))
 
 
 def spec_for(card, tmp_path, trials: int, storage: str | None = None) -> sweep.SweepSpec:
-    return sweep.SweepSpec(card, "synthetic", "simulation", 1, trials, "pearson_delta_de20", "s",
+    return sweep.SweepSpec(card, "sweep-test-simulation", "simulation", 1, trials, "pearson_delta_de20", "s",
                            storage or f"sqlite:///{tmp_path / 'sweeps.db'}", "cpu", None)
 
 
