@@ -11,12 +11,11 @@ a worker gives up after ``MAX_FAILED_IN_A_ROW`` failed trials in a row. Bad inpu
 an impossible split) stops the worker with its one-line error.
 
 Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working directory), any SQLAlchemy
-URL such as ``postgresql://user@host/db`` (RDB storages record a heartbeat, so a trial whose worker
-died is failed and retried by the next worker), or ``journal:PATH`` (Optuna's journal file on a shared
-filesystem; Optuna keeps no heartbeat there, so a dead worker's trial stays RUNNING and counts against
-the budget until the study is given more trials). Two workers that ask for a trial at the same moment
-can overshoot the budget by one; the later trial then ends as FAILED with the user attribute
-``surplus`` before any training.
+URL such as ``postgresql://user@host/db``, or ``journal:PATH`` (Optuna's journal file on a shared
+filesystem). Trials record a heartbeat (Optuna's for RDB storages, ``journal_heartbeat`` for journal
+files), so a trial whose worker died is failed and retried by the next worker with the same parameters.
+Two workers that ask for a trial at the same moment can overshoot the budget by one; the later trial
+then ends as FAILED with the user attribute ``surplus`` before any training.
 """
 
 from __future__ import annotations
@@ -28,10 +27,11 @@ import re
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import paths, registry
+from bench import journal_heartbeat, paths, registry
 from bench.api import RunResult, StopTraining
 from bench.errors import BenchError
 from bench.metrics import METRICS
@@ -73,13 +73,12 @@ def open_storage(url: str):
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for attempt in range(1, OPEN_ATTEMPTS + 1):
         try:
-            if url.startswith("journal:"):
+            if is_journal(url):
                 from optuna.storages.journal import JournalFileBackend
 
                 return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
             return optuna.storages.RDBStorage(
-                url, heartbeat_interval=int(os.environ.get(HEARTBEAT_S, 20)),
-                grace_period=int(os.environ.get(GRACE_S, 60)),
+                url, heartbeat_interval=heartbeat_s(), grace_period=grace_s(),
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
         except Exception as exc:  # SQLAlchemy and driver errors have many types
@@ -88,6 +87,18 @@ def open_storage(url: str):
                 raise BenchError(f"cannot open sweep storage {redact(url)} ({reason}); use sqlite:///sweeps.db, "
                                  "postgresql://user@host/db or journal:/shared/sweep.log") from None
             time.sleep(0.5 * attempt)  # workers starting together race to create the schema
+
+
+def heartbeat_s() -> int:
+    return int(os.environ.get(HEARTBEAT_S, 20))
+
+
+def grace_s() -> int:
+    return int(os.environ.get(GRACE_S, 60))
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:")
 
 
 def redact(url: str) -> str:
@@ -172,8 +183,10 @@ def objective_for(spec: SweepSpec, study, train: Callable[[dict, Callable], RunR
             if trial.should_prune():
                 raise StopTraining(f"pruned at step {step}")
 
+        beat = journal_heartbeat.beating(trial, heartbeat_s()) if is_journal(spec.storage) else nullcontext()
         try:
-            result = train(params, report)
+            with beat:
+                result = train(params, report)
         except StopTraining:
             raise optuna.TrialPruned() from None
         log(result, trial.number)
@@ -196,7 +209,10 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
 
     start, ran, failed_in_a_row = time.monotonic(), 0, 0
     while spec.timeout is None or time.monotonic() - start < spec.timeout:
-        optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, and re-queued (RDB storages)
+        if is_journal(spec.storage):  # a dead worker's trial: failed, and re-queued
+            journal_heartbeat.fail_dead_trials(study, grace_s())
+        else:
+            optuna.storages.fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting and counted(study) >= spec.trials:
             break
@@ -231,7 +247,8 @@ def write_best_card(spec: SweepSpec, study) -> Path | None:
     params = {**spec.card.presets.get(spec.preset or "", {}), **best.params}
     name = card_name(spec)
     record = {"study": spec.study, "storage": redact(spec.storage), "trial": best.number,
-              "metric": f"val/{spec.metric}", "value": float(best.value), "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
+              "metric": f"val/{spec.metric}", "value": float(best.value), "dataset": spec.dataset,
+              "split": spec.split, "seed": spec.seed,
               "preset": spec.preset or "default", "trials_complete": len(complete)}
     description = (f"{spec.card.name} tuned on {spec.dataset} ({spec.split}, seed {spec.seed}): "
                    f"best val/{spec.metric} {best.value:.4g} in study {spec.study}.")

@@ -145,19 +145,20 @@ def states_of(storage):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_trial_loses_nothing(tmp_path):
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, kind):
     real_data_file("perturbench_devel.h5ad")
     home = project_copy(tmp_path)
     (home / "models" / "slow.toml").write_text(
         'name = "slow"\nadapter = "test_sweep:SlowModel"\ndescription = "slow"\ncitation = "-"\n'
         '[params]\nlevel = 0.0\n[search_space]\nlevel = { type = "float", low = 0.0, high = 0.5 }\n')
-    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
     quick = {sweep.HEARTBEAT_S: "1", sweep.GRACE_S: "3"}
     first = worker(tmp_path, home, storage, "slow", 3, quick)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        if (tmp_path / "shared.db").exists():
+        if (tmp_path / "shared.db").exists() or (tmp_path / "shared.log").exists():
             try:
                 _, states = states_of(storage)
             except KeyError:  # the study is not created yet
@@ -173,7 +174,8 @@ def test_a_worker_killed_mid_trial_loses_nothing(tmp_path):
     study, states = states_of(storage)
     assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
     killed = next(t for t in study.trials if t.state.name == "FAIL")
-    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    retried = [t for t in study.trials
+               if killed.number in (t.system_attrs.get("failed_trial"), t.user_attrs.get("retry_of"))]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
     assert retried[0].params == killed.params
 
