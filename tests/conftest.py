@@ -43,3 +43,41 @@ def small_synthetic():
     from bench.data.simulator import simulate
 
     return simulate(n_cells=900, n_genes=120, n_modules=6, n_singles=10, n_doubles=12, seed=7)
+
+
+@pytest.fixture(scope="session")
+def held_out_doubles(small_synthetic):
+    """Train on controls, all singles and the other doubles; hold out the planted additive doubles whose
+    genes both have a training single (ground truth read from the simulator, never through a model);
+    query from half of the control cells. Returns ``(train, val, query, held, observed means)``."""
+    import numpy as np
+
+    from bench.conditions import CONTROL, genes_of
+
+    interaction = small_synthetic.uns["simulation"]["interaction"]
+    condition = small_synthetic.obs["condition"].astype(str).to_numpy()
+    singles = {c for c in set(condition) if len(genes_of(c)) == 1}
+    held = sorted(d for d, kind in interaction.items() if kind == "additive" and set(genes_of(d)) <= singles)
+    controls = np.flatnonzero(condition == CONTROL)
+    query = np.isin(np.arange(len(condition)), controls[::2])
+
+    def cells(mask):
+        subset = small_synthetic[mask].copy()
+        subset.uns = {}
+        return subset
+
+    train = cells(~np.isin(condition, held) & ~query)
+    observed = {d: np.asarray(small_synthetic.X[condition == d].mean(axis=0)).ravel() for d in held}
+    return train, cells(np.zeros(len(condition), dtype=bool)), cells(query), held, observed
+
+
+def held_out_error(model, data, seed: int = 1) -> float:
+    """Mean squared error of ``model`` (fitted here) on the held-out doubles of ``held_out_doubles``."""
+    import numpy as np
+
+    from bench.api import PredictQuery, TrainData
+
+    train, val, query, held, observed = data
+    model.fit(TrainData(cells=train, val=val, seed=seed))
+    means = model.predict(PredictQuery(held, query, "type_0", seed=seed)).means
+    return float(np.mean([np.mean((means.loc[d].to_numpy() - observed[d]) ** 2) for d in held]))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import held_out_error
 
 from bench import registry, splits
 from bench.adapters.baselines import MeanModel
 from bench.adapters.cpa import CPAModel
 from bench.api import PredictQuery, TrainData, check_prediction
-from bench.conditions import CONTROL, genes_of
 from bench.errors import BenchError, ModelError
 
 CARDS = ("cpa", "latent_additive")
@@ -21,43 +21,12 @@ def fast_model(name: str, **overrides) -> CPAModel:
     return registry.build(card, {**registry.resolve_params(card, "fast"), **overrides})
 
 
-def cut(adata, train_mask, query_mask):
-    def cells(mask):
-        subset = adata[mask].copy()
-        subset.uns = {}
-        return subset
-
-    return cells(train_mask), cells(np.zeros(adata.n_obs, dtype=bool)), cells(query_mask)
-
-
-@pytest.fixture(scope="module")
-def held_out_doubles(small_synthetic):
-    """Train on controls, all singles and the other doubles; hold out the planted additive doubles whose
-    genes both have a training single (ground truth read from the simulator, never through a model)."""
-    interaction = small_synthetic.uns["simulation"]["interaction"]
-    condition = small_synthetic.obs["condition"].astype(str).to_numpy()
-    single_genes = {c for c in set(condition) if len(genes_of(c)) == 1}
-    held = sorted(d for d, kind in interaction.items() if kind == "additive" and set(genes_of(d)) <= single_genes)
-    controls = np.flatnonzero(condition == CONTROL)
-    query = np.isin(np.arange(len(condition)), controls[::2])
-    train, val, query_cells = cut(small_synthetic, ~np.isin(condition, held) & ~query, query)
-    observed = {d: np.asarray(small_synthetic.X[condition == d].mean(axis=0)).ravel() for d in held}
-    return train, val, query_cells, held, observed
-
-
-def error(model, data) -> float:
-    train, val, query_cells, held, observed = data
-    model.fit(TrainData(cells=train, val=val, seed=1))
-    means = model.predict(PredictQuery(held, query_cells, "type_0", seed=1)).means
-    return float(np.mean([np.mean((means.loc[d].to_numpy() - observed[d]) ** 2) for d in held]))
-
-
 @pytest.mark.parametrize("name", CARDS)
 def test_learns_held_out_additive_doubles_better_than_mean(name, held_out_doubles):
     assert len(held_out_doubles[3]) >= 3
-    baseline = error(MeanModel(), held_out_doubles)
-    assert error(fast_model(name), held_out_doubles) < 0.5 * baseline
-    assert error(fast_model(name, epochs=0), held_out_doubles) > 0.5 * baseline
+    baseline = held_out_error(MeanModel(), held_out_doubles)
+    assert held_out_error(fast_model(name), held_out_doubles) < 0.5 * baseline
+    assert held_out_error(fast_model(name, epochs=0), held_out_doubles) > 0.5 * baseline
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import held_out_error
 from sklearn.metrics import adjusted_rand_score
 
 from bench import registry
@@ -21,7 +22,7 @@ from bench.adapters.scbig.pretrain import PretrainSettings, pretrain, reconstruc
 from bench.adapters.scbig.priors import data_gene_embeddings
 from bench.adapters.scbig.structure import cluster_correlation_loss, membership, pathway_ot_loss
 from bench.api import PredictQuery, TrainData
-from bench.conditions import CONTROL, genes_of
+from bench.conditions import CONTROL
 from bench.errors import ModelError
 
 CARDS = ("scbig", "scbig_pca_latent", "scbig_random_clusters", "scbig_no_structure_loss")
@@ -89,8 +90,7 @@ def test_encoder_round_trip_beats_pca_of_the_same_size(small_synthetic):
     cluster_embeddings = np.stack([embeddings[labels == c].mean(axis=0) for c in range(6)])
     torch.manual_seed(0)
     net = GeneClusterAwareEncoder(labels, cluster_embeddings, *gene_moments(train), 3, 64, 1, 4, 4, 128, 0.0)
-    pretrain(net, train, held_out, PretrainSettings(40, 64, 1e-3, 8), np.random.default_rng(0), "cpu",
-             lambda epoch, error: None)
+    pretrain(net, train, held_out, PretrainSettings(40, 64, 1e-3, 8), np.random.default_rng(0), "cpu")
     gcae = reconstruction_error(net, held_out, "cpu", 256)
     pca = reconstruction_error(PCALatent(train.astype(np.float64), 3), held_out, "cpu", 256)
     assert gcae < pca, (gcae, pca)
@@ -143,43 +143,15 @@ def test_structure_losses_vanish_on_the_truth_and_have_gradients():
     assert torch.isfinite(predicted.grad).all() and predicted.grad.abs().sum() > 0
 
 
-@pytest.fixture(scope="module")
-def held_out_double(small_synthetic):
-    """Train on everything but the planted additive doubles whose genes both have a single (ground truth
-    from the simulator, never through a model); query from half of the control cells."""
-    interaction = small_synthetic.uns["simulation"]["interaction"]
-    condition = small_synthetic.obs["condition"].astype(str).to_numpy()
-    singles = {c for c in set(condition) if len(genes_of(c)) == 1}
-    held = sorted(d for d, kind in interaction.items() if kind == "additive" and set(genes_of(d)) <= singles)
-    controls = np.flatnonzero(condition == CONTROL)
-    query = np.isin(np.arange(len(condition)), controls[::2])
-
-    def cells(mask):
-        subset = small_synthetic[mask].copy()
-        subset.uns = {}
-        return subset
-
-    train = cells(~np.isin(condition, held) & ~query)
-    observed = {d: np.asarray(small_synthetic.X[condition == d].mean(axis=0)).ravel() for d in held}
-    return train, cells(np.zeros(len(condition), dtype=bool)), cells(query), held, observed
+def test_flow_matching_learns_held_out_seen_doubles(held_out_doubles):
+    assert len(held_out_doubles[3]) >= 3
+    control = held_out_error(ControlModel(), held_out_doubles)
+    assert held_out_error(fast_model(), held_out_doubles) < 0.8 * control
+    assert held_out_error(fast_model(flow_steps=0), held_out_doubles) > 0.8 * control
 
 
-def error(model, data, seed: int = 1) -> float:
-    train, val, query, held, observed = data
-    model.fit(TrainData(cells=train, val=val, seed=seed))
-    means = model.predict(PredictQuery(held, query, "type_0", seed=seed)).means
-    return float(np.mean([np.mean((means.loc[d].to_numpy() - observed[d]) ** 2) for d in held]))
-
-
-def test_flow_matching_learns_held_out_seen_doubles(held_out_double):
-    assert len(held_out_double[3]) >= 3
-    control = error(ControlModel(), held_out_double)
-    assert error(fast_model(), held_out_double) < 0.8 * control
-    assert error(fast_model(flow_steps=0), held_out_double) > 0.8 * control
-
-
-def test_fit_is_deterministic_per_seed_and_restores_the_callers_state(held_out_double):
-    train, val, query, held, _ = held_out_double
+def test_fit_is_deterministic_per_seed_and_restores_the_callers_state(held_out_doubles):
+    train, val, query, held, _ = held_out_doubles
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
     threads = torch.get_num_threads()

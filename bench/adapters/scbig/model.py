@@ -141,7 +141,7 @@ class ScBIGModel:
         net = GeneClusterAwareEncoder(self.labels, cluster_embeddings, *gene_moments(x), self.latent_dim, **self.gcae)
         net = net.to(self.device)
         val = train.val.X if train.val.n_obs else None
-        pretrain(net, x, val, self.pretrain_settings, rng, self.device, lambda epoch, error: None)
+        pretrain(net, x, val, self.pretrain_settings, rng, self.device)
         return net
 
     def _structure(self, train: TrainData) -> Structure:

@@ -48,8 +48,8 @@ def reconstruction_error(net: torch.nn.Module, x, device: str, batch_size: int) 
 
 
 def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, rng: np.random.Generator,
-             device: str, progress) -> float:
-    """Train ``net`` in place; return the best held-out reconstruction MSE. ``progress(epoch, mse)``."""
+             device: str) -> float:
+    """Train ``net`` in place; return the best held-out reconstruction MSE."""
     rows, held_out = held_out_split(train_x, val_x, rng)
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     best = BestWeights(settings.patience, reconstruction_error(net, held_out, device, settings.batch_size))
@@ -63,7 +63,6 @@ def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, r
             loss.backward()
             optimiser.step()
         error = reconstruction_error(net, held_out, device, settings.batch_size)
-        progress(epoch, error)
         if best.update(net, error):
             break
     best.restore(net)
