@@ -11,9 +11,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.cli_check import check
 from bench.cli_data import data_app
+from bench.cli_leaderboard import HEADLINE, leaderboard
 from bench.cli_sweep import sweep
 from bench.errors import BenchError
+from bench.seeds import parse_seeds
 
 app = typer.Typer(
     help="Benchmark gene-perturbation response predictors on frozen splits with pinned metrics.",
@@ -23,29 +26,16 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.command()(sweep)
+app.command()(leaderboard)
+app.command()(check)
 console = Console()
 err_console = Console(stderr=True)
 STATE = {"debug": False}
-HEADLINE = "pearson_delta_de20,pearson_delta,mse_de20"
 
 
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
-
-
-def parse_seeds(text: str) -> list[int]:
-    """``1-5``, ``1,3,7`` or ``2``."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            low, sep, high = part.strip().partition("-")
-            seeds += list(range(int(low), int(high) + 1)) if sep else [int(low)]
-    except ValueError:
-        raise BenchError(f"--seeds '{text}' is not a seed list; use e.g. 1-5 or 1,2,3") from None
-    if not seeds or min(seeds) < 0:
-        raise BenchError(f"--seeds '{text}' must name non-negative seeds, e.g. 1-5")
-    return sorted(set(seeds))
 
 
 def _load(dataset: str | None, perturbation_key, control_value, cell_type_key):

@@ -41,7 +41,7 @@ class PreparedDataset:
         return cls(dataset.name, dataset.adata, dataset.sha256, cached_de_genes(dataset.adata, dataset.name, dataset.sha256))
 
 
-def _cell_type_means(cells: ad.AnnData) -> dict[str, pd.DataFrame]:
+def cell_type_means(cells: ad.AnnData) -> dict[str, pd.DataFrame]:
     """Per cell type, the mean expression of each condition (rows) over genes (columns)."""
     result = {}
     for cell_type in sorted(cells.obs["cell_type"].astype(str).unique()):
@@ -63,8 +63,8 @@ def score(
     also their energy distance to the observed cells."""
     genes = observed_cells.var_names
     gene_index = pd.Index(genes)
-    observed = _cell_type_means(observed_cells)
-    training = _cell_type_means(train_cells)
+    observed = cell_type_means(observed_cells)
+    training = cell_type_means(train_cells)
     rows, arrays = [], {k: [] for k in ("pred", "obs", "ctrl", "pert", "de", "top", "perturbed")}
     for (cell_type, condition), values in predicted.iterrows():
         train_means = training[cell_type]

@@ -52,6 +52,7 @@ def paired_bootstrap(a, b, n_boot: int = 10_000, seed: int = 0, level: float = 0
         raise ValueError(f"paired values need the same shape, got {a.shape} and {b.shape}")
     keep = np.isfinite(a) & np.isfinite(b)
     diff = a[keep] - b[keep]
+    diff[np.abs(diff) < 1e-12] = 0.0  # equal predictions differ by rounding only: a tie, not a direction
     if not len(diff):
         return PairedDifference(float("nan"), float("nan"), float("nan"), 0)
     rng = np.random.default_rng(seed)

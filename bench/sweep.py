@@ -31,7 +31,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import journal_heartbeat, paths, registry
+from bench import atomic, journal_heartbeat, paths, registry
 from bench.api import RunResult, StopTraining
 from bench.errors import BenchError
 from bench.metrics import METRICS
@@ -255,11 +255,7 @@ def write_best_card(spec: SweepSpec, study) -> Path | None:
     lines = [f"name = {_toml(name)}", f"extends = {_toml(spec.card.name)}", f"description = {_toml(description)}",
              "", "[params]", *(f"{k} = {_toml(v)}" for k, v in sorted(params.items())),
              "", "[sweep]", *(f"{k} = {_toml(v)}" for k, v in record.items()), ""]
-    path = paths.models_dir() / f"{name}.toml"
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text("\n".join(lines))
-    os.replace(temporary, path)
-    return path
+    return atomic.write_text(paths.models_dir() / f"{name}.toml", "\n".join(lines))
 
 
 def _toml(value) -> str:

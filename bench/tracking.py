@@ -33,6 +33,7 @@ def tracking_uri() -> str:
 def _mlflow():
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
         logging.getLogger(noisy).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
@@ -149,6 +150,25 @@ def start_sweep_run(dataset: str, study: str, setup: dict) -> str:
             mlflow.set_tags({"sweep_study": study, "git_commit": git_commit(),
                              **{k: str(v) for k, v in setup.items()}})
             return run.info.run_id
+
+
+def tracked_datasets() -> list[str]:
+    """Names of the datasets that have an experiment in the tracking store."""
+    mlflow = _mlflow()
+    prefix = experiment_name("")
+    return sorted(e.name.removeprefix(prefix) for e in mlflow.search_experiments() if e.name.startswith(prefix))
+
+
+def run_artifact(run_id: str, name: str, folder: Path) -> Path | None:
+    """Download one artifact of a run into ``folder``; None when the run has no such artifact."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    _mlflow()
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
+    except (MlflowException, OSError):
+        return None
 
 
 def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:

@@ -113,13 +113,16 @@ def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path, jobs):
         (["sweep", "--model", "linear", "--trials", "0"], "--trials must be at least 1"),
         (["sweep", "--model", "linear", "--metric", "pearson_dleta"], "did you mean 'pearson_delta'"),
         (["run", "--model", "linear", "--split", "unseen_doubles"], "did you mean 'unseen_double'"),
-        (["run", "--model", "linear", "--seeds", "one"], "--seeds 'one' is not a seed list"),
+        (["run", "--model", "linear", "--seeds", "one"], "seeds 'one' is not a seed list"),
         (["run", "--model", "linear", "--param", "lambda=1"], "no parameter 'lambda'; allowed:"),
         (["run", "--model", "linear", "--preset", "fats"], "did you mean 'fast'"),
         (["run", "--model", "linear", "--device", "cuda", "--dataset", "synthetic"], "sees no CUDA GPU"),
         (["run", "--model", "linear", "--metrics", "pearsn"], "unknown metric 'pearsn'"),
         (["run", "--model", "linear", "--dataset", "normann"], "did you mean 'norman'"),
         (["list", "modles"], "did you mean 'models'?"),
+        (["leaderboard"], "no tracked runs in sqlite:///"),
+        (["leaderboard", "--dataset", "synthetic", "--metric", "pearsn"], "unknown metric 'pearsn'"),
+        (["check", "--reference", "absent.csv"], "no reference file absent.csv"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, message, workdir):
@@ -142,7 +145,8 @@ def test_list_shows_every_section(workdir):
 
 
 def test_every_command_has_help(workdir):
-    for command in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "--help"]):
+    for command in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "--help"], ["sweep", "--help"],
+                    ["leaderboard", "--help"], ["check", "--help"]):
         out = bench(*command, **workdir)
         assert out.returncode == 0 and "Usage" in out.stdout
 

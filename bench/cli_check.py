@@ -1,0 +1,68 @@
+"""``bench check``: re-run the configurations of a reference file and fail on regressions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from bench.seeds import parse_seeds
+
+console = Console()
+STYLE = {"ok": "green", "improved": "cyan", "regressed": "bold red", "failed": "bold red", "missing": "bold red"}
+BAD = ("regressed", "failed", "missing")
+
+
+def _diff_table(verdicts) -> Table:
+    table = Table(title="bench check: now vs reference (mean over the reference's seeds)")
+    for column in ("configuration", "metric", "reference", "now", "change", "tolerance", "verdict"):
+        table.add_column(column, justify="left" if column in ("configuration", "metric", "verdict") else "right")
+    for line in verdicts.itertuples(index=False):
+        preset = "" if line.preset == "default" else f" [{line.preset}]"
+        verdict = f"[{STYLE[line.verdict]}]{line.verdict}[/]" + (f": {line.detail}" if line.detail else "")
+        table.add_row(f"{line.model}{preset} {line.dataset}/{line.split} seeds {line.seeds}",
+                      f"{line.subgroup}/{line.metric}", f"{line.mean:.4f}", f"{line.now:.4f}",
+                      f"{line.change:+.4f}", f"{line.tolerance:.4f}", verdict)
+    return table
+
+
+def check(
+    reference: Annotated[Path, typer.Option(help="Reference CSV: configurations, metrics and values.")] = Path("leaderboards/reference.csv"),
+    update: Annotated[bool, typer.Option("--update", help="Re-run and rewrite the reference's values instead of checking.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
+) -> None:
+    """Re-run the reference's configurations; exit 1 with a diff when a metric regressed or a model fails."""
+    from bench import atomic, devices, regression
+
+    table = regression.read_reference(reference, require_values=not update)
+    resolved = devices.resolve(device)
+    total = sum(len(parse_seeds(c.seeds)) for c in regression.configs(table))
+    columns = (TextColumn("{task.description}"), TextColumn("{task.completed}/{task.total} runs done"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("loading", total=total)
+        started = []
+
+        def on_run(config, seed: int) -> None:
+            progress.update(task, completed=len(started), description=f"{config}: seed {seed}")
+            started.append(seed)
+
+        results = regression.rerun(table, resolved, on_run, track)
+    if update:
+        atomic.write_text(reference, regression.updated(table, results).to_csv(index=False))
+        console.print(f"updated {reference}: {len(table)} line(s), {len(results)} configuration(s)")
+        return
+    verdicts = regression.compare(table, results)
+    console.print(_diff_table(verdicts))
+    bad = verdicts[verdicts["verdict"].isin(BAD)]
+    improved = int((verdicts["verdict"] == "improved").sum())
+    if improved:
+        console.print(f"{improved} line(s) improved beyond tolerance: `bench check --update` records the new values")
+    if len(bad):
+        console.print(f"[bold red]{len(bad)} of {len(verdicts)} line(s) regressed or failed[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]all {len(verdicts)} line(s) within tolerance[/]")

@@ -1,0 +1,255 @@
+"""Leaderboards from tracked runs: which runs belong in one table, and the statistics of each cell.
+
+A board is one (dataset, split). Its rows are model cards (one per preset that ran); its cells are a
+metric on a test subgroup, as mean ± sd over split seeds, with a paired bootstrap 95% CI of the row's
+difference to a reference row (``bench.stats``).
+
+Honesty rules, enforced before anything is computed:
+
+* one dataset checksum and one metrics version per dataset, one split file (sha256) per split seed, and
+  one card version (sha256) per row; anything else is refused, because a cell would average runs that
+  are not comparable. ``latest=True`` keeps only the runs that match the newest run of each group and
+  counts the others as left out;
+* one run per (row, seed): a re-run replaces an older one, which is counted as superseded;
+* sweep trials (child runs, validation only) and sweep parents are never rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench import splits, stats, tracking
+from bench.errors import BenchError
+from bench.metrics import METRICS
+from bench.registry import DEFAULT_PRESET, all_cards
+
+PROVENANCE = {"tags.dataset_sha256": "dataset checksums", "tags.metrics_version": "metric versions"}
+
+
+@dataclass
+class Row:
+    """One model card with one preset on one board: its runs by seed."""
+
+    model: str
+    preset: str
+    baseline: bool
+    runs: dict[int, pd.Series] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
+    skipped: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.model if self.preset == DEFAULT_PRESET else f"{self.model} [{self.preset}]"
+
+    def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
+        return stats.over_seeds([run.get(f"metrics.{subgroup}/{metric}", np.nan) for run in self.runs.values()])
+
+
+@dataclass
+class Board:
+    dataset: str
+    split: str
+    dataset_sha256: str
+    metrics_version: str
+    split_files: dict[int, str]
+    commits: list[str]
+    rows: list[Row]
+    left_out: int = 0
+    superseded: int = 0
+
+    @property
+    def subgroups(self) -> list[str]:
+        found = {
+            key.removeprefix("metrics.").split("/")[0]
+            for row in self.rows
+            for run in row.runs.values()
+            for key, value in run.items()
+            if key.startswith("metrics.") and not key.startswith("metrics.val/") and np.isfinite(value)
+        }
+        return ["all", *sorted(found - {"all"})]
+
+    def row(self, label: str) -> Row:
+        matches = [r for r in self.rows if label in (r.label, r.model)]
+        if len(matches) != 1:
+            choices = ", ".join(r.label for r in self.rows)
+            what = "is ambiguous" if matches else "has no runs"
+            raise BenchError(f"reference '{label}' {what} on {self.dataset}/{self.split}; choose one of: {choices}")
+        return matches[0]
+
+
+def _runs(dataset: str) -> pd.DataFrame:
+    runs = tracking.search_runs(dataset)
+    if runs.empty or "tags.model" not in runs:
+        return pd.DataFrame()
+    runs = runs[runs["tags.model"].notna()]
+    if "tags.mlflow.parentRunId" in runs:
+        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
+    return runs.sort_values("start_time").reset_index(drop=True)
+
+
+def _describe(values: pd.Series) -> str:
+    counts = values.value_counts()
+    return ", ".join(f"{n} run(s) on {str(value)[:12]}" for value, n in counts.items())
+
+
+def _one_value(runs: pd.DataFrame, column: str, keys: list[str], what: str, where: str, latest: bool) -> pd.DataFrame:
+    """Keep runs only when each group of ``keys`` has one value of ``column``; with ``latest``, keep the
+    value of the group's newest run instead of refusing."""
+    kept = []
+    for key, group in runs.groupby(keys, sort=False) if keys else [((), runs)]:
+        values = group[column].fillna("unknown")
+        if values.nunique() > 1:
+            if not latest:
+                label = where.format(*key) if keys else where
+                raise BenchError(
+                    f"runs of {label} mix {what} ({_describe(values)}); delete the stale runs from the "
+                    "tracking store, or pass --latest to keep only runs matching the newest one"
+                )
+            group = group[values == values.iloc[-1]]
+        kept.append(group)
+    return pd.concat(kept) if kept else runs
+
+
+def select(runs: pd.DataFrame, dataset: str, latest: bool) -> pd.DataFrame:
+    """The comparable runs of one dataset (see the module docstring); raises ``BenchError`` on mixing."""
+    for column, what in PROVENANCE.items():
+        runs = _one_value(runs, column, [], what, f"dataset '{dataset}'", latest)
+    runs = _one_value(runs, "tags.split_sha256", ["tags.split", "tags.seed"], "split files",
+                      f"{dataset}/{{}} seed {{}}", latest)
+    return _one_value(runs, "tags.card_sha256", ["tags.model", "tags.preset"], "versions of the model card",
+                      f"{dataset}: {{}} [{{}}]", latest)
+
+
+def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
+    path = splits.frozen_path(dataset, split, seed, committed=True)
+    if path.exists() and splits.read(path).sha256 == sha256:
+        return str(path.relative_to(path.parents[2]))
+    return f"{split}-seed{seed} (cached, not committed)"
+
+
+def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[Board]:
+    """The boards of a dataset's tracked runs (one per split, or only ``split``)."""
+    runs = _runs(dataset)
+    if split is not None and not runs.empty:
+        runs = runs[runs["tags.split"] == split]
+    if runs.empty:
+        where = f"{dataset}/{split}" if split else dataset
+        raise BenchError(f"no tracked runs of {where} in {tracking.tracking_uri()}; run `bench run` first")
+    total = len(runs)
+    runs = select(runs, dataset, latest)
+    left_out = total - len(runs)
+    cards = all_cards()
+    result = []
+    for split_name, split_runs in runs.groupby("tags.split", sort=True):
+        rows: dict[tuple[str, str], Row] = {}
+        superseded = 0
+        for (model, preset, seed), group in split_runs.groupby(["tags.model", "tags.preset", "tags.seed"], sort=False):
+            superseded += len(group) - 1
+            run = group.iloc[-1]
+            card = cards.get(model)
+            row = rows.setdefault((model, preset), Row(model, preset, bool(card and card.baseline)))
+            status = run.get("tags.status", "FINISHED")
+            if status == "SKIPPED":
+                row.skipped = str(run.get("tags.error", "skipped"))
+            elif status == "FAILED" or run["status"] == "FAILED":
+                row.failed[int(seed)] = str(run.get("tags.error", "failed"))
+            else:
+                row.runs[int(seed)] = run
+        kept = pd.DataFrame([r for row in rows.values() for r in row.runs.values()])
+        shas = split_runs.groupby("tags.seed")["tags.split_sha256"].first()
+        result.append(Board(
+            dataset=dataset,
+            split=split_name,
+            dataset_sha256=str(split_runs["tags.dataset_sha256"].iloc[0]),
+            metrics_version=str(split_runs["tags.metrics_version"].iloc[0]),
+            split_files={int(seed): _split_file(dataset, split_name, int(seed), sha)
+                         for seed, sha in sorted(shas.items(), key=lambda item: int(item[0]))},
+            commits=sorted(set(kept["tags.git_commit"].fillna("unknown"))) if len(kept) else [],
+            rows=sorted(rows.values(), key=lambda r: (not r.baseline, r.model, r.preset)),
+            left_out=left_out,
+            superseded=superseded,
+        ))
+    return result
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    return a > b if METRICS[metric].direction == "max" else a < b
+
+
+def default_reference(board: Board, metric: str) -> Row | None:
+    """The best baseline on ``all/<metric>`` (None when no baseline has a value)."""
+    best = None
+    for row in board.rows:
+        value = row.value("all", metric).mean
+        if row.baseline and np.isfinite(value) and (best is None or better(metric, value, best[0])):
+            best = (value, row)
+    return best[1] if best else None
+
+
+class PerPerturbation:
+    """Per-perturbation scores of a board's runs, read from their artifacts once and kept."""
+
+    def __init__(self) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="bench-leaderboard-")
+        self._tables: dict[str, pd.DataFrame | None] = {}
+
+    def of(self, run: pd.Series) -> pd.DataFrame | None:
+        run_id = run["run_id"]
+        if run_id not in self._tables:
+            path = tracking.run_artifact(run_id, "per_perturbation.csv", Path(self._folder.name) / run_id)
+            self._tables[run_id] = pd.read_csv(path) if path else None
+        return self._tables[run_id]
+
+
+def paired_difference(row: Row, reference: Row, subgroup: str, metric: str, scores: PerPerturbation) -> stats.PairedDifference:
+    """Bootstrap CI of (row − reference) over perturbations: on every seed both scored, the two are
+    paired per (cell type, condition); a perturbation's values are averaged over those seeds, and the
+    bootstrap resamples perturbations."""
+    frames = []
+    for seed in sorted(set(row.runs) & set(reference.runs)):
+        mine, theirs = scores.of(row.runs[seed]), scores.of(reference.runs[seed])
+        if mine is None or theirs is None or metric not in mine or metric not in theirs:
+            continue
+        keys = ["cell_type", "condition", "subgroup"]
+        frames.append(mine[keys + [metric]].merge(theirs[keys + [metric]], on=keys, suffixes=("", "_ref")))
+    if not frames:
+        return stats.PairedDifference(np.nan, np.nan, np.nan, 0)
+    pairs = pd.concat(frames)
+    if subgroup != "all":
+        pairs = pairs[pairs["subgroup"] == subgroup]
+    pairs = pairs.dropna(subset=[metric, f"{metric}_ref"]).groupby(["cell_type", "condition"])[[metric, f"{metric}_ref"]].mean()
+    return stats.paired_bootstrap(pairs[metric].to_numpy(), pairs[f"{metric}_ref"].to_numpy())
+
+
+def cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPerturbation) -> pd.DataFrame:
+    """Long table: one line per (row, subgroup, metric) with mean, sd, seeds, the difference to the
+    reference with its CI, and whether the cell is the best of its column."""
+    lines = []
+    for metric in metrics:
+        for subgroup in board.subgroups:
+            for row in board.rows:
+                summary = row.value(subgroup, metric)
+                diff = stats.PairedDifference(np.nan, np.nan, np.nan, 0)
+                if reference is not None and row is not reference and summary.n:
+                    diff = paired_difference(row, reference, subgroup, metric, scores)
+                lines.append({
+                    "split": board.split, "model": row.model, "preset": row.preset, "label": row.label,
+                    "baseline": row.baseline, "metric": metric, "subgroup": subgroup,
+                    "mean": summary.mean, "sd": summary.sd, "n_seeds": summary.n,
+                    "n_failed": len(row.failed), "reference": reference.label if reference else "",
+                    "diff": diff.mean, "ci_low": diff.low, "ci_high": diff.high, "n_perturbations": diff.n,
+                })
+    table = pd.DataFrame(lines)
+    table["best"] = False
+    for _, column in table.groupby(["metric", "subgroup"]):
+        finite = column[np.isfinite(column["mean"])]
+        if len(finite):
+            metric = finite["metric"].iloc[0]
+            best = finite["mean"].max() if METRICS[metric].direction == "max" else finite["mean"].min()
+            table.loc[finite.index[finite["mean"] == best], "best"] = True
+    return table

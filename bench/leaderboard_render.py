@@ -1,0 +1,119 @@
+"""Leaderboard files: the Markdown a reader sees and the CSV a script reads, from ``leaderboard.cells``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.leaderboard import Board, Row
+from bench.metrics import METRICS
+
+
+def _number(value: float) -> str:
+    text = f"{value:.3f}"
+    return "0.000" if text == "-0.000" else text.replace("-", "−")
+
+
+def _signed(value: float) -> str:
+    return ("+" if value >= 0 else "") + _number(value)
+
+
+def _cell(line: pd.Series, seeds: int) -> str:
+    if not line["n_seeds"]:
+        return "–"
+    text = _number(line["mean"]) + (f" ± {_number(line['sd'])}" if line["n_seeds"] > 1 else "")
+    text += f" (n={line['n_seeds']})" if line["n_seeds"] != seeds else ""
+    if line["best"]:
+        text = f"**{text}**"
+    if line["n_perturbations"]:
+        excludes_zero = line["ci_low"] > 0 or line["ci_high"] < 0
+        text += (f"<br>Δ {_signed(line['diff'])} [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}]"
+                 + ("\\*" if excludes_zero else ""))
+    return text
+
+
+def _row_label(row: Row, reference: str) -> str:
+    notes = [word for word, present in (("baseline", row.baseline), ("reference", row.label == reference)) if present]
+    return row.label + (f" ({', '.join(notes)})" if notes else "")
+
+
+def _seeds(row: Row) -> str:
+    if row.skipped:
+        return "skipped"
+    return str(len(row.runs)) + (f" ({len(row.failed)} failed)" if row.failed else "")
+
+
+def _metric_table(board: Board, table: pd.DataFrame, metric: str, image: str | None) -> list[str]:
+    direction = "higher" if METRICS[metric].direction == "max" else "lower"
+    subgroups = board.subgroups
+    reference = table["reference"].iloc[0] if len(table) else ""
+    lines = [f"### {metric} ({direction} is better)", "", METRICS[metric].definition + ".", "",
+             "| model | seeds | " + " | ".join(subgroups) + " |", "|---|---|" + "---|" * len(subgroups)]
+    for row in board.rows:
+        mine = table[(table["label"] == row.label) & (table["metric"] == metric)].set_index("subgroup")
+        values = [_cell(mine.loc[s], len(row.runs)) if s in mine.index else "–" for s in subgroups]
+        lines.append(f"| {_row_label(row, reference)} | {_seeds(row)} | " + " | ".join(values) + " |")
+    lines.append("")
+    if image:
+        lines += [f"![{metric} per subgroup]({image})", ""]
+    return lines
+
+
+def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], command: str) -> str:
+    """The Markdown leaderboard of one dataset; ``board_tables`` holds each board, its ``cells`` table,
+    and the file names of its images (``bars:<metric>`` and ``scatter``)."""
+    first = board_tables[0][0]
+    lines = [
+        f"# Leaderboard: {first.dataset}",
+        "",
+        f"Written by `{command}` from runs tracked in MLflow; do not edit by hand.",
+        "",
+        f"- Dataset sha256: `{first.dataset_sha256}`; metrics version {first.metrics_version}.",
+        "- Cells: mean ± sd over split seeds; **bold**: the best of the column. Δ: the row minus the reference "
+        "row, mean over test perturbations paired by seed, with its paired bootstrap 95% CI (10,000 resamples "
+        "of perturbations); \\* where the CI excludes 0. Δ weighs every test perturbation once (averaged over "
+        "the seeds whose test set holds it), so it can differ from the difference of the seed means, which weigh "
+        "seeds equally. (n=k): a subgroup present in k of the row's seeds.",
+        "- A label `[preset]` names the card's preset when it is not the default (e.g. `fast` where the "
+        "default takes too long on CPU).",
+        "",
+    ]
+    for board, table, images in board_tables:
+        reference = table["reference"].iloc[0] if len(table) else ""
+        metrics = list(dict.fromkeys(table["metric"]))
+        lines += [f"## {board.dataset} / {board.split}", ""]
+        lines += ["Split files: " + ", ".join(f"`{path}`" for path in board.split_files.values()) + ".", ""]
+        lines += [f"Code: commit {', '.join(f'`{c[:12]}`' for c in board.commits) or 'unknown'}.", ""]
+        lines.append(f"Reference: **{reference}** (the best baseline on all/{metrics[0]} unless chosen with "
+                     "`--reference`)." if reference else "Reference: none (no baseline has runs here).")
+        lines.append("")
+        notes = [f"{row.label} seed {seed}: {error}" for row in board.rows for seed, error in sorted(row.failed.items())]
+        notes += [f"{row.label}: skipped ({row.skipped})" for row in board.rows if row.skipped]
+        if board.superseded:
+            notes.append(f"{board.superseded} older run(s) replaced by a re-run of the same model, preset and seed")
+        if board.left_out:
+            notes.append(f"{board.left_out} run(s) left out by --latest (older split files, data or cards)")
+        if notes:
+            lines += ["Notes:", "", *[f"- {note}" for note in notes], ""]
+        for metric in metrics:
+            lines += _metric_table(board, table, metric, images.get(f"bars:{metric}"))
+        if "scatter" in images:
+            lines += ["### Predicted vs observed change, top 20 DE genes", "",
+                      f"![predicted vs observed change]({images['scatter']})", ""]
+    return "\n".join(lines)
+
+
+def csv(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]]) -> str:
+    """One line per (split, row, metric, subgroup), with the provenance of its runs."""
+    frames = []
+    for board, table, _ in board_tables:
+        frame = table.copy()
+        frame.insert(0, "dataset", board.dataset)
+        frame["dataset_sha256"] = board.dataset_sha256
+        frame["metrics_version"] = board.metrics_version
+        frame["split_files"] = ";".join(board.split_files.values())
+        frame["commits"] = ";".join(board.commits)
+        frames.append(frame)
+    result = pd.concat(frames, ignore_index=True)
+    result = result.replace([np.inf, -np.inf], np.nan)
+    return result.to_csv(index=False, float_format="%.6f")

@@ -1,0 +1,126 @@
+"""Leaderboards from tracked runs: which runs share a cell, the statistics in it, and the files written.
+
+Runs are logged to a temporary MLflow store as a model run would log them (``tracking.log_run``), with
+per-perturbation scores chosen by the test, so every expected value is computed here from those scores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import leaderboard as lb
+from bench import leaderboard_render as render
+from bench import tracking
+from bench.api import RunResult
+from bench.errors import BenchError
+from bench.metrics import aggregate
+
+DATASET = "lbtest"
+CONDITIONS = [f"G{i}+G{i + 1}" for i in range(0, 16, 2)] + [f"S{i}" for i in range(8)]
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'runs.db'}")
+    return tmp_path
+
+
+def per_perturbation(values: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({
+        "cell_type": "K562",
+        "condition": CONDITIONS,
+        "subgroup": ["combo" if "+" in c else "single" for c in CONDITIONS],
+        "pearson_delta_de20": values,
+        "mse_de20": 1 - values,
+    })
+
+
+def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
+        dataset_sha: str = "d" * 64) -> None:
+    table = per_perturbation(values)
+    result = RunResult(
+        model=model, params={}, card_hash=f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
+        split="simulation", split_hash=split_hash or f"split-{seed}", seed=seed, device="cpu", status=status,
+        error="ModelError: boom" if status == "FAILED" else None, split_json="{}",
+    )
+    if status == "FINISHED":
+        result.per_perturbation, result.metrics = table, aggregate(table)
+    tracking.log_run(result)
+
+
+def scores(seed: int, shift: float) -> np.ndarray:
+    """Per-perturbation values: a fixed pattern per seed, plus ``shift``."""
+    return np.random.default_rng(seed).uniform(0.2, 0.6, len(CONDITIONS)) + shift
+
+
+def test_cells_are_seed_means_with_a_paired_interval_to_the_best_baseline(store):
+    for seed in (1, 2, 3):
+        log("mean", seed, scores(seed, 0.0))
+        log("additive", seed, scores(seed, 0.1))
+        log("linear", seed, scores(seed, 0.25))
+    log("linear", 4, scores(4, 0.25), status="FAILED")
+    (board,) = lb.boards(DATASET)
+    reference = lb.default_reference(board, "pearson_delta_de20")
+    assert reference.model == "linear"  # linear, additive and mean are baselines; linear scores highest
+    table = lb.cells(board, ["pearson_delta_de20", "mse_de20"], reference, lb.PerPerturbation())
+    line = table.set_index(["label", "metric", "subgroup"]).loc[("additive", "pearson_delta_de20", "combo")]
+    expected = [scores(seed, 0.1)[:8].mean() for seed in (1, 2, 3)]
+    assert line["mean"] == pytest.approx(np.mean(expected))
+    assert line["sd"] == pytest.approx(np.std(expected, ddof=1))
+    assert line["n_seeds"] == 3
+    assert line["diff"] == pytest.approx(-0.15) and line["ci_low"] == pytest.approx(-0.15)  # constant shift
+    assert line["n_perturbations"] == 8
+    best = table[table["best"]].set_index(["metric", "subgroup"])["label"]
+    assert best[("pearson_delta_de20", "all")] == "linear" and best[("mse_de20", "all")] == "linear"
+    linear = next(row for row in board.rows if row.model == "linear")
+    assert list(linear.failed) == [4] and sorted(linear.runs) == [1, 2, 3]
+
+
+def test_mixing_split_files_of_one_seed_is_refused(store):
+    log("mean", 1, scores(1, 0.0), split_hash="a" * 64)
+    log("additive", 1, scores(1, 0.1), split_hash="b" * 64)
+    with pytest.raises(BenchError, match="simulation seed 1 mix split files"):
+        lb.boards(DATASET)
+    (board,) = lb.boards(DATASET, latest=True)
+    assert [row.model for row in board.rows] == ["additive"] and board.left_out == 1
+
+
+def test_mixing_dataset_checksums_is_refused(store):
+    log("mean", 1, scores(1, 0.0), dataset_sha="1" * 64)
+    log("mean", 2, scores(2, 0.0), dataset_sha="2" * 64)
+    with pytest.raises(BenchError, match="mix dataset checksums"):
+        lb.boards(DATASET)
+
+
+def test_a_rerun_replaces_the_older_run_of_its_seed(store):
+    log("mean", 1, scores(1, 0.0))
+    log("mean", 1, scores(1, 0.3))
+    (board,) = lb.boards(DATASET)
+    assert board.superseded == 1
+    assert board.rows[0].value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.3).mean())
+
+
+def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(store):
+    for seed in (1, 2):
+        log("mean", seed, scores(seed, 0.0))
+        log("additive", seed, scores(seed, 0.2))
+    (board,) = lb.boards(DATASET)
+    reference = lb.default_reference(board, "pearson_delta_de20")
+    table = lb.cells(board, ["pearson_delta_de20"], reference, lb.PerPerturbation())
+    text = render.markdown([(board, table, {"bars:pearson_delta_de20": "bars.png"})], "bench leaderboard")
+    mean_all = np.mean([scores(s, 0.2).mean() for s in (1, 2)])
+    assert f"**{mean_all:.3f} ±" in text  # additive is best and bold
+    assert "Δ −0.200 [−0.200, −0.200]\\*" in text  # mean vs additive: a real gap, flagged
+    assert "split-1" not in text and "seed1" in text and "d" * 64 in text
+    assert "![pearson_delta_de20 per subgroup](bars.png)" in text
+    csv = pd.read_csv(pd.io.common.StringIO(render.csv([(board, table, {})])))
+    assert set(csv["label"]) == {"mean", "additive"} and (csv["dataset_sha256"] == "d" * 64).all()
+
+
+def test_an_unknown_reference_names_the_choices(store):
+    log("mean", 1, scores(1, 0.0))
+    (board,) = lb.boards(DATASET)
+    with pytest.raises(BenchError, match="choose one of: mean"):
+        board.row("scbig")
