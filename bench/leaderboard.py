@@ -1,6 +1,7 @@
 """Leaderboards from tracked runs: which runs belong in one table, and the statistics of each cell.
 
-A board is one (dataset, split). Its rows are model cards (one per preset that ran); its cells are a
+A board is one (dataset, split). Its rows are model cards (one per preset, and per set of ``--param``
+overrides, that ran; overridden values are named in the row's label); its cells are a
 metric on a test subgroup, as mean ± sd over split seeds, with a paired bootstrap 95% CI of the row's
 difference to a reference row (``bench.stats``).
 
@@ -38,13 +39,15 @@ class Row:
     model: str
     preset: str
     baseline: bool
+    variant: str = ""
     runs: dict[int, pd.Series] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     skipped: str = ""
 
     @property
     def label(self) -> str:
-        return self.model if self.preset == DEFAULT_PRESET else f"{self.model} [{self.preset}]"
+        label = self.model if self.preset == DEFAULT_PRESET else f"{self.model} [{self.preset}]"
+        return f"{label} ({self.variant})" if self.variant else label
 
     def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
         return stats.over_seeds([run.get(f"metrics.{subgroup}/{metric}", np.nan) for run in self.runs.values()])
@@ -125,6 +128,19 @@ def select(runs: pd.DataFrame, dataset: str, latest: bool) -> pd.DataFrame:
                       f"{dataset}: {{}} [{{}}]", latest)
 
 
+def _parameters(runs: pd.DataFrame) -> pd.Series:
+    """Per run, the parameters that differ between runs of its (model, preset), as ``key=value, …``;
+    empty where all runs of a (model, preset) used the same parameters."""
+    columns = [c for c in runs if c.startswith("params.")]
+    variant = pd.Series("", index=runs.index)
+    for _, group in runs.groupby(["tags.model", "tags.preset"], sort=False):
+        values = group[columns].fillna("")
+        varying = [c for c in columns if values[c].nunique() > 1]
+        for index, line in values[varying].iterrows():
+            variant[index] = ", ".join(f"{c.removeprefix('params.')}={line[c]}" for c in varying)
+    return variant
+
+
 def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
     path = splits.frozen_path(dataset, split, seed, committed=True)
     if path.exists() and splits.read(path).sha256 == sha256:
@@ -143,16 +159,18 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
     total = len(runs)
     runs = select(runs, dataset, latest)
     left_out = total - len(runs)
+    runs = runs.assign(variant=_parameters(runs))
     cards = all_cards()
     result = []
     for split_name, split_runs in runs.groupby("tags.split", sort=True):
         rows: dict[tuple[str, str], Row] = {}
         superseded = 0
-        for (model, preset, seed), group in split_runs.groupby(["tags.model", "tags.preset", "tags.seed"], sort=False):
+        keys = ["tags.model", "tags.preset", "variant", "tags.seed"]
+        for (model, preset, variant, seed), group in split_runs.groupby(keys, sort=False):
             superseded += len(group) - 1
             run = group.iloc[-1]
             card = cards.get(model)
-            row = rows.setdefault((model, preset), Row(model, preset, bool(card and card.baseline)))
+            row = rows.setdefault((model, preset, variant), Row(model, preset, bool(card and card.baseline), variant))
             status = run.get("tags.status", "FINISHED")
             if status == "SKIPPED":
                 row.skipped = str(run.get("tags.error", "skipped"))
@@ -170,7 +188,7 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
             split_files={int(seed): _split_file(dataset, split_name, int(seed), sha)
                          for seed, sha in sorted(shas.items(), key=lambda item: int(item[0]))},
             commits=sorted(set(kept["tags.git_commit"].fillna("unknown"))) if len(kept) else [],
-            rows=sorted(rows.values(), key=lambda r: (not r.baseline, r.model, r.preset)),
+            rows=sorted(rows.values(), key=lambda r: (not r.baseline, r.model, r.preset, r.variant)),
             left_out=left_out,
             superseded=superseded,
         ))

@@ -38,7 +38,7 @@ def tracked_runs(tmp_path, dataset):
 
 
 @pytest.mark.slow
-def test_run_on_norman_subset_is_tracked(workdir, tmp_path):
+def test_run_on_norman_subset_is_tracked_and_makes_a_leaderboard(workdir, tmp_path):
     real_data_file("perturbench_devel.h5ad")
     out = bench("run", "--model", "linear,additive", "--split", "simulation", "--dataset", "norman_subset",
                 "--seeds", "1-2", **workdir)
@@ -56,6 +56,16 @@ def test_run_on_norman_subset_is_tracked(workdir, tmp_path):
     assert runs["metrics.combo_seen2/pearson_delta_de20"].notna().all()
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs["run_id"].iloc[0])}
     assert {"per_perturbation.csv", "predictions.h5ad", "split.json"} <= artifacts
+
+    out = bench("leaderboard", "--dataset", "norman_subset", **workdir)
+    assert out.returncode == 0, out.stderr
+    board = tmp_path / "leaderboards"
+    text = (board / "norman_subset.md").read_text()
+    assert "`splits/norman_subset/simulation-seed2.json`" in text and "Reference: **additive**" in text
+    assert "| linear (baseline) | 2 |" in text
+    assert sorted(p.name for p in board.glob("*.png")) == [
+        f"norman_subset_simulation_{kind}.png" for kind in
+        ("bars_mse_de20", "bars_pearson_delta", "bars_pearson_delta_de20", "scatter")]
 
 
 @pytest.mark.slow

@@ -38,10 +38,10 @@ def per_perturbation(values: np.ndarray) -> pd.DataFrame:
 
 
 def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
-        dataset_sha: str = "d" * 64) -> None:
+        dataset_sha: str = "d" * 64, params: dict | None = None) -> None:
     table = per_perturbation(values)
     result = RunResult(
-        model=model, params={}, card_hash=f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
+        model=model, params=params or {"ridge": 0.1}, card_hash=f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
         split="simulation", split_hash=split_hash or f"split-{seed}", seed=seed, device="cpu", status=status,
         error="ModelError: boom" if status == "FAILED" else None, split_json="{}",
     )
@@ -100,6 +100,15 @@ def test_a_rerun_replaces_the_older_run_of_its_seed(store):
     (board,) = lb.boards(DATASET)
     assert board.superseded == 1
     assert board.rows[0].value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.3).mean())
+
+
+def test_runs_with_other_parameters_are_their_own_rows(store):
+    for seed in (1, 2):
+        log("linear", seed, scores(seed, 0.0), params={"ridge": 0.1, "go_ridge": 1.0})
+        log("linear", seed, scores(seed, 0.2), params={"ridge": 0.5, "go_ridge": 1.0})
+    (board,) = lb.boards(DATASET)
+    assert sorted(row.label for row in board.rows) == ["linear (ridge=0.1)", "linear (ridge=0.5)"]
+    assert all(len(row.runs) == 2 for row in board.rows) and board.superseded == 0
 
 
 def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(store):
