@@ -47,9 +47,12 @@ def leaderboard(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
 ) -> None:
     """Write leaderboards (Markdown, CSV, PNG) from tracked runs: mean ± sd over seeds, paired bootstrap CIs."""
-    from bench import atomic, leaderboard as lb, leaderboard_render as render, metrics as metric_registry, tracking
+    from bench import atomic, leaderboard as lb, leaderboard_render as render, metrics as metric_registry, splits
+    from bench import tracking
 
     metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
+    if split is not None:
+        splits.check_name(split)
     if not metrics:
         raise BenchError("--metric names no metric; see `bench list metrics`")
     datasets = [dataset] if dataset else tracking.tracked_datasets()
