@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +31,9 @@ def check(*args: str):
 def reference(tmp_path_factory):
     path = tmp_path_factory.mktemp("check") / "reference.csv"
     path.write_text(HEADER + "\n" + "\n".join(line + ",,,," for line in LINES) + "\n")
-    result = check("--reference", str(path), "--update")
+    with pytest.MonkeyPatch.context() as patch:  # the per-test cache fixture does not reach module fixtures
+        patch.setenv("BENCH_CACHE_DIR", os.environ.get("BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "bench-cache")))
+        result = check("--reference", str(path), "--update")
     assert result.exit_code == 0, result.output
     return path
 
