@@ -56,14 +56,15 @@ def leaderboard(
     if not metrics:
         raise BenchError("--metric names no metric; see `bench list metrics`")
     datasets = [dataset] if dataset else tracking.tracked_datasets()
-    if not datasets:
-        raise BenchError(f"no tracked runs in {tracking.tracking_uri()}; run `bench run` first")
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
     scores = lb.PerPerturbation()
+    written = []
     for name in datasets:
         board_tables = []
         with console.status(f"reading tracked runs of {name}"):
             boards = lb.boards(name, split, latest)
+        if not boards:
+            continue
         for board in boards:
             row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
             with console.status(f"bootstrapping {board.dataset}/{board.split}"):
@@ -76,3 +77,8 @@ def leaderboard(
         md = atomic.write_text(out / f"{name}.md", render.markdown(board_tables, command))
         table_csv = atomic.write_text(out / f"{name}.csv", render.csv(board_tables))
         console.print(f"{name}: {md}, {table_csv}" + (f" and {sum(len(i) for *_, i in board_tables)} plots" if plots else ""))
+        written.append(name)
+    if not written:
+        where = "/".join(part for part in (dataset, split) if part)
+        raise BenchError(f"no tracked runs{' of ' + where if where else ''} in {tracking.tracking_uri()}; "
+                         "run `bench run` first")

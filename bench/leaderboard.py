@@ -149,13 +149,12 @@ def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
 
 
 def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[Board]:
-    """The boards of a dataset's tracked runs (one per split, or only ``split``)."""
+    """The boards of a dataset's tracked runs (one per split, or only ``split``); none without runs."""
     runs = _runs(dataset)
     if split is not None and not runs.empty:
         runs = runs[runs["tags.split"] == split]
     if runs.empty:
-        where = f"{dataset}/{split}" if split else dataset
-        raise BenchError(f"no tracked runs of {where} in {tracking.tracking_uri()}; run `bench run` first")
+        return []
     total = len(runs)
     runs = select(runs, dataset, latest)
     left_out = total - len(runs)

@@ -131,6 +131,7 @@ def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path, jobs):
         (["run", "--model", "linear", "--dataset", "normann"], "did you mean 'norman'"),
         (["list", "modles"], "did you mean 'models'?"),
         (["leaderboard"], "no tracked runs in sqlite:///"),
+        (["leaderboard", "--dataset", "synthetic", "--split", "additive"], "no tracked runs of synthetic/additive in"),
         (["leaderboard", "--dataset", "synthetic", "--metric", "pearsn"], "unknown metric 'pearsn'"),
         (["leaderboard", "--split", "unseen_doubles"], "did you mean 'unseen_double'"),
         (["check", "--reference", "absent.csv"], "no reference file absent.csv"),
