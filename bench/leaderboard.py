@@ -34,7 +34,7 @@ PROVENANCE = {"tags.dataset_sha256": "dataset checksums", "tags.metrics_version"
 
 @dataclass
 class Row:
-    """One model card with one preset on one board: its runs by seed."""
+    """One model card with one preset and one set of parameters on one board: its runs by seed."""
 
     model: str
     preset: str
