@@ -145,7 +145,7 @@ def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
     path = splits.frozen_path(dataset, split, seed, committed=True)
     if path.exists() and splits.read(path).sha256 == sha256:
         return str(path.relative_to(path.parents[2]))
-    return f"{split}-seed{seed} (cached, not committed)"
+    return f"{split}-seed{seed} (generated, not committed; sha256 {sha256[:12]})"
 
 
 def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[Board]:
