@@ -122,7 +122,7 @@ def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(store):
     mean_all = np.mean([scores(s, 0.2).mean() for s in (1, 2)])
     assert f"**{mean_all:.3f} ±" in text  # additive is best and bold
     assert "Δ −0.200 [−0.200, −0.200]\\*" in text  # mean vs additive: a real gap, flagged
-    assert "split-1" not in text and "seed1" in text and "d" * 64 in text
+    assert "`simulation-seed1 (generated, not committed; sha256 split-1)`" in text and "d" * 64 in text
     assert "![pearson_delta_de20 per subgroup](bars.png)" in text
     csv = pd.read_csv(pd.io.common.StringIO(render.csv([(board, table, {})])))
     assert set(csv["label"]) == {"mean", "additive"} and (csv["dataset_sha256"] == "d" * 64).all()
