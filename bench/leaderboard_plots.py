@@ -27,7 +27,7 @@ from bench.leaderboard import Board
 from bench.metrics import METRICS, rowwise_pearson
 from bench.runner import cell_type_means
 
-MAX_ROWS = 12
+MAX_ROWS = 16  # rows of panels in the scatter plot; more models are named as left out in its title
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -154,7 +154,8 @@ def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4) ->
     if not seeds:
         return None
     seed = seeds[0]
-    rows = [row for row in board.rows if seed in row.runs][:MAX_ROWS]
+    ran = [row for row in board.rows if seed in row.runs]
+    rows = ran[:MAX_ROWS]
     with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
         split = _split_of(rows[0].runs[seed], Path(folder))
         predictions = [(row.label, _predictions(row.runs[seed], Path(folder))) for row in rows]
@@ -187,5 +188,7 @@ def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4) ->
             if j == 0:
                 axes[i, j].set_ylabel(f"{label}\npredicted", fontsize=8)
         axes[-1, j].set_xlabel("observed", fontsize=8)
-    figure.suptitle(f"{title}, seed {seed}: change from control on the top-20 DE genes (orange: a perturbed gene)")
+    left_out = f"\n(not shown: {', '.join(row.label for row in ran[MAX_ROWS:])})" if len(ran) > MAX_ROWS else ""
+    figure.suptitle(f"{title}, seed {seed}: change from control on the top-20 DE genes (orange: a perturbed gene)"
+                    + left_out)
     return _save(figure, path)
