@@ -62,6 +62,8 @@ def check(
     improved = int((verdicts["verdict"] == "improved").sum())
     if improved:
         console.print(f"{improved} line(s) improved beyond tolerance: `bench check --update` records the new values")
+    for line in bad.itertuples(index=False):
+        console.print(regression.describe(line), markup=False, highlight=False, soft_wrap=True)
     if len(bad):
         console.print(f"[bold red]{len(bad)} of {len(verdicts)} line(s) regressed or failed[/]")
         raise typer.Exit(1)

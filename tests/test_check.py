@@ -24,7 +24,7 @@ LINES = [
 
 
 def check(*args: str):
-    return CliRunner().invoke(app, ["check", *args], env={"COLUMNS": "220"})
+    return CliRunner().invoke(app, ["check", *args])
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,9 @@ def test_a_perturbed_prediction_fails_with_a_readable_diff(reference, monkeypatc
     monkeypatch.setattr(AdditiveModel, "predict", perturbed)
     result = check("--reference", str(reference))
     assert result.exit_code == 1, result.output
-    regressed = [line for line in result.output.splitlines() if "regressed" in line and "additive" in line]
+    regressed = [line for line in result.output.splitlines() if line.startswith("REGRESSED: ")]
     assert len(regressed) == 2, result.output  # both additive metrics; mean is untouched
-    assert any("mean synthetic/simulation" in line and " ok" in line for line in result.output.splitlines())
+    assert all(line.startswith("REGRESSED: additive on synthetic/simulation seeds 1-2: all/") for line in regressed)
     assert "2 of 3 line(s) regressed or failed" in result.output
 
 
@@ -77,7 +77,8 @@ def test_a_model_that_now_fails_fails_the_check(reference, monkeypatch):
     monkeypatch.setattr(AdditiveModel, "fit", broken)
     result = check("--reference", str(reference))
     assert result.exit_code == 1
-    assert "failed: seed 1 failed: RuntimeError: the fit broke" in result.output
+    failed = [line for line in result.output.splitlines() if line.startswith("FAILED: ")]
+    assert len(failed) == 2 and all("seed 1 failed: RuntimeError: the fit broke" in line for line in failed), result.output
 
 
 def test_a_line_without_values_asks_for_update(tmp_path):
