@@ -51,10 +51,10 @@ def leaderboard(
     from bench import tracking
 
     metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
-    if split is not None:
-        splits.check_name(split)
     if not metrics:
         raise BenchError("--metric names no metric; see `bench list metrics`")
+    if split is not None:
+        splits.check_name(split)
     datasets = [dataset] if dataset else tracking.tracked_datasets()
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
     scores = lb.PerPerturbation()
