@@ -119,8 +119,7 @@ def compare(reference: pd.DataFrame, results: dict[Config, list[RunResult]]) -> 
 
 def describe(line) -> str:
     """One line of ``compare``'s table as text, e.g. for a CI log."""
-    config = Config(*(getattr(line, c) for c in CONFIG))
-    text = (f"{line.verdict.upper()}: {config}: {line.subgroup}/{line.metric} {line.mean:.4f} -> {line.now:.4f} "
+    text = (f"{line.verdict.upper()}: {_config_of(line)}: {line.subgroup}/{line.metric} {line.mean:.4f} -> {line.now:.4f} "
             f"({line.change:+.4f}, tolerance {line.tolerance:.4f})")
     return text + (f": {line.detail}" if line.detail else "")
 
