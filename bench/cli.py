@@ -168,7 +168,7 @@ def list_(
         "models": lambda: [(c.name, c.description + (" [baseline]" if c.baseline else "")) for c in registry.all_cards().values()],
         "datasets": lambda: [(m.name, f"{m.kind}, {m.format}: {m.description}") for m in all_manifests().values()],
         "splits": lambda: list(DESCRIPTIONS.items()),
-        "metrics": lambda: [(m.name, f"{'higher' if m.direction == 'max' else 'lower'} is better: {m.definition}") for m in METRICS.values()],
+        "metrics": lambda: [(m.name, f"{m.goal}: {m.definition}") for m in METRICS.values()],
     }
     if what != "all" and what not in sections:
         raise BenchError(unknown("list section", what, [*sections, "all"]))

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.registry import preset_label
 from bench.seeds import parse_seeds
 
 console = Console()
@@ -23,9 +24,8 @@ def _diff_table(verdicts) -> Table:
     for column in ("configuration", "metric", "reference", "now", "change", "tolerance", "verdict"):
         table.add_column(column, justify="left" if column in ("configuration", "metric", "verdict") else "right")
     for line in verdicts.itertuples(index=False):
-        preset = "" if line.preset == "default" else f" [{line.preset}]"
         verdict = f"[{STYLE[line.verdict]}]{line.verdict}[/]" + (f": {escape(line.detail)}" if line.detail else "")
-        table.add_row(escape(f"{line.model}{preset} {line.dataset}/{line.split} seeds {line.seeds}"),
+        table.add_row(escape(f"{preset_label(line.model, line.preset)} {line.dataset}/{line.split} seeds {line.seeds}"),
                       f"{line.subgroup}/{line.metric}", f"{line.mean:.4f}", f"{line.now:.4f}",
                       f"{line.change:+.4f}", f"{line.tolerance:.4f}", verdict)
     return table

@@ -27,7 +27,7 @@ import pandas as pd
 from bench import splits, stats, tracking
 from bench.errors import BenchError
 from bench.metrics import METRICS
-from bench.registry import DEFAULT_PRESET, all_cards
+from bench.registry import all_cards, preset_label
 
 PROVENANCE = {"tags.dataset_sha256": "dataset checksums", "tags.metrics_version": "metric versions"}
 
@@ -46,7 +46,7 @@ class Row:
 
     @property
     def label(self) -> str:
-        label = self.model if self.preset == DEFAULT_PRESET else f"{self.model} [{self.preset}]"
+        label = preset_label(self.model, self.preset)
         return f"{label} ({self.variant})" if self.variant else label
 
     def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
@@ -194,16 +194,12 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
     return result
 
 
-def better(metric: str, a: float, b: float) -> bool:
-    return a > b if METRICS[metric].direction == "max" else a < b
-
-
 def default_reference(board: Board, metric: str) -> Row | None:
     """The best baseline on ``all/<metric>`` (None when no baseline has a value)."""
     best = None
     for row in board.rows:
         value = row.value("all", metric).mean
-        if row.baseline and np.isfinite(value) and (best is None or better(metric, value, best[0])):
+        if row.baseline and np.isfinite(value) and (best is None or METRICS[metric].sign * (value - best[0]) > 0):
             best = (value, row)
     return best[1] if best else None
 
@@ -266,7 +262,6 @@ def cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPe
     for _, column in table.groupby(["metric", "subgroup"]):
         finite = column[np.isfinite(column["mean"])]
         if len(finite):
-            metric = finite["metric"].iloc[0]
-            best = finite["mean"].max() if METRICS[metric].direction == "max" else finite["mean"].min()
-            table.loc[finite.index[finite["mean"] == best], "best"] = True
+            signed = METRICS[finite["metric"].iloc[0]].sign * finite["mean"]
+            table.loc[finite.index[signed == signed.max()], "best"] = True
     return table

@@ -64,10 +64,9 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
     values = shown["mean"] - shown["sd"].fillna(0)
     if (values < 0).any():
         ax.axhline(0, color="black", linewidth=0.8)
-    direction = "higher" if METRICS[metric].direction == "max" else "lower"
     ax.set_xticks(np.arange(len(subgroups)), subgroups)
     ax.set_xlim(-0.5, len(subgroups) - 0.5)
-    ax.set_ylabel(f"{metric} ({direction} is better)")
+    ax.set_ylabel(f"{metric} ({METRICS[metric].goal})")
     ax.set_title(f"{title}: {metric}, mean ± sd over seeds")
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
     ax.set_axisbelow(True)

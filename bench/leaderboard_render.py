@@ -44,10 +44,9 @@ def _seeds(row: Row) -> str:
 
 
 def _metric_table(board: Board, table: pd.DataFrame, metric: str, image: str | None) -> list[str]:
-    direction = "higher" if METRICS[metric].direction == "max" else "lower"
     subgroups = board.subgroups
     reference = table["reference"].iloc[0] if len(table) else ""
-    lines = [f"### {metric} ({direction} is better)", "", METRICS[metric].definition + ".", "",
+    lines = [f"### {metric} ({METRICS[metric].goal})", "", METRICS[metric].definition + ".", "",
              "| model | seeds | " + " | ".join(subgroups) + " |", "|---|---|" + "---|" * len(subgroups)]
     for row in board.rows:
         mine = table[(table["label"] == row.label) & (table["metric"] == metric)].set_index("subgroup")

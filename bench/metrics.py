@@ -34,6 +34,15 @@ class Metric:
     direction: str  # "max" or "min": which way is better
     definition: str
 
+    @property
+    def sign(self) -> float:
+        """+1 where higher is better, −1 where lower is: ``sign * (a − b) > 0`` when a is the better value."""
+        return 1.0 if self.direction == "max" else -1.0
+
+    @property
+    def goal(self) -> str:
+        return "higher is better" if self.direction == "max" else "lower is better"
+
 
 METRICS: dict[str, Metric] = {
     m.name: m

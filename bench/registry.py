@@ -41,6 +41,11 @@ from bench.suggest import unknown
 DEFAULT_PRESET = "default"
 
 
+def preset_label(model: str, preset: str) -> str:
+    """``model``, or ``model [preset]`` when the preset is not the default: how tables name a run's card."""
+    return model if preset == DEFAULT_PRESET else f"{model} [{preset}]"
+
+
 @dataclass(frozen=True)
 class ModelCard:
     name: str

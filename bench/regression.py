@@ -25,8 +25,9 @@ import pandas as pd
 from bench import stats
 from bench.api import RunResult
 from bench.errors import BenchError
-from bench.seeds import parse_seeds
 from bench.metrics import METRICS
+from bench.registry import preset_label
+from bench.seeds import parse_seeds
 
 CONFIG = ["dataset", "split", "model", "preset", "seeds"]
 COLUMNS = [*CONFIG, "metric", "subgroup", "mean", "sd", "n_seeds", "tolerance"]
@@ -41,8 +42,7 @@ class Config:
     seeds: str
 
     def __str__(self) -> str:
-        preset = "" if self.preset == "default" else f" [{self.preset}]"
-        return f"{self.model}{preset} on {self.dataset}/{self.split} seeds {self.seeds}"
+        return f"{preset_label(self.model, self.preset)} on {self.dataset}/{self.split} seeds {self.seeds}"
 
 
 def tolerance(mean: float, sd: float, n: int) -> float:
@@ -68,6 +68,10 @@ def read_reference(path: Path, require_values: bool = True) -> pd.DataFrame:
             raise BenchError(f"{path} line {number}: empty {', '.join(empty)}")
         if line.metric not in METRICS:
             raise BenchError(f"{path} line {number}: unknown metric '{line.metric}'; see `bench list metrics`")
+        try:
+            parse_seeds(line.seeds)
+        except BenchError as exc:
+            raise BenchError(f"{path} line {number}: {exc}") from None
     for column in ("mean", "sd", "n_seeds", "tolerance"):
         values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(float("nan"), index=table.index)
         if require_values and values.isna().any():
@@ -101,7 +105,7 @@ def compare(reference: pd.DataFrame, results: dict[Config, list[RunResult]]) -> 
         runs = results[_config_of(line)]
         now = _summary(runs, line.metric, line.subgroup)
         change = now.mean - line.mean
-        gain = change if METRICS[line.metric].direction == "max" else -change
+        gain = METRICS[line.metric].sign * change
         failure = _failure(runs)
         if failure:
             verdict = "failed"
@@ -155,7 +159,6 @@ def rerun(
     for config in todo:  # bad names and presets fail before anything runs
         card = registry.find_card(config.model)
         cards[config] = (card, registry.resolve_params(card, config.preset, ()))
-        parse_seeds(config.seeds)
     knowledge = StoreGeneKnowledge()
     prepared: dict[str, runner.PreparedDataset] = {}
     results = {}

@@ -169,7 +169,7 @@ def objective_for(spec: SweepSpec, study, train: Callable[[dict, Callable], RunR
     ``started`` list records the numbers of the trials it ran."""
     import optuna
 
-    sign = 1.0 if spec.direction == "maximize" else -1.0
+    sign = METRICS[spec.metric].sign
 
     def objective(trial) -> float:
         objective.started.append(trial.number)

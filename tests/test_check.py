@@ -105,6 +105,7 @@ def test_a_line_without_values_asks_for_update(tmp_path):
     ("dataset,model\nx,y\n", "lacks column"),
     (HEADER + "\n", "names no configuration"),
     (HEADER + "\nsynthetic,simulation,mean,default,1,pearson_r2,all,0.1,0,1,0.01\n", "unknown metric 'pearson_r2'"),
+    (HEADER + "\nsynthetic,simulation,mean,default,1-x,mse,all,0.1,0,1,0.01\n", "line 2: seeds '1-x' is not a seed list"),
 ])
 def test_bad_reference_files_get_one_line_errors(tmp_path, text, message):
     path = tmp_path / "reference.csv"

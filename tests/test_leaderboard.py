@@ -38,10 +38,10 @@ def per_perturbation(values: np.ndarray) -> pd.DataFrame:
 
 
 def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
-        dataset_sha: str = "d" * 64, params: dict | None = None) -> None:
+        dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None) -> None:
     table = per_perturbation(values)
     result = RunResult(
-        model=model, params=params or {"ridge": 0.1}, card_hash=f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
+        model=model, params=params or {"ridge": 0.1}, card_hash=card_hash or f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
         split="simulation", split_hash=split_hash or f"split-{seed}", seed=seed, device="cpu", status=status,
         error="ModelError: boom" if status == "FAILED" else None, split_json="{}",
     )
@@ -92,6 +92,17 @@ def test_mixing_dataset_checksums_is_refused(store):
     log("mean", 2, scores(2, 0.0), dataset_sha="2" * 64)
     with pytest.raises(BenchError, match="mix dataset checksums"):
         lb.boards(DATASET)
+
+
+def test_mixing_versions_of_a_model_card_is_refused(store):
+    log("linear", 1, scores(1, 0.0), card_hash="old")
+    log("linear", 2, scores(2, 0.0), card_hash="new")
+    log("mean", 1, scores(1, 0.0))
+    with pytest.raises(BenchError, match="linear \\[default\\] mix versions of the model card"):
+        lb.boards(DATASET)
+    (board,) = lb.boards(DATASET, latest=True)
+    linear = board.row("linear")
+    assert sorted(linear.runs) == [2] and board.left_out == 1
 
 
 def test_a_rerun_replaces_the_older_run_of_its_seed(store):
