@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -100,7 +99,10 @@ def run(
     shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
     splits.check_name(split)
     seed_list = parse_seeds(seeds)
-    cards = [registry.find_card(name.strip()) for name in model.split(",") if name.strip()]
+    names = [name.strip() for name in model.split(",") if name.strip()]
+    if not names:
+        raise BenchError(f"--model names no model card ('{model}'); give one or more, e.g. --model linear,additive")
+    cards = [registry.find_card(name) for name in names]
     params = {card.name: registry.resolve_params(card, preset, param or ()) for card in cards}
     for card in cards:
         registry.build(card, params[card.name])
@@ -182,18 +184,34 @@ def list_(
             console.print(table)
 
 
+# typer 0.29 raises the exceptions of its own bundled click, older typer those of the click package:
+# take click's base classes from typer's public exceptions, so both are caught.
+CLICK_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def main() -> None:
-    """Console entry point: user errors print one line and exit with code 2 (``--debug``: traceback)."""
+    """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
+    traceback)."""
     try:
         code = app(standalone_mode=False)
     except BenchError as exc:
         if STATE["debug"]:
             raise
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {_one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except CLICK_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `bench` alone, or a group without a command: help
+            exc.show()
+            sys.exit(exc.exit_code)
+        context = getattr(exc, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        err_console.print(f"error: {_one_line(exc.format_message())}{hint}", markup=False, highlight=False,
+                          soft_wrap=True)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

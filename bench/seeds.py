@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from bench.errors import BenchError
+
+PART = re.compile(r"(\d+)(?:-(\d+))?")
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``1-5``, ``1,3,7`` or ``2``."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            low, sep, high = part.strip().partition("-")
-            seeds += list(range(int(low), int(high) + 1)) if sep else [int(low)]
-    except ValueError:
-        raise BenchError(f"seeds '{text}' is not a seed list; use e.g. 1-5 or 1,2,3") from None
-    if not seeds or min(seeds) < 0:
-        raise BenchError(f"seeds '{text}' must be non-negative, e.g. 1-5")
-    return sorted(set(seeds))
+    """``1-5``, ``1,3,7`` or ``2``: non-negative integers and ascending ranges, sorted, without repeats."""
+    seeds: set[int] = set()
+    for part in text.split(","):
+        match = PART.fullmatch(part.strip())
+        if match is None:
+            raise BenchError(f"seeds '{text}' is not a seed list; use e.g. 1-5 or 1,2,3")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if high < low:
+            raise BenchError(f"seeds '{text}' count down ({part.strip()}); write ranges low to high, e.g. {high}-{low}")
+        seeds.update(range(low, high + 1))
+    return sorted(seeds)
