@@ -160,14 +160,16 @@ def list_(
     what: Annotated[str, typer.Argument(help="models, datasets, splits, metrics or all.")] = "all",
 ) -> None:
     """Show the model cards, datasets, split settings and metrics the harness knows."""
-    from bench import registry
+    from bench import paths, registry
     from bench.data.manifest import all_manifests
     from bench.metrics import METRICS
     from bench.splits import DESCRIPTIONS
     from bench.suggest import unknown
 
     sections = {
-        "models": lambda: [(c.name, c.description + (" [baseline]" if c.baseline else "")) for c in registry.all_cards().values()],
+        "models": lambda: [(c.name, c.description + (" [baseline]" if c.baseline else "")
+                            + ("" if c.path.parent == paths.models_dir() else f" [{c.path.parent}]"))
+                           for c in registry.all_cards().values()],
         "datasets": lambda: [(m.name, f"{m.kind}, {m.format}: {m.description}") for m in all_manifests().values()],
         "splits": lambda: list(DESCRIPTIONS.items()),
         "metrics": lambda: [(m.name, f"{m.goal}: {m.definition}") for m in METRICS.values()],

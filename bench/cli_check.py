@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.errors import BenchError
 from bench.registry import preset_label
 from bench.seeds import parse_seeds
 
@@ -32,14 +33,17 @@ def _diff_table(verdicts) -> Table:
 
 
 def check(
-    reference: Annotated[Path, typer.Option(help="Reference CSV: configurations, metrics and values.")] = Path("leaderboards/reference.csv"),
+    reference: Annotated[Path | None, typer.Option(help="Reference CSV: configurations, metrics and values (default: the catalog's).")] = None,
     update: Annotated[bool, typer.Option("--update", help="Re-run and rewrite the reference's values instead of checking.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
 ) -> None:
     """Re-run the reference's configurations; exit 1 with a diff when a metric regressed or a model fails."""
-    from bench import atomic, devices, regression
+    from bench import atomic, devices, paths, regression
 
+    reference = reference or paths.reference_file()
+    if update and paths.inside_installed_package(reference):
+        raise BenchError(f"{reference} belongs to the installed package; write your own with --reference FILE")
     table = regression.read_reference(reference, require_values=not update)
     resolved = devices.resolve(device)
     total = sum(len(parse_seeds(c.seeds)) for c in regression.configs(table))

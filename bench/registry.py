@@ -1,4 +1,7 @@
-"""Model cards (``models/*.toml``): which adapter, its parameters, presets and search space.
+"""Model cards: which adapter, its parameters, presets and search space.
+
+Cards are read from the catalog (``bench/catalog/models/``) and from the user's card folder
+(``BENCH_CARDS_DIR``, where ``bench sweep`` writes tuned cards); a name may be used once.
 
 Schema::
 
@@ -11,7 +14,8 @@ Schema::
     [presets.fast]                        # named overrides on top of params ("default" = params)
     [search_space]                        # for sweeps: name = { type = "float", low, high, log }
 
-An ablation card can start from another card of the same directory instead of repeating it::
+An ablation or tuned card can start from another card instead of repeating it (the parent is looked
+up beside the card first, then among all known cards)::
 
     name = "linear_no_go"
     extends = "linear"                    # inherit adapter, description, citation, params, presets, search_space
@@ -66,13 +70,27 @@ class ModelCard:
         return [DEFAULT_PRESET, *sorted(self.presets)]
 
 
+def card_files(directories: list[Path] | None = None) -> dict[str, Path]:
+    """Card name -> file over ``directories`` (default: the catalog's and the user's card folders)."""
+    files: dict[str, Path] = {}
+    for directory in dict.fromkeys(d.resolve() for d in directories or paths.card_dirs()):
+        for path in sorted(directory.glob("*.toml")):
+            if path.stem in files:
+                raise BenchError(f"model card '{path.stem}' is defined twice, in {files[path.stem]} and {path}; "
+                                 "rename or remove one")
+            files[path.stem] = path
+    return files
+
+
 def read_card(path: Path) -> ModelCard:
-    """Read a card; a parent named by ``extends`` is read from the same directory."""
-    return _read_card(path, ())
+    """Read a card; a parent named by ``extends`` is looked up beside it, then among all known cards."""
+    known = {**card_files(), **{p.stem: p for p in path.parent.glob("*.toml")}}
+    return _read_card(path, (), known)
 
 
-def _read_card(path: Path, chain: tuple[str, ...]) -> ModelCard:
-    """``chain``: the cards being read that extend this one, outermost first (to report cycles)."""
+def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> ModelCard:
+    """``chain``: the cards being read that extend this one, outermost first (to report cycles);
+    ``known``: card name -> file, where parents are found."""
     try:
         raw = path.read_bytes()
         table = tomllib.loads(raw.decode())
@@ -84,7 +102,7 @@ def _read_card(path: Path, chain: tuple[str, ...]) -> ModelCard:
     _check_tables(path, table)
     digest = hashlib.sha256(raw)
     if "extends" in table:
-        parent = _read_parent(path, table["extends"], (*chain, path.stem))
+        parent = _read_parent(path, table["extends"], (*chain, path.stem), known)
         table = _inherit(parent, table)
         digest.update(parent.sha256.encode())
     for key in ("name", "adapter", "description", "citation"):
@@ -108,15 +126,14 @@ def _check_tables(path: Path, table: dict) -> None:
             raise BenchError(f"{path}: '{key}' must be a table, e.g. [{key}]")
 
 
-def _read_parent(path: Path, name: object, chain: tuple[str, ...]) -> ModelCard:
-    """The card ``name`` next to ``path``, which ``chain`` (ending with ``path``'s card) extends."""
-    known = sorted(p.stem for p in path.parent.glob("*.toml"))
+def _read_parent(path: Path, name: object, chain: tuple[str, ...], known: dict[str, Path]) -> ModelCard:
+    """The card ``name`` that ``chain`` (ending with ``path``'s card) extends."""
     if not isinstance(name, str) or name not in known:
-        raise BenchError(f"{path}: " + unknown("parent model card", str(name), known, "fix 'extends'"))
+        raise BenchError(f"{path}: " + unknown("parent model card", str(name), sorted(known), "fix 'extends'"))
     if name in chain:
         cycle = " -> ".join((*chain, name))
         raise BenchError(f"{path}: model cards extend each other in a cycle ({cycle}); remove one 'extends'")
-    return _read_card(path.parent / f"{name}.toml", chain)
+    return _read_card(known[name], chain, known)
 
 
 def _inherit(parent: ModelCard, table: dict) -> dict:
@@ -137,8 +154,11 @@ def _inherit(parent: ModelCard, table: dict) -> dict:
 
 
 def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:
-    directory = directory or paths.models_dir()
-    return {card.name: card for card in (read_card(p) for p in sorted(directory.glob("*.toml")))}
+    """Every known card by name (or only those in ``directory``)."""
+    everywhere = card_files()
+    files = card_files([directory]) if directory else everywhere
+    known = {**everywhere, **files}
+    return {name: _read_card(path, (), known) for name, path in files.items()}
 
 
 def find_card(name: str) -> ModelCard:

@@ -237,7 +237,8 @@ def card_name(spec: SweepSpec) -> str:
 
 
 def write_best_card(spec: SweepSpec, study) -> Path | None:
-    """``models/<model>@<dataset>.toml``: the best trial's parameters over the card, with the sweep's record."""
+    """``<model>@<dataset>.toml`` in the user's card folder (``BENCH_CARDS_DIR``): the best trial's parameters
+    over the card, with the sweep's record."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -255,7 +256,7 @@ def write_best_card(spec: SweepSpec, study) -> Path | None:
     lines = [f"name = {_toml(name)}", f"extends = {_toml(spec.card.name)}", f"description = {_toml(description)}",
              "", "[params]", *(f"{k} = {_toml(v)}" for k, v in sorted(params.items())),
              "", "[sweep]", *(f"{k} = {_toml(v)}" for k, v in record.items()), ""]
-    return atomic.write_text(paths.models_dir() / f"{name}.toml", "\n".join(lines))
+    return atomic.write_text(paths.user_cards_dir() / f"{name}.toml", "\n".join(lines))
 
 
 def _toml(value) -> str:

@@ -43,7 +43,7 @@ def _mlflow():
 def git_commit() -> str:
     try:
         out = subprocess.run(
-            ["git", "-C", str(paths.project_root()), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "-C", str(paths.PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

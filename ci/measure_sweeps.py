@@ -4,7 +4,7 @@
 
 Each worker is a ``bench sweep ... --no-track`` process started at the same moment; the figure is the
 study's finished trials (complete or pruned) over the wall time until every worker has exited, so it
-includes each worker's start (dataset load, DE genes). The tuned cards go to a scratch project folder.
+includes each worker's start (dataset load, DE genes). The tuned cards go to a scratch card folder.
 """
 
 from __future__ import annotations
@@ -20,18 +20,12 @@ from pathlib import Path
 
 import optuna
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
 def measure(model: str, trials: int, workers: int, dataset: str, preset: str) -> tuple[float, list[str]]:
     scratch = Path(tempfile.mkdtemp(prefix="bench-sweeps-"))
-    shutil.copytree(ROOT / "models", scratch / "models")
-    for folder in ("datasets", "splits"):
-        (scratch / folder).symlink_to(ROOT / folder)
     storage = f"sqlite:///{scratch / 'sweeps.db'}"
     command = [sys.executable, "-m", "bench", "sweep", "--model", model, "--dataset", dataset, "--preset", preset,
                "--trials", str(trials), "--storage", storage, "--study", "throughput", "--no-track"]
-    env = {**os.environ, "BENCH_HOME": str(scratch)}
+    env = {**os.environ, "BENCH_CARDS_DIR": str(scratch)}
     start = time.perf_counter()
     children = [subprocess.Popen(command, cwd=scratch, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)]
     if any(child.wait() != 0 for child in children):

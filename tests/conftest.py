@@ -22,10 +22,12 @@ def real_data_file(name: str) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own cache directory, so tests never read a stale user cache."""
+def _isolated_user_folders(tmp_path_factory, monkeypatch):
+    """Each test session gets its own cache directory, so tests never read a stale user cache, and its own
+    user card folder, so no test writes cards into the user's configuration."""
     if "BENCH_CACHE_DIR" not in os.environ:
         monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "bench-cache"))
+    monkeypatch.setenv("BENCH_CARDS_DIR", str(tmp_path_factory.getbasetemp() / "user-cards"))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import pytest
 from bench import paths
 from conftest import real_data_file
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def bench(*args, env=None, cwd=None):
@@ -94,8 +93,8 @@ def test_fresh_offline_machine_runs_on_the_simulator(workdir, tmp_path):
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path, jobs):
     home = tmp_path / "home"
-    shutil.copytree(ROOT / "models", home / "models")
-    shutil.copytree(ROOT / "datasets", home / "datasets")
+    shutil.copytree(paths.models_dir(), home / "models")
+    shutil.copytree(paths.datasets_dir(), home / "datasets")
     (home / "models" / "crashing.toml").write_text(
         'name = "crashing"\nadapter = "crashing_adapter:Crashing"\ndescription = "t"\ncitation = "t"\n'
     )
@@ -103,7 +102,7 @@ def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path, jobs):
         "class Crashing:\n    def fit(self, train):\n        raise RuntimeError('out of cheese')\n"
         "    def predict(self, query):\n        raise RuntimeError('unreachable')\n"
     )
-    env = {**workdir["env"], "BENCH_HOME": str(home), "PYTHONPATH": str(tmp_path)}
+    env = {**workdir["env"], "BENCH_CATALOG": str(home), "PYTHONPATH": str(tmp_path)}
     out = bench("run", "--model", "crashing,mean", "--dataset", "synthetic", "--split", "simulation",
                 "--seeds", "1-2", "--jobs", jobs, cwd=tmp_path, env=env)
     assert out.returncode == 1

@@ -33,7 +33,7 @@ def home(tmp_path, monkeypatch):
     home = tmp_path / "home"
     (home / "datasets").mkdir(parents=True)
     store = tmp_path / "store"
-    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.setenv("BENCH_CATALOG", str(home))
     monkeypatch.setenv("BENCH_DATA_DIR", str(store))
     return home, store
 

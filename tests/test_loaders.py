@@ -296,7 +296,7 @@ def test_simulated_datasets_are_made_once_and_cached(tmp_path, monkeypatch):
     (home / "datasets").mkdir(parents=True)
     (home / "datasets" / "tiny.toml").write_text(TINY.format(name="tiny", seed=1))
     (home / "datasets" / "tiny2.toml").write_text(TINY.format(name="tiny2", seed=2))
-    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.setenv("BENCH_CATALOG", str(home))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     calls = []
     original = simulator.simulate

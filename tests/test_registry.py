@@ -154,3 +154,18 @@ def test_card_tables_must_be_tables(tmp_path):
     _card(tmp_path, "child", 'name = "child"\nextends = "base"\n[presets]\nfast = 3\n')
     with pytest.raises(BenchError, match="'presets.fast' must be a table"):
         registry.read_card(tmp_path / "child.toml")
+
+
+def test_user_cards_are_found_beside_the_catalog_and_extend_its_cards(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CARDS_DIR", str(tmp_path))
+    _card(tmp_path, "linear@mine", 'name = "linear@mine"\nextends = "linear"\n[params]\nridge = 7.0\n')
+    card = registry.find_card("linear@mine")
+    assert card.adapter == "bench.adapters.linear:LinearModel" and card.params["ridge"] == 7.0
+    assert {"linear", "linear@mine"} <= set(registry.all_cards())
+
+
+def test_a_user_card_may_not_reuse_a_catalog_name(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_CARDS_DIR", str(tmp_path))
+    _card(tmp_path, "linear", PARENT.replace('name = "base"', 'name = "linear"'))
+    with pytest.raises(BenchError, match="model card 'linear' is defined twice"):
+        registry.find_card("mean")

@@ -80,7 +80,7 @@ def test_cards(tmp_path, monkeypatch):
         (home / "models" / f"{name.lower()}.toml").write_text(
             f'name = "{name.lower()}"\nadapter = "broken_adapters:{name}"\ndescription = "test"\ncitation = "none"\n'
         )
-    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.setenv("BENCH_CATALOG", str(home))
     return home
 
 

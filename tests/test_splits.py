@@ -133,7 +133,7 @@ def test_committed_splits_match_their_generator(norman_subset):
 
 
 def test_frozen_split_for_other_data_is_refused(norman_subset, tmp_path, monkeypatch):
-    monkeypatch.setenv("BENCH_HOME", str(tmp_path))
+    monkeypatch.setenv("BENCH_CATALOG", str(tmp_path))
     split = splits.make(norman_subset.adata, "simulation", 1, "norman_subset", "0" * 64)
     splits.write(split, splits.frozen_path("norman_subset", "simulation", 1, committed=True))
     with pytest.raises(SplitError, match="frozen for dataset sha256"):

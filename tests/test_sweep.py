@@ -94,7 +94,7 @@ def test_a_study_for_another_setup_is_refused(tmp_path, prepared):
 
 
 def project_copy(tmp_path):
-    """A project folder (``BENCH_HOME``) with the linear card, the dataset manifests and norman_subset's splits."""
+    """A project folder (``BENCH_CATALOG``) with the linear card, the dataset manifests and norman_subset's splits."""
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
     shutil.copy(paths.models_dir() / "linear.toml", home / "models")
@@ -117,7 +117,8 @@ def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
     assert len({t.number for t in study.trials}) == len(study.trials)
     assert set(states) <= {"COMPLETE", "FAIL"}
     assert all(t.user_attrs.get("surplus") for t in study.trials if t.state.name == "FAIL")
-    card = registry.read_card(home / "models" / "linear@norman_subset.toml")
+    assert not (home / "models" / "linear@norman_subset.toml").exists()  # never into the catalog
+    card = registry.read_card(tmp_path / "cards" / "linear@norman_subset.toml")
     assert card.extends == "linear" and card.sweep["study"] == "shared"
     assert card.sweep["value"] == pytest.approx(study.best_value)
     assert {k: card.params[k] for k in study.best_params} == study.best_params
@@ -132,7 +133,8 @@ class SlowModel(SpyModel):
 
 
 def worker(tmp_path, home, storage, model, trials, env=None):
-    env = {**os.environ, "BENCH_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
+    env = {**os.environ, "BENCH_CATALOG": str(home), "BENCH_CARDS_DIR": str(tmp_path / "cards"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
            "PYTHONPATH": str(Path(__file__).parent), "COLUMNS": "200", **(env or {})}
     command = [sys.executable, "-m", "bench", "sweep", "--model", model, "--dataset", "norman_subset",
                "--trials", str(trials), "--storage", storage, "--study", "shared"]

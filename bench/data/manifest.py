@@ -1,4 +1,4 @@
-"""Dataset manifests: one TOML file per dataset or resource under ``datasets/``.
+"""Dataset manifests: one TOML file per dataset or resource in the catalog's ``datasets/``.
 
 A manifest says where a dataset comes from (files with URLs and sha256), how to read it (format and
 keys), and what it is (license, citation, description). Schema::
@@ -123,7 +123,7 @@ def read_manifest(path: Path) -> DatasetManifest:
 
 
 def all_manifests(directory: Path | None = None) -> dict[str, DatasetManifest]:
-    """Every manifest under ``directory`` (default: the project's ``datasets/``), by name."""
+    """Every manifest under ``directory`` (default: the catalog's ``datasets/``), by name."""
     directory = directory or paths.datasets_dir()
     return {m.name: m for m in (read_manifest(p) for p in sorted(directory.glob("*.toml")))}
 
