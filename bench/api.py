@@ -177,6 +177,7 @@ class RunResult:
     wall_time_s: float = 0.0
     peak_memory_mb: float = 0.0
     preset: str | None = None
+    numeric: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

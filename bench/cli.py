@@ -117,16 +117,23 @@ def run(
         task = progress.add_task("runs", total=len(cards) * len(seed_list))
 
         def finished(result) -> None:
+            if track:
+                from bench import tracking
+
+                tracking.log_run(result)
             if not result.ok:
                 err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
             progress.advance(task)
+            results.append(result)
 
         if jobs > 1:
             from bench import parallel
 
             progress.update(task, description=f"{jobs} parallel jobs")
-            tasks = [(card, params[card.name], seed) for card in cards for seed in seed_list]
-            results = parallel.run_many(jobs, tasks, prepared, split, resolved_device, preset, track, finished)
+            tasks = [parallel.Task(card, params[card.name], prepared.name, split, seed, preset)
+                     for card in cards for seed in seed_list]
+            threads = max(1, parallel.usable_cores() // jobs)
+            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, threads, finished)
             order = {card.name: i for i, card in enumerate(cards)}
             results.sort(key=lambda r: (order[r.model], r.seed))
         for card in cards if jobs <= 1 else ():
@@ -137,15 +144,8 @@ def run(
                 def report(step: int, value: float, label: str = label) -> None:
                     progress.update(task, description=f"{label}: step {step}, validation {value:.4g}")
 
-                result = runner.run(
-                    card, params[card.name], prepared, split, seed, resolved_device, knowledge, report, preset
-                )
-                if track:
-                    from bench import tracking
-
-                    tracking.log_run(result)
-                finished(result)
-                results.append(result)
+                finished(runner.run(card, params[card.name], prepared, split, seed, resolved_device, knowledge,
+                                    report, preset))
     console.print(_summary_table(results, shown))
     if track:
         from bench import tracking

@@ -1,46 +1,115 @@
-"""``bench run --jobs N``: runs of several models and seeds in parallel worker processes (joblib, loky).
+"""Runs in worker processes (``bench run --jobs N``, ``bench check``): one process per run, at most
+``jobs`` at a time.
 
-Each run is trained, scored and logged to MLflow inside its worker, so every run is tracked on its own
-and a model's crash fails only its run (the runner turns it into a FAILED result). Workers share the
-machine's cores: each gets ``cores // jobs`` torch and BLAS threads.
+A worker is a fresh ``python -m bench.worker`` process, so a run's environment (thread counts, the
+numeric profile of ``bench check``) is set before numpy and torch load, its peak memory is its own,
+and a worker killed by a signal (the out-of-memory killer) takes only its own run down: that run
+becomes a FAILED result saying so, and the others go on. Tasks and results travel as pickle files in
+a private temporary folder; the parent, not the workers, hands each result to ``done`` (e.g. to log
+it), so one process writes the tracking store.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from bench.api import RunResult
+from bench.errors import BenchError
+from bench.registry import ModelCard
+
+POLL_S = 0.2
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def run_and_log(card, params: dict, prepared, split: str, seed: int, device: str, preset: str | None,
-                track: bool, threads: int) -> RunResult:
-    import torch
-    from threadpoolctl import threadpool_limits
+@dataclass(frozen=True)
+class Task:
+    """One run: a card with its parameters on a dataset (by key into ``run_many``'s datasets) and split."""
 
+    card: ModelCard
+    params: dict
+    dataset: str
+    split: str
+    seed: int
+    preset: str | None = None
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _exit_reason(code: int, stderr: Path) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"worker process killed by {name}{hint}"
+    lines = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
+    return f"worker process exited with code {code}" + (f": {lines[-1].strip()}" if lines else "")
+
+
+def _failed(task: Task, prepared, device: str, reason: str) -> RunResult:
     from bench import runner
-    from bench.knowledge import StoreGeneKnowledge
 
-    torch.set_num_threads(threads)
-    with threadpool_limits(threads):
-        result = runner.run(card, params, prepared, split, seed, device, StoreGeneKnowledge(), preset=preset)
-    if track:
-        from bench import tracking
-
-        tracking.log_run(result)
+    result, _ = runner.new_result(task.card, task.params, prepared, task.split, task.seed, device, task.preset)
+    result.status, result.error = "FAILED", reason
     return result
 
 
-def run_many(jobs: int, tasks: list[tuple], prepared, split: str, device: str, preset: str | None, track: bool,
-             done: Callable[[RunResult], None]) -> list[RunResult]:
-    """``tasks``: (card, params, seed) triples; ``done`` is called as each run finishes, in any order."""
-    from joblib import Parallel, delayed
-
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    calls = (delayed(run_and_log)(card, params, prepared, split, seed, device, preset, track, threads)
-             for card, params, seed in tasks)
-    results = []
-    for result in Parallel(n_jobs=jobs, return_as="generator_unordered")(calls):
-        done(result)
-        results.append(result)
+def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads: int,
+             done: Callable[[RunResult], None], environment: dict[str, str] | None = None) -> list[RunResult]:
+    """Run ``tasks`` (``datasets``: key -> PreparedDataset) with ``threads`` threads each and ``environment``
+    set in every worker; ``done`` is called in this process as each run ends, in any order. Bad input
+    found by a worker (a ``BenchError``) stops every worker and is raised here."""
+    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}, **(environment or {})}
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
+        root = Path(folder)
+        data_files = {key: root / f"dataset-{i}.pickle" for i, key in enumerate(datasets)}
+        for key, path in data_files.items():
+            path.write_bytes(pickle.dumps(datasets[key], protocol=pickle.HIGHEST_PROTOCOL))
+        waiting = list(enumerate(tasks))
+        running: dict[int, subprocess.Popen] = {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    number, task = waiting.pop(0)
+                    running[number] = _start(root, number, (task, data_files[task.dataset], device, threads), env)
+                finished = [number for number, process in running.items() if process.poll() is not None]
+                if not finished:
+                    time.sleep(POLL_S)
+                for number in finished:
+                    result = _collect(root, number, running.pop(number).returncode, tasks[number], datasets, device)
+                    done(result)
+                    results.append(result)
+        finally:
+            for process in running.values():
+                process.kill()
+                process.wait()
     return results
+
+
+def _start(root: Path, number: int, payload: tuple, env: dict[str, str]) -> subprocess.Popen:
+    task_file = root / f"task-{number}.pickle"
+    task_file.write_bytes(pickle.dumps(payload))
+    with open(root / f"stderr-{number}.txt", "w") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "bench.worker", str(task_file), str(root / f"result-{number}.pickle")],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, device: str) -> RunResult:
+    """The result a worker wrote, or a FAILED one saying why it wrote none."""
+    path = root / f"result-{number}.pickle"
+    if code == 0 and path.exists():
+        outcome = pickle.loads(path.read_bytes())
+        if isinstance(outcome, BenchError):
+            raise outcome
+        return outcome
+    return _failed(task, datasets[task.dataset], device, _exit_reason(code, root / f"stderr-{number}.txt"))

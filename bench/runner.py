@@ -8,17 +8,20 @@ never reach a sweep objective.
 
 from __future__ import annotations
 
+import re
 import resource
+import sys
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench import metrics, splits
+from bench import metrics, numeric_env, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
                        check_prediction)
 from bench.conditions import CONTROL, genes_of
@@ -154,8 +157,34 @@ def energy_distances(
     return values
 
 
+def _reset_peak_memory() -> None:
+    """Start the process's peak resident size again from its current size (Linux ``clear_refs`` 5), so
+    that a run's peak is its own, not that of an earlier run of the same process."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def _peak_memory_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident size since the last reset (Linux ``VmHWM``); elsewhere the process's lifetime peak."""
+    try:
+        match = re.search(r"^VmHWM:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    except OSError:
+        match = None
+    if match:
+        return int(match[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
+
+
+def new_result(card: ModelCard, params: dict, dataset: PreparedDataset, split_name: str, seed: int, device: str,
+               preset: str | None) -> tuple[RunResult, splits.Split]:
+    """The result of a run that has not started yet (status FINISHED until something fails), and its split."""
+    split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
+    result = RunResult(model=card.name, params=params, card_hash=card.sha256, dataset=dataset.name,
+                       dataset_sha256=dataset.sha256, split=split_name, split_hash=split.sha256, seed=seed,
+                       device=device, split_json=split.to_json(), preset=preset)
+    return result, split
 
 
 def run(
@@ -175,20 +204,8 @@ def run(
     passes through. ``test=False`` (sweeps) predicts and scores only the validation conditions, so test
     conditions never reach the model's ``predict``."""
     start = time.perf_counter()
-    split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
-    result = RunResult(
-        model=card.name,
-        params=params,
-        card_hash=card.sha256,
-        dataset=dataset.name,
-        dataset_sha256=dataset.sha256,
-        split=split_name,
-        split_hash=split.sha256,
-        seed=seed,
-        device=device,
-        split_json=split.to_json(),
-        preset=preset,
-    )
+    _reset_peak_memory()
+    result, split = new_result(card, params, dataset, split_name, seed, device, preset)
     model = build(card, params)
     skip = getattr(model, "skip", None)
     reason = skip(dataset.name, split_name) if callable(skip) else None
@@ -226,4 +243,5 @@ def run(
         result.traceback = traceback.format_exc()
     result.wall_time_s = time.perf_counter() - start
     result.peak_memory_mb = _peak_memory_mb()
+    result.numeric = numeric_env.describe()
     return result

@@ -99,6 +99,7 @@ def tags(result: RunResult) -> dict[str, str]:
         "peak_memory_mb": f"{result.peak_memory_mb:.1f}",
     }
     table.update({f"version.{name}": version for name, version in package_versions().items()})
+    table.update(result.numeric)
     if result.error:
         table["error"] = result.error[:5000]
     return table

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,28 +88,62 @@ def test_fresh_offline_machine_runs_on_the_simulator(workdir, tmp_path):
     assert "combo_seen0" in out.stdout
 
 
+ADAPTERS = """
+import os
+import signal
+
+
+class Crashing:
+    def fit(self, train):
+        raise RuntimeError("out of cheese")
+
+    def predict(self, query):
+        raise RuntimeError("unreachable")
+
+
+class Killed(Crashing):
+    def fit(self, train):
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer does
+"""
+
+
+def user_cards(tmp_path, workdir, *names: str) -> dict:
+    """Cards ``names`` (classes of ADAPTERS) in a user card folder; the environment that finds them."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    for name in names:
+        (cards / f"{name.lower()}.toml").write_text(
+            f'name = "{name.lower()}"\nadapter = "test_adapters:{name}"\ndescription = "t"\ncitation = "t"\n')
+    (tmp_path / "test_adapters.py").write_text(ADAPTERS)
+    return {**workdir["env"], "BENCH_CARDS_DIR": str(cards), "PYTHONPATH": str(tmp_path)}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_failing_model_does_not_stop_the_others(workdir, tmp_path, jobs):
-    home = tmp_path / "home"
-    shutil.copytree(paths.models_dir(), home / "models")
-    shutil.copytree(paths.datasets_dir(), home / "datasets")
-    (home / "models" / "crashing.toml").write_text(
-        'name = "crashing"\nadapter = "crashing_adapter:Crashing"\ndescription = "t"\ncitation = "t"\n'
-    )
-    (tmp_path / "crashing_adapter.py").write_text(
-        "class Crashing:\n    def fit(self, train):\n        raise RuntimeError('out of cheese')\n"
-        "    def predict(self, query):\n        raise RuntimeError('unreachable')\n"
-    )
-    env = {**workdir["env"], "BENCH_CATALOG": str(home), "PYTHONPATH": str(tmp_path)}
     out = bench("run", "--model", "crashing,mean", "--dataset", "synthetic", "--split", "simulation",
-                "--seeds", "1-2", "--jobs", jobs, cwd=tmp_path, env=env)
+                "--seeds", "1-2", "--jobs", jobs, cwd=tmp_path, env=user_cards(tmp_path, workdir, "Crashing"))
     assert out.returncode == 1
     assert "failed: crashing seed 1: RuntimeError: out of cheese" in out.stderr
     runs, _ = tracked_runs(tmp_path, "synthetic")
     assert sorted(zip(runs["tags.model"], runs["tags.seed"], runs["status"])) == [
         ("crashing", "1", "FAILED"), ("crashing", "2", "FAILED"), ("mean", "1", "FINISHED"), ("mean", "2", "FINISHED")]
     assert runs.loc[runs["tags.model"] == "crashing", "tags.error"].all()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_own_run_only(workdir, tmp_path):
+    out = bench("run", "--model", "killed,mean,additive", "--dataset", "synthetic", "--split", "simulation",
+                "--seeds", "1-2", "--jobs", "2", cwd=tmp_path, env=user_cards(tmp_path, workdir, "Killed"))
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert "failed: killed seed 1: worker process killed by SIGKILL (out of memory?)" in out.stderr
+    runs, _ = tracked_runs(tmp_path, "synthetic")
+    assert sorted(zip(runs["tags.model"], runs["tags.seed"], runs["status"])) == [
+        ("additive", "1", "FINISHED"), ("additive", "2", "FINISHED"), ("killed", "1", "FAILED"),
+        ("killed", "2", "FAILED"), ("mean", "1", "FINISHED"), ("mean", "2", "FINISHED")]
+    assert set(runs.loc[runs["tags.model"] == "killed", "tags.error"]) == {
+        "worker process killed by SIGKILL (out of memory?)"}
+    assert runs.loc[runs["tags.model"] == "mean", "metrics.all/pearson_delta_de20"].notna().all()
 
 
 def test_debug_shows_the_traceback(workdir):

@@ -1,0 +1,34 @@
+"""A worker process of ``bench.parallel``: run one task read from a pickle file and write its result to
+another (a RunResult, or the BenchError that stopped it)."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+
+def main(task_file: str, result_file: str) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from bench import atomic, runner
+    from bench.errors import BenchError
+    from bench.knowledge import StoreGeneKnowledge
+
+    task, data_file, device, threads = pickle.loads(Path(task_file).read_bytes())
+    prepared = pickle.loads(Path(data_file).read_bytes())
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            outcome = runner.run(task.card, task.params, prepared, task.split, task.seed, device,
+                                 StoreGeneKnowledge(), preset=task.preset)
+    except BenchError as exc:
+        outcome = exc
+    with atomic.replacing(Path(result_file)) as temporary:
+        temporary.write_bytes(pickle.dumps(outcome))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
