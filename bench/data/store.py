@@ -13,14 +13,14 @@ none on filesystems with fine-grained timestamps) would go unseen, which no hand
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import paths
+from bench import atomic, paths
 from bench.data.download import ChecksumError, NotWritable, copy_file, download
 from bench.data.manifest import DatasetManifest, ManifestFile
 from bench.errors import DataError
@@ -83,13 +83,8 @@ def remember(path: Path, sha256: str) -> None:
     key, identity = _key(path)
     records = _read_records()
     records[key] = {**identity, "sha256": sha256}
-    target = _records_path()
-    temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(records, indent=0, sort_keys=True))
-        temporary.replace(target)
-    except OSError:
-        temporary.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        atomic.write_text(_records_path(), json.dumps(records, indent=0, sort_keys=True))
 
 
 def file_sha256(path: Path) -> str:
