@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 
 @contextlib.contextmanager
 def replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path``, when it
-    fails it is removed."""
+    """Yield a new temporary file beside ``path``; when the block succeeds it replaces ``path``, when it
+    fails it is removed.
+
+    Its name is random and created exclusively, so concurrent writers of ``path`` (threads or processes)
+    never share one. Unlike ``tempfile.mkstemp`` (mode 0600) it is created with the umask's usual mode.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield temporary
         os.replace(temporary, path)

@@ -10,14 +10,14 @@ checksum because the test is the slowest step of an evaluation at Norman scale.
 from __future__ import annotations
 
 import json
-import os
 import warnings
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import scanpy as sc
 
-from bench import paths
+from bench import atomic, paths
 from bench.conditions import CONTROL
 from bench.data.pseudobulk import group_means
 
@@ -67,13 +67,38 @@ def de_genes(adata: ad.AnnData, n_genes: int = TOP_DE) -> dict[str, dict[str, li
 
 
 def cached_de_genes(adata: ad.AnnData, dataset: str, sha256: str) -> dict[str, dict[str, list[str]]]:
-    """``de_genes`` cached under the cache directory by dataset name and checksum."""
+    """``de_genes`` cached under the cache directory by dataset name and checksum. A cache file that
+    cannot be read, or does not list the dataset's conditions, is recomputed with a warning."""
     path = paths.cache_dir() / "de" / f"{dataset}-{sha256[:16]}-top{TOP_DE}.json"
     if path.exists():
-        return json.loads(path.read_text())
+        try:
+            return _read_cache(path, adata)
+        except (OSError, ValueError) as exc:
+            warnings.warn(f"DE gene cache {path} is unusable ({exc}); recomputing it", stacklevel=2)
     result = de_genes(adata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(result))
-    temporary.replace(path)
+    atomic.write_text(path, json.dumps(result))
     return result
+
+
+def _read_cache(path: Path, adata: ad.AnnData) -> dict[str, dict[str, list[str]]]:
+    """The table in ``path``; ValueError when it is not what ``de_genes(adata)`` returns in shape and keys."""
+    table = json.loads(path.read_text())
+    if not _is_de_table(table):
+        raise ValueError("not a {cell_type: {condition: [gene, ...]}} table")
+    if {cell_type: set(conditions) for cell_type, conditions in table.items()} != _conditions(adata):
+        raise ValueError("its conditions are not the dataset's")
+    return table
+
+
+def _is_de_table(table: object) -> bool:
+    return isinstance(table, dict) and all(
+        isinstance(conditions, dict)
+        and all(isinstance(genes, list) and all(isinstance(g, str) for g in genes) for genes in conditions.values())
+        for conditions in table.values()
+    )
+
+
+def _conditions(adata: ad.AnnData) -> dict[str, set[str]]:
+    """The perturbation conditions of each cell type: the keys of ``de_genes(adata)``."""
+    obs = adata.obs[["cell_type", "condition"]].astype(str)
+    return {str(cell_type): set(group["condition"]) - {CONTROL} for cell_type, group in obs.groupby("cell_type")}

@@ -4,11 +4,12 @@ Notation for a test condition p: ``x̂`` predicted mean, ``x`` observed mean, ``
 mean (same cell type), ``δ̂ = x̂ − c``, ``δ = x − c``. DE20(p): the top 20 genes of p against control by
 scanpy's t-test ranked by absolute score (``bench.de``), as GEARS does. A Pearson correlation that is
 undefined (a constant vector, e.g. the ``control`` baseline's zero change) counts as 0, as in GEARS'
-``gears/inference.py``. Sources: GEARS (Roohani et al., Nat Biotech 2024) for mse/pearson/DE20 and
-direction; Ahlmann-Eltze et al. (Nat Methods 2025) for ``l2_top1000``; Systema (Viñas Torné et al.,
-Nat Biotech 2025) for ``pearson_delta_pert`` and ``centroid_accuracy``; cell-eval (Arc Institute) for
-``pds``; the energy distance (Székely & Rizzo 2013) as scPerturBench and cell-eval use it for
-distributional comparisons.
+``gears/inference.py``; so does one of a vector that differs from a constant by rounding noise only
+(``rowwise_pearson``), e.g. the ``mean`` baseline's x̂ − m. Sources: GEARS (Roohani et al., Nat
+Biotech 2024) for mse/pearson/DE20 and direction; Ahlmann-Eltze et al. (Nat Methods 2025) for
+``l2_top1000``; Systema (Viñas Torné et al., Nat Biotech 2025) for ``pearson_delta_pert`` and
+``centroid_accuracy``; cell-eval (Arc Institute) for ``pds``; the energy distance (Székely & Rizzo
+2013) as scPerturBench and cell-eval use it for distributional comparisons.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from scipy.spatial.distance import cdist
 from bench.errors import BenchError
 from bench.suggest import unknown
 
-METRICS_VERSION = "1"
+METRICS_VERSION = "2"  # 2: Pearson correlations in float64, a vector of rounding noise counts as constant (0)
 TOP_EXPRESSED = 1000
 ENERGY_PCS = 50
 ENERGY_MAX_CELLS = 500
@@ -89,15 +90,47 @@ def check_names(names: list[str]) -> list[str]:
     return names
 
 
-def rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``a`` with the same row of ``b``; undefined values are 0."""
+# A centred vector whose norm is at most NOISE times the norm of the values it was computed from is
+# rounding noise. float32 keeps a value to eps/2 ≈ 6e-8 of its size; a prediction made by a few dozen
+# float32 operations (means, sums, a difference) is off by at most some 64 eps ≈ 8e-6 of its size. A
+# real change of a prediction is orders of magnitude larger (1e-3 on log-expression of size ~1 is 1e-3).
+NOISE = 64 * float(np.finfo(np.float32).eps)
+
+
+def rowwise_pearson(
+    a: np.ndarray, b: np.ndarray, scale_a: np.ndarray | None = None, scale_b: np.ndarray | None = None
+) -> np.ndarray:
+    """Pearson correlation of each row of ``a`` with the same row of ``b``, in float64; undefined values are 0.
+
+    A row is constant, its correlation undefined, when its centred norm is at most ``NOISE`` times its
+    scale: the row's own norm by default, or ``scale_a``/``scale_b`` (one per row) for rows that are
+    differences, whose own norm can be that of the noise (``change_pearson``).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale_a = _norms(a) if scale_a is None else scale_a
+    scale_b = _norms(b) if scale_b is None else scale_b
     a = a - a.mean(axis=1, keepdims=True)
     b = b - b.mean(axis=1, keepdims=True)
-    denominator = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    numerator = (a * b).sum(axis=1)
+    norm_a, norm_b = _norms(a), _norms(b)
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = numerator / denominator
-    return np.where(denominator > 0, r, 0.0)
+        r = (a * b).sum(axis=1) / (norm_a * norm_b)
+    return np.where((norm_a > NOISE * scale_a) & (norm_b > NOISE * scale_b), r, 0.0)
+
+
+def change_pearson(predicted: np.ndarray, observed: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Row-wise Pearson correlation of predicted − reference and observed − reference, in float64; a
+    change is judged against the norms of the two vectors it is the difference of."""
+    predicted, observed, reference = (np.asarray(v, dtype=np.float64) for v in (predicted, observed, reference))
+    return rowwise_pearson(
+        predicted - reference,
+        observed - reference,
+        _norms(predicted) + _norms(reference),
+        _norms(observed) + _norms(reference),
+    )
+
+
+def _norms(rows: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(rows, axis=1)
 
 
 @dataclass
@@ -140,11 +173,9 @@ def _discrimination(data: EvaluationInput) -> tuple[np.ndarray, np.ndarray]:
 
 def evaluate(data: EvaluationInput) -> pd.DataFrame:
     """Every metric of predicted means (all but ``CELL_METRICS``), one row per test perturbation."""
-    x_hat, x, c = data.predicted, data.observed, data.control
-    d_hat, d = x_hat - c, x - c
+    x_hat, x, c = (np.asarray(v, dtype=np.float64) for v in (data.predicted, data.observed, data.control))
     take = np.take_along_axis
-    de_hat, de = take(x_hat, data.de20, axis=1), take(x, data.de20, axis=1)
-    dd_hat, dd = take(d_hat, data.de20, axis=1), take(d, data.de20, axis=1)
+    de_hat, de, de_c = (take(v, data.de20, axis=1) for v in (x_hat, x, c))
     top_hat, top = take(x_hat, data.top_expressed, axis=1), take(x, data.top_expressed, axis=1)
     centroid, pds = _discrimination(data)
     return pd.DataFrame(
@@ -152,11 +183,11 @@ def evaluate(data: EvaluationInput) -> pd.DataFrame:
             "mse": ((x_hat - x) ** 2).mean(axis=1),
             "mse_de20": ((de_hat - de) ** 2).mean(axis=1),
             "pearson": rowwise_pearson(x_hat, x),
-            "pearson_delta": rowwise_pearson(d_hat, d),
-            "pearson_delta_de20": rowwise_pearson(dd_hat, dd),
-            "direction_acc_de20": (np.sign(dd_hat) == np.sign(dd)).mean(axis=1),
+            "pearson_delta": change_pearson(x_hat, x, c),
+            "pearson_delta_de20": change_pearson(de_hat, de, de_c),
+            "direction_acc_de20": (np.sign(de_hat - de_c) == np.sign(de - de_c)).mean(axis=1),
             "l2_top1000": np.sqrt(((top_hat - top) ** 2).sum(axis=1)),
-            "pearson_delta_pert": rowwise_pearson(x_hat - data.perturbation_mean, x - data.perturbation_mean),
+            "pearson_delta_pert": change_pearson(x_hat, x, data.perturbation_mean),
             "centroid_accuracy": centroid,
             "pds": pds,
         }

@@ -17,7 +17,7 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
-from bench import paths
+from bench import atomic, paths
 from bench.conditions import CONTROL, genes_of, perturbed_genes
 from bench.errors import SplitError
 from bench.split_rules import SUBGROUPS, assign, label
@@ -194,10 +194,7 @@ def frozen_path(dataset: str, name: str, seed: int, committed: bool) -> Path:
 
 
 def write(split: Split, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(split.to_json())
-    temporary.replace(path)
+    atomic.write_text(path, split.to_json())
 
 
 def read(path: Path) -> Split:

@@ -112,3 +112,58 @@ def test_energy_distance_matches_dcor():
     a, b = rng.normal(0, 1, (40, 5)), rng.normal(0.5, 1.2, (25, 5))
     assert metrics.energy_distance(a, b) == pytest.approx(float(dcor.energy_distance(a, b)), abs=1e-12)
     assert metrics.energy_distance(a, a) == pytest.approx(0.0, abs=1e-12)
+
+
+def mean_baseline_input(dtype, genes=500, n_train=13, n_test=8, seed=0) -> metrics.EvaluationInput:
+    """Test perturbations predicted by the ``mean`` baseline: control plus the mean change of the training
+    perturbations, computed in ``dtype``. Like the harness, centroids are float64 means of float32 cells
+    and m is their float64 mean; so x̂ − m is rounding noise, and x − m a real change. As in Norman's
+    data most genes are unexpressed, which concentrates the noise on a few genes."""
+    rng = np.random.default_rng(seed)
+    expressed = rng.random(genes) < 0.4
+    level = rng.gamma(1.0, 3.0, genes)
+
+    def centroid(shift: float, n_cells: int) -> np.ndarray:
+        counts = rng.poisson(level * rng.lognormal(0, shift, genes), (n_cells, genes))
+        return np.where(expressed, np.log1p(counts), 0).astype(np.float32).mean(axis=0, dtype=np.float64)
+
+    control = centroid(0.0, 200)
+    train = np.stack([centroid(0.3, 50) for _ in range(n_train)])
+    observed = np.stack([centroid(0.3, 50) for _ in range(n_test)])
+    predicted = control.astype(dtype) + (train.astype(dtype) - control.astype(dtype)).mean(axis=0)
+
+    def rows(vector: np.ndarray) -> np.ndarray:
+        return np.tile(vector.astype(np.float64), (n_test, 1))
+
+    return metrics.EvaluationInput(
+        predicted=rows(predicted),
+        observed=observed,
+        control=rows(control),
+        perturbation_mean=rows(train.mean(axis=0)),
+        de20=np.tile(np.arange(20), (n_test, 1)),
+        top_expressed=np.tile(np.arange(genes), (n_test, 1)),
+        perturbed=[np.array([i]) for i in range(n_test)],
+        group=np.zeros(n_test),
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_mean_baseline_has_no_correlation_with_the_change_from_m(dtype):
+    data = mean_baseline_input(dtype)
+    noise = data.predicted - data.perturbation_mean
+    assert 0 < np.linalg.norm(noise[0]) < 1e-6 * np.linalg.norm(data.perturbation_mean[0])
+    naive = [pearsonr(noise[i], data.observed[i] - data.perturbation_mean[i])[0] for i in range(len(noise))]
+    assert max(np.abs(naive)) > 0.05, "the rounding noise must look correlated for this test to show anything"
+    assert metrics.evaluate(data)["pearson_delta_pert"].tolist() == [0.0] * len(noise)
+
+
+def test_a_small_real_change_from_m_is_still_correlated():
+    """A prediction 1e-3 away from m on values of size ~1 is a real (if timid) change, not noise."""
+    data = random_input(genes=500)
+    rng = np.random.default_rng(3)
+    m = rng.uniform(0.5, 1.5, (len(data.observed), 500))
+    data.perturbation_mean = m
+    data.predicted = m + 1e-3 * (data.observed - m + rng.normal(0, 1, m.shape))
+    expected = [pearsonr(data.predicted[i] - m[i], data.observed[i] - m[i])[0] for i in range(len(m))]
+    assert min(expected) > 0.5
+    assert metrics.evaluate(data)["pearson_delta_pert"].to_numpy() == pytest.approx(expected, abs=1e-9)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import errno
+import multiprocessing
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -138,6 +144,40 @@ def test_frozen_split_for_other_data_is_refused(norman_subset, tmp_path, monkeyp
     splits.write(split, splits.frozen_path("norman_subset", "simulation", 1, committed=True))
     with pytest.raises(SplitError, match="frozen for dataset sha256"):
         splits.obtain(norman_subset.adata, "norman_subset", norman_subset.sha256, "simulation", 1)
+
+
+def big_split(seed: int) -> splits.Split:
+    """A split whose file takes a while to write (many held-out cells): wide windows for races."""
+    cells = {"query_control": [f"cell{i}" for i in range(20_000)]}
+    return splits.Split("toy", "sha", "simulation", seed, [CONTROL, "A"], {}, {"B": "unseen_single"}, [], cells)
+
+
+def test_concurrent_writers_of_one_split_leave_a_valid_file_and_no_temporary_files(tmp_path):
+    path = tmp_path / "simulation-seed1.json"
+    split = big_split(1)
+    with ThreadPoolExecutor(8) as threads, multiprocessing.get_context().Pool(3) as processes:
+        in_processes = processes.starmap_async(splits.write, [(split, path)] * 12)
+        list(threads.map(lambda _: splits.write(split, path), range(40)))
+        in_processes.get()
+    assert splits.read(path) == split
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_failing_split_write_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "simulation-seed1.json"
+    splits.write(big_split(1), path)
+
+    def disk_full(self, text):
+        with open(self, "w") as handle:
+            handle.write(text[:100])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        splits.write(big_split(2), path)
+    monkeypatch.undo()
+    assert splits.read(path) == big_split(1)
+    assert os.listdir(tmp_path) == [path.name]
 
 
 def test_corrupt_split_file_is_a_clear_error(tmp_path):

@@ -247,6 +247,25 @@ def test_files_are_hashed_once_until_they_change(store):
     assert file_sha256(path) == sha(PAYLOAD + b"!")
 
 
+def test_an_edit_in_place_with_its_mtime_restored_is_a_mismatch(tmp_path, store):
+    """Size and mtime can be restored by hand (``os.utime``); the inode's ctime cannot."""
+    source = tmp_path / "good.bin"
+    source.write_bytes(PAYLOAD)
+    toy = manifest(sha256=sha(PAYLOAD))
+    assert store.import_file(toy, source).state == "verified"
+    path = store.root / "toy.bin"
+    before = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        handle.write(b"X")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert store.file_status(toy.files[0]).state == "mismatch"
+    with pytest.raises(DataError, match="does not match the manifest of 'toy'"):
+        store.require(toy)
+
+
 def test_import_copies_a_good_file_and_refuses_a_wrong_one(tmp_path, store):
     good, wrong = tmp_path / "good.bin", tmp_path / "wrong.bin"
     good.write_bytes(PAYLOAD)

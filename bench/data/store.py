@@ -1,20 +1,26 @@
 """The data store: a flat folder holding the files that dataset manifests name, checked by sha256.
 
 The store (``BENCH_DATA_DIR``, else a per-user data folder) may be read-only, e.g. a shared copy: it is
-written only by ``fetch`` and ``import_file``, always atomically. Verification records (sha256 by path,
-size and mtime) live in the cache directory, so a large file is hashed once, not on every load.
+written only by ``fetch`` and ``import_file``, always atomically. Verification records live in the cache
+directory, so a large file is hashed once, not on every load.
+
+A record holds a file's sha256 with its size, mtime, inode number and ctime, and is reused only while
+all four are unchanged. Size and mtime alone can be restored by hand after an edit (``os.utime``); the
+ctime cannot: every write, ``utime`` or ``chmod`` sets it to the current time, and a file replaced by
+another gets a new inode. A change within the same timestamp tick as the record (milliseconds at most;
+none on filesystems with fine-grained timestamps) would go unseen, which no hand edit can achieve.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import paths
+from bench import atomic, paths
 from bench.data.download import ChecksumError, NotWritable, copy_file, download
 from bench.data.manifest import DatasetManifest, ManifestFile
 from bench.errors import DataError
@@ -68,25 +74,21 @@ def _read_records() -> dict:
 
 def _key(path: Path) -> tuple[str, dict]:
     stat = path.stat()
-    return str(path.resolve()), {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    identity = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino, "ctime_ns": stat.st_ctime_ns}
+    return str(path.resolve()), identity
 
 
 def remember(path: Path, sha256: str) -> None:
-    """Record ``path``'s sha256 for its current size and mtime (best effort: the records are a cache)."""
+    """Record ``path``'s sha256 for its current identity (best effort: the records are a cache)."""
     key, identity = _key(path)
     records = _read_records()
     records[key] = {**identity, "sha256": sha256}
-    target = _records_path()
-    temporary = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(records, indent=0, sort_keys=True))
-        temporary.replace(target)
-    except OSError:
-        temporary.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        atomic.write_text(_records_path(), json.dumps(records, indent=0, sort_keys=True))
 
 
 def file_sha256(path: Path) -> str:
-    """The sha256 of ``path``, from the verification records when size and mtime are unchanged."""
+    """The sha256 of ``path``, from the verification records when its identity is unchanged."""
     key, identity = _key(path)
     record = _read_records().get(key)
     if record and all(record.get(k) == v for k, v in identity.items()):
