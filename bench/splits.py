@@ -3,8 +3,8 @@
 A split assigns perturbation conditions to train / validation / test (or excludes them), holds out a
 share of control cells as the starting cells of counterfactual predictions, and for ``seen`` holds
 out a share of the cells of every condition instead. Controls are always training conditions.
-Frozen files live in ``splits/<dataset>/<split>-seed<k>.json`` (committed for real datasets) or, for
-other datasets, in the cache; a run records the file's sha256.
+Frozen files live in the catalog's ``splits/<dataset>/<split>-seed<k>.json`` (committed for real
+datasets) or, for other datasets, in the cache; a run records the file's sha256.
 """
 
 from __future__ import annotations

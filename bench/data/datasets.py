@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anndata as ad
 
-from bench import paths
+from bench import atomic, paths
 from bench.data.canonical import check_canonical, tidy
 from bench.data.loaders import load_h5ad, read_h5ad
 from bench.data.manifest import DatasetManifest, all_manifests, find_manifest
@@ -110,15 +110,11 @@ def simulated(manifest: DatasetManifest) -> tuple[ad.AnnData, str]:
 
 def _write_cache(adata: ad.AnnData, path: Path) -> None:
     """Write ``path`` atomically; a cache that cannot be written only costs time, so it warns."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.h5ad")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        adata.write_h5ad(temporary)
-        temporary.replace(path)
+        with atomic.replacing(path) as temporary:
+            adata.write_h5ad(temporary)
     except (OSError, TypeError, ValueError) as exc:
         warnings.warn(f"could not cache the simulated dataset at {path} ({exc})", stacklevel=3)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def default_dataset(store: DataStore | None = None) -> tuple[str, str]:
