@@ -16,6 +16,7 @@ from bench.registry import preset_label
 from bench.seeds import parse_seeds
 
 console = Console()
+err_console = Console(stderr=True)
 STYLE = {"ok": "green", "improved": "cyan", "regressed": "bold red", "failed": "bold red", "missing": "bold red"}
 BAD = ("regressed", "failed", "missing")
 
@@ -37,26 +38,41 @@ def check(
     update: Annotated[bool, typer.Option("--update", help="Re-run and rewrite the reference's values instead of checking.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Runs at a time, one thread each (default: the usable cores).")] = None,
 ) -> None:
-    """Re-run the reference's configurations; exit 1 with a diff when a metric regressed or a model fails."""
-    from bench import atomic, devices, paths, regression
+    """Re-run the reference's configurations under a pinned numeric profile; exit 1 with a diff when a
+    metric regressed or a model fails."""
+    from bench import atomic, devices, numeric_env, parallel, paths, regression
 
     reference = reference or paths.reference_file()
     if update and paths.inside_installed_package(reference):
         raise BenchError(f"{reference} belongs to the installed package; write your own with --reference FILE")
+    if jobs is not None and jobs < 1:
+        raise BenchError(f"--jobs {jobs} must be at least 1")
     table = regression.read_reference(reference, require_values=not update)
     resolved = devices.resolve(device)
-    total = sum(len(parse_seeds(c.seeds)) for c in regression.configs(table))
+    if track:
+        from bench import tracking
+
+        tracking.check_store()
+    jobs = jobs or parallel.usable_cores()
+    total = len({(c.model, c.preset, c.dataset, c.split, seed) for c in regression.configs(table) for seed in parse_seeds(c.seeds)})
+    console.print(f"{total} run(s), {jobs} at a time, under the numeric profile '{numeric_env.PROFILE_NAME}'",
+                  markup=False, highlight=False)
+    if not numeric_env.cpu_supports_profile():
+        err_console.print("warning: this CPU lacks AVX2/FMA (or is not x86-64), so the pinned numeric profile cannot "
+                          "apply: values may differ from the reference beyond rounding", markup=False, highlight=False)
     columns = (TextColumn("{task.description}"), TextColumn("{task.completed}/{task.total} runs done"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("loading", total=total)
-        started = []
+        task = progress.add_task("loading the datasets", total=total)
 
-        def on_run(config, seed: int) -> None:
-            progress.update(task, completed=len(started), description=f"{config}: seed {seed}")
-            started.append(seed)
+        def done(result) -> None:
+            if track:
+                tracking.log_run(result)
+            progress.update(task, advance=1, description=f"last: {preset_label(result.model, result.preset or 'default')} "
+                                                          f"{result.dataset}/{result.split} seed {result.seed}")
 
-        results = regression.rerun(table, resolved, on_run, track)
+        results = regression.rerun(table, resolved, jobs, done)
     if update:
         atomic.write_text(reference, regression.updated(table, results).to_csv(index=False))
         console.print(f"updated {reference}: {len(table)} line(s), {len(results)} configuration(s)")
@@ -72,4 +88,5 @@ def check(
     if len(bad):
         console.print(f"[bold red]{len(bad)} of {len(verdicts)} line(s) regressed or failed[/]")
         raise typer.Exit(1)
-    console.print(f"[green]all {len(verdicts)} line(s) within tolerance[/]")
+    console.print(f"[green]all {len(verdicts)} line(s) within tolerance[/] (largest change "
+                  f"{verdicts['change'].abs().max():.4f})")

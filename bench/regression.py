@@ -2,8 +2,8 @@
 
 The reference is a CSV with one line per (configuration, metric, subgroup)::
 
-    dataset,split,model,preset,seeds,metric,subgroup,mean,sd,n_seeds,tolerance
-    norman_subset,simulation,linear,default,1-2,pearson_delta_de20,all,0.2714,0.0413,2,0.0292
+    dataset,split,model,preset,seeds,metric,subgroup,mean,sd,n_seeds,tolerance,numeric_profile,recorded_on
+    norman_subset,simulation,linear,default,1-2,pearson_delta_de20,all,0.2714,0.0413,2,0.0292,"x86-64-v3, 1 thread",AMD EPYC
 
 A configuration (dataset, split, model, preset, seeds) is re-run once per check; the mean of the metric
 over its seeds must not be worse than the reference mean by more than the tolerance. The tolerance is
@@ -11,6 +11,12 @@ the standard error of the reference mean over seeds (sd/√n): the seed spread s
 moves with the split, so a drift beyond one standard error on the *same* seeds is not noise. It is at
 least 1% of the reference value and at least 0.001, so a deterministic metric is not held to rounding.
 A model that fails any seed is a regression too. ``update`` re-runs and rewrites the values.
+
+Every run of a check happens in a worker process under the pinned numeric profile of
+``bench.numeric_env`` (the same kernels and one thread on any x86-64 CPU with AVX2), so the values do
+not move with the machine: without it, early stopping turns rounding differences between CPUs into
+score differences of 0.1. Each line records the profile and the CPU that recorded it. Every line is
+validated (names, seeds, values, duplicates) before anything runs.
 """
 
 from __future__ import annotations
@@ -22,15 +28,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import stats
+from bench import numeric_env, stats
 from bench.api import RunResult
 from bench.errors import BenchError
 from bench.metrics import METRICS
 from bench.registry import preset_label
 from bench.seeds import parse_seeds
+from bench.split_rules import SUBGROUPS
+from bench.suggest import unknown
 
 CONFIG = ["dataset", "split", "model", "preset", "seeds"]
-COLUMNS = [*CONFIG, "metric", "subgroup", "mean", "sd", "n_seeds", "tolerance"]
+NAMES = [*CONFIG, "metric", "subgroup"]
+VALUES = ["mean", "sd", "n_seeds", "tolerance"]
+PROVENANCE = ["numeric_profile", "recorded_on"]
+COLUMNS = [*NAMES, *VALUES, *PROVENANCE]
 
 
 @dataclass(frozen=True)
@@ -50,35 +61,61 @@ def tolerance(mean: float, sd: float, n: int) -> float:
 
 
 def read_reference(path: Path, require_values: bool = True) -> pd.DataFrame:
-    """The reference lines; configuration columns are required, values unless ``require_values``."""
+    """The reference lines, each validated; values (and their numeric profile) are required unless
+    ``require_values`` (``bench check --update`` fills them in)."""
     try:
-        table = pd.read_csv(path, dtype={c: str for c in [*CONFIG, "metric", "subgroup"]}, keep_default_na=False)
+        table = pd.read_csv(path, dtype={c: str for c in [*NAMES, *PROVENANCE]}, keep_default_na=False)
     except FileNotFoundError:
         raise BenchError(f"no reference file {path}; write one (see `bench check --help`) or pass --reference") from None
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise BenchError(f"cannot read reference file {path}: {exc}".splitlines()[0]) from None
-    missing = [c for c in [*CONFIG, "metric", "subgroup"] if c not in table]
+    missing = [c for c in NAMES if c not in table]
     if missing:
         raise BenchError(f"{path} lacks column(s) {', '.join(missing)}; its header must be {','.join(COLUMNS)}")
     if table.empty:
         raise BenchError(f"{path} names no configuration; add lines {','.join(COLUMNS)}")
+    for column in VALUES:
+        table[column] = pd.to_numeric(table[column], errors="coerce") if column in table else float("nan")
+    for column in PROVENANCE:
+        table[column] = table[column] if column in table else ""
     for number, line in enumerate(table.itertuples(index=False), start=2):
-        empty = [c for c in [*CONFIG, "metric", "subgroup"] if not str(getattr(line, c)).strip()]
-        if empty:
-            raise BenchError(f"{path} line {number}: empty {', '.join(empty)}")
-        if line.metric not in METRICS:
-            raise BenchError(f"{path} line {number}: unknown metric '{line.metric}'; see `bench list metrics`")
         try:
-            parse_seeds(line.seeds)
+            _check_line(line, require_values)
         except BenchError as exc:
             raise BenchError(f"{path} line {number}: {exc}") from None
-    for column in ("mean", "sd", "n_seeds", "tolerance"):
-        values = pd.to_numeric(table[column], errors="coerce") if column in table else pd.Series(float("nan"), index=table.index)
-        if require_values and values.isna().any():
-            number = int(values.isna().to_numpy().nonzero()[0][0]) + 2
-            raise BenchError(f"{path} line {number}: no reference {column}; run `bench check --update` to fill it in")
-        table[column] = values
+    duplicated = table.duplicated(NAMES, keep="first")
+    if duplicated.any():
+        number = int(duplicated.to_numpy().nonzero()[0][0]) + 2
+        raise BenchError(f"{path} line {number} repeats an earlier line's configuration, metric and subgroup; remove one")
     return table[COLUMNS]
+
+
+def _check_line(line, require_values: bool) -> None:
+    """Raise ``BenchError`` naming what is wrong with one reference line."""
+    from bench import registry, splits
+    from bench.data.manifest import find_manifest
+
+    empty = [c for c in NAMES if not str(getattr(line, c)).strip()]
+    if empty:
+        raise BenchError(f"empty {', '.join(empty)}")
+    find_manifest(line.dataset)
+    splits.check_name(line.split)
+    registry.resolve_params(registry.find_card(line.model), line.preset)
+    parse_seeds(line.seeds)
+    if line.metric not in METRICS:
+        raise BenchError(f"unknown metric '{line.metric}'; see `bench list metrics`")
+    if line.subgroup not in ("all", *SUBGROUPS):
+        raise BenchError(unknown("subgroup", line.subgroup, ["all", *SUBGROUPS]))
+    values = {c: getattr(line, c) for c in VALUES}
+    if require_values:
+        for column, value in values.items():
+            if not math.isfinite(value):
+                raise BenchError(f"no reference {column}; run `bench check --update` to fill it in")
+        if values["sd"] < 0 or values["tolerance"] < 0 or values["n_seeds"] < 1:
+            raise BenchError("sd and tolerance must be non-negative and n_seeds at least 1")
+        if line.numeric_profile != numeric_env.PROFILE_NAME:
+            raise BenchError(f"its values were recorded under numeric profile '{line.numeric_profile}', but checks "
+                             f"now run under '{numeric_env.PROFILE_NAME}'; run `bench check --update`")
 
 
 def configs(reference: pd.DataFrame) -> list[Config]:
@@ -140,38 +177,34 @@ def updated(reference: pd.DataFrame, results: dict[Config, list[RunResult]]) -> 
         now = _summary(runs, line.metric, line.subgroup)
         if now.n < len(runs):
             raise BenchError(f"cannot update the reference: {config} has no {line.subgroup}/{line.metric} on some seeds")
-        table.loc[table.index[index], ["mean", "sd", "n_seeds", "tolerance"]] = [
+        table.loc[table.index[index], VALUES] = [
             round(now.mean, 6), round(now.sd, 6), now.n, round(tolerance(now.mean, now.sd, now.n), 6)]
     table["n_seeds"] = table["n_seeds"].astype(int)
+    table["numeric_profile"] = numeric_env.PROFILE_NAME
+    table["recorded_on"] = numeric_env.cpu_model()
     return table
 
 
-def rerun(
-    reference: pd.DataFrame, device: str, on_run: Callable[[Config, int], None], track: bool = False
-) -> dict[Config, list[RunResult]]:
-    """Run every configuration of the reference on every one of its seeds (datasets loaded once)."""
-    from bench import registry, runner, tracking
+def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunResult], None]) -> dict[Config, list[RunResult]]:
+    """Run every configuration of the reference on every one of its seeds, ``jobs`` at a time, each in a
+    worker process under the pinned numeric profile; ``done`` sees each run as it ends. Every dataset is
+    loaded (and its DE genes ranked) before any run starts."""
+    from bench import parallel, registry, runner
     from bench.data.datasets import load_dataset
-    from bench.knowledge import StoreGeneKnowledge
 
     todo = configs(reference)
-    cards = {}
-    for config in todo:  # bad names and presets fail before anything runs
-        card = registry.find_card(config.model)
-        cards[config] = (card, registry.resolve_params(card, config.preset, ()))
-    knowledge = StoreGeneKnowledge()
-    prepared: dict[str, runner.PreparedDataset] = {}
-    results = {}
+    datasets = {name: runner.PreparedDataset.of(load_dataset(name)) for name in dict.fromkeys(c.dataset for c in todo)}
+    tasks: dict[tuple, parallel.Task] = {}  # one run serves every configuration that needs it
+    plan: dict[Config, list[tuple]] = {}
     for config in todo:
-        if config.dataset not in prepared:
-            prepared[config.dataset] = runner.PreparedDataset.of(load_dataset(config.dataset))
-        card, params = cards[config]
-        results[config] = []
+        card = registry.find_card(config.model)
+        params = registry.resolve_params(card, config.preset, ())
+        plan[config] = []
         for seed in parse_seeds(config.seeds):
-            on_run(config, seed)
-            result = runner.run(card, params, prepared[config.dataset], config.split, seed, device, knowledge,
-                                preset=config.preset)
-            if track:
-                tracking.log_run(result)
-            results[config].append(result)
-    return results
+            key = (config.model, config.preset, config.dataset, config.split, seed)
+            tasks.setdefault(key, parallel.Task(card, params, config.dataset, config.split, seed, config.preset))
+            plan[config].append(key)
+    finished = parallel.run_many(list(tasks.values()), datasets, device, jobs, threads=1, done=done,
+                                 environment=numeric_env.profile_environment())
+    by_key = {(r.model, r.preset, r.dataset, r.split, r.seed): r for r in finished}
+    return {config: [by_key[key] for key in keys] for config, keys in plan.items()}
