@@ -49,7 +49,8 @@ def test_run_on_norman_subset_is_tracked_and_makes_a_leaderboard(workdir, tmp_pa
     expected_hash = hashlib.sha256(frozen.read_bytes()).hexdigest()
     seed1 = runs[runs["tags.seed"] == "1"]
     assert set(seed1["tags.split_sha256"]) == {expected_hash}
-    for tag in ("dataset_sha256", "card_sha256", "git_commit", "version.torch", "device", "wall_time_s", "peak_memory_mb"):
+    for tag in ("dataset_sha256", "card_sha256", "git_commit", "version.torch", "device", "wall_time_s", "peak_memory_mb",
+                "numeric.cpu", "numeric.kernels", "numeric.blas", "numeric.threads", "numeric.variables"):
         assert runs[f"tags.{tag}"].notna().all(), tag
     assert runs["metrics.combo_seen2/pearson_delta_de20"].notna().all()
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(runs["run_id"].iloc[0])}

@@ -57,6 +57,13 @@ BROKEN = textwrap.dedent(
     class ShiftedCells(ControlCells):
         shift = 1.0
 
+    class Hungry(ControlCells):
+        """Holds 600 MB while it fits."""
+        def fit(self, train):
+            held = np.ones(600 * 2**20 // 8)
+            super().fit(train)
+            held.sum()
+
     class Peeking:
         """Records what it was shown, to prove test cells never reach a model."""
         seen = {}
@@ -76,7 +83,7 @@ def test_cards(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
-    for name in ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells"):
+    for name in ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells", "Hungry"):
         (home / "models" / f"{name.lower()}.toml").write_text(
             f'name = "{name.lower()}"\nadapter = "broken_adapters:{name}"\ndescription = "test"\ncitation = "none"\n'
         )
@@ -158,3 +165,17 @@ def test_energy_distance_scores_models_that_return_cells(test_cards, prepared):
 def test_models_without_cells_have_no_energy_distance(prepared):
     result = runner.run(registry.find_card("additive"), {}, prepared, "additive", 1)
     assert "energy_distance" not in result.per_perturbation and "all/energy_distance" not in result.metrics
+
+
+def test_each_run_records_its_own_peak_memory(test_cards, prepared):
+    hungry = runner.run(registry.find_card("hungry"), {}, prepared, "simulation", 1)
+    after = runner.run(registry.find_card("controlcells"), {}, prepared, "simulation", 1)
+    assert hungry.ok and after.ok
+    assert hungry.peak_memory_mb > after.peak_memory_mb + 500, (hungry.peak_memory_mb, after.peak_memory_mb)
+
+
+def test_a_run_records_its_numeric_environment(test_cards, prepared):
+    result = runner.run(registry.find_card("controlcells"), {}, prepared, "simulation", 1)
+    assert set(result.numeric) == {"numeric.cpu", "numeric.kernels", "numeric.blas", "numeric.threads",
+                                   "numeric.variables"}
+    assert "numpy" in result.numeric["numeric.kernels"] and "openblas" in result.numeric["numeric.blas"]
