@@ -185,10 +185,11 @@ def updated(reference: pd.DataFrame, results: dict[Config, list[RunResult]]) -> 
     return table
 
 
-def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunResult], None]) -> dict[Config, list[RunResult]]:
+def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunResult], None],
+          environment: dict[str, str] | None = None) -> dict[Config, list[RunResult]]:
     """Run every configuration of the reference on every one of its seeds, ``jobs`` at a time, each in a
-    worker process under the pinned numeric profile; ``done`` sees each run as it ends. Every dataset is
-    loaded (and its DE genes ranked) before any run starts."""
+    worker process on one thread with ``environment`` (default: the pinned numeric profile); ``done``
+    sees each run as it ends. Every dataset is loaded (and its DE genes ranked) before any run starts."""
     from bench import parallel, registry, runner
     from bench.data.datasets import load_dataset
 
@@ -205,6 +206,6 @@ def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunRe
             tasks.setdefault(key, parallel.Task(card, params, config.dataset, config.split, seed, config.preset))
             plan[config].append(key)
     finished = parallel.run_many(list(tasks.values()), datasets, device, jobs, threads=1, done=done,
-                                 environment=numeric_env.profile_environment())
+                                 environment=numeric_env.profile_environment() if environment is None else environment)
     by_key = {(r.model, r.preset, r.dataset, r.split, r.seed): r for r in finished}
     return {config: [by_key[key] for key in keys] for config, keys in plan.items()}
