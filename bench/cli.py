@@ -199,7 +199,7 @@ def main() -> None:
     """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
     traceback)."""
     try:
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="bench")
     except BenchError as exc:
         if STATE["debug"]:
             raise
