@@ -70,3 +70,56 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, message, tmp_path):
     out = bench(args, tmp_path)
     assert_one_line_error(out, message)
     assert list(tmp_path.iterdir()) == []
+
+
+def h5ad(path) -> None:
+    """A small valid h5ad file whose perturbation column is ``guide`` with control value ``NT``."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    obs = pd.DataFrame({"guide": ["NT"] * 10 + ["A"] * 10}, index=[f"c{i}" for i in range(20)])
+    ad.AnnData(np.ones((20, 5), dtype=np.float32), obs=obs, var=pd.DataFrame(index=list("ABCDE"))).write_h5ad(path)
+
+
+REFERENCE_HEADER = "dataset,split,model,preset,seeds,metric,subgroup,mean,sd,n_seeds,tolerance,numeric_profile,recorded_on\n"
+REFERENCE_LINE = 'synthetic,simulation,mean,default,1,mse,all,0.1,0,1,0.01,"x86-64-v3, 1 thread",cpu\n'
+
+# (arguments, expected message, files to write into the working directory first)
+WITH_FILES = [
+    (["run", "--model", "mean", "--dataset", "notes.h5ad"], "not a readable .h5ad file", {"notes.h5ad": "hello"}),
+    (["run", "--model", "mean", "--dataset", "good.h5ad"], "no perturbation column 'condition'", {"good.h5ad": h5ad}),
+    (["run", "--model", "mean", "--dataset", "good.h5ad", "--perturbation-key", "gide"],
+     "no perturbation column 'gide'", {"good.h5ad": h5ad}),
+    (["run", "--model", "mean", "--dataset", "good.h5ad", "--perturbation-key", "guide"],
+     "no control cells: no obs['guide'] equals 'ctrl'", {"good.h5ad": h5ad}),
+    (["run", "--model", "mean", "--dataset", "gene_ontology"], "'gene_ontology' is a resource", {}),
+    (["run", "--model", "mean", "--dataset", "norman_subset", "--perturbation-key", "x"],
+     "--perturbation-key applies to .h5ad paths only", {}),
+    (["check", "--reference", "ref.csv"], "ref.csv line 3: unknown model 'maen'",
+     {"ref.csv": REFERENCE_HEADER + REFERENCE_LINE + REFERENCE_LINE.replace("mean", "maen")}),
+    (["check", "--reference", "ref.csv"], "ref.csv line 2: no reference mean; run `bench check --update`",
+     {"ref.csv": REFERENCE_HEADER + REFERENCE_LINE.replace("0.1,0,1,0.01", ",,,")}),
+    (["check", "--reference", "ref.csv"], "ref.csv line 3 repeats an earlier line",
+     {"ref.csv": REFERENCE_HEADER + REFERENCE_LINE * 2}),
+    (["check", "--reference", "ref.csv"], "ref.csv lacks column(s)", {"ref.csv": "\x00\x01 not a table\n"}),
+    (["check", "--reference", "ref.csv"], "ref.csv line 2: unknown subgroup 'combo_seen3'",
+     {"ref.csv": REFERENCE_HEADER + REFERENCE_LINE.replace(",all,", ",combo_seen3,")}),
+    (["check", "--reference", "ref.csv", "--jobs", "0"], "--jobs 0 must be at least 1", {"ref.csv": REFERENCE_HEADER}),
+    (["data", "import", "norman_subset", "notes.h5ad"], "nothing was written", {"notes.h5ad": "hello", "store/": None}),
+]
+
+
+@pytest.mark.parametrize("args, message, files", WITH_FILES, ids=[" ".join(a) for a, _, _ in WITH_FILES])
+def test_bad_files_are_one_line_errors_that_leave_nothing_behind(args, message, files, tmp_path):
+    for name, content in files.items():
+        if name.endswith("/"):
+            (tmp_path / name).mkdir()
+        elif callable(content):
+            content(tmp_path / name)
+        else:
+            (tmp_path / name).write_text(content)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    out = bench(args, tmp_path, env={"BENCH_DATA_DIR": str(tmp_path / "store")} if "store/" in files else None)
+    assert_one_line_error(out, message)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before

@@ -268,7 +268,7 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
 def test_unknown_names_and_misused_options():
     with pytest.raises(DataError, match="did you mean 'norman_subset'"):
         load_dataset("norman_subet")
-    with pytest.raises(DataError, match="--perturbation-key apply to .h5ad paths only"):
+    with pytest.raises(DataError, match="--perturbation-key applies to .h5ad paths only"):
         load_dataset("norman_subset", perturbation_key="guide")
     with pytest.raises(DataError, match="is a resource, not a perturbation dataset"):
         load_dataset("gene_ontology")

@@ -69,7 +69,8 @@ def load_dataset(
     manifest = find_manifest(text)
     if keys:
         options = ", ".join(option for _, option in given)
-        raise DataError(f"{options} apply to .h5ad paths only; dataset '{text}' sets its keys in {manifest.path}")
+        verb = "apply" if len(given) > 1 else "applies"
+        raise DataError(f"{options} {verb} to .h5ad paths only; dataset '{text}' sets its keys in {manifest.path}")
     if manifest.kind != "dataset":
         raise DataError(f"'{text}' is a {manifest.kind}, not a perturbation dataset; see `bench data list`")
     if manifest.format == "synthetic":
