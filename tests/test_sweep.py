@@ -132,8 +132,9 @@ class SlowModel(SpyModel):
 
 
 def worker(tmp_path, home, storage, model, trials, env=None):
+    tests = Path(__file__).parent  # the workers import this checkout's bench, and the test models from here
     env = {**os.environ, "BENCH_HOME": str(home), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
-           "PYTHONPATH": str(Path(__file__).parent), "COLUMNS": "200", **(env or {})}
+           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)]), "COLUMNS": "200", **(env or {})}
     command = [sys.executable, "-m", "bench", "sweep", "--model", model, "--dataset", "norman_subset",
                "--trials", str(trials), "--storage", storage, "--study", "shared"]
     return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
