@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -102,8 +101,21 @@ def is_journal(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and cards."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The URL without its password, for messages and cards, as SQLAlchemy parses it. SQLAlchemy reads
+    a raw '@' in a password (not written as %40) as part of the host, so that part is hidden too.
+    Journal paths, and text SQLAlchemy cannot parse, are returned as they are."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if is_journal(url):
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.host and "@" in parsed.host:
+        parsed = parsed.set(host=parsed.host.rpartition("@")[2], password="***")
+    return parsed.render_as_string(hide_password=True)
 
 
 def open_study(spec: SweepSpec):

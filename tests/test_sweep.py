@@ -253,3 +253,19 @@ def test_bad_input_stops_the_worker_at_once(tmp_path, prepared):
                               params={"level": 0.0}, search_space={"levle": {"type": "float", "low": 0.0, "high": 1.0}})
     with pytest.raises(BenchError, match="has no parameter 'levle'"):
         in_process(spec_for(card, tmp_path, 3), prepared)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:pa:ss@h:5432/db?sslmode=require", "postgresql://u:***@h:5432/db?sslmode=require"),
+    ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
+    ("postgresql+psycopg://u:p@ss@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://u:@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ("postgresql://h/db", "postgresql://h/db"),
+    ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
+    ("sqlite:////shared/sweeps.db", "sqlite:////shared/sweeps.db"),
+    ("journal:/shared/u:p@h/study.log", "journal:/shared/u:p@h/study.log"),
+])
+def test_redact_hides_only_the_password(url, shown):
+    assert sweep.redact(url) == shown
