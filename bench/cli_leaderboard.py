@@ -55,6 +55,7 @@ def leaderboard(
         raise BenchError("--metric names no metric; see `bench list metrics`")
     if split is not None:
         splits.check_name(split)
+    tracking.check_store()
     datasets = [dataset] if dataset else tracking.tracked_datasets()
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
     scores = lb.PerPerturbation()

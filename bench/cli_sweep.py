@@ -27,7 +27,7 @@ def sweep(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
-    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps
+    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps, tracking
     from bench.cli import _load
     from bench.knowledge import StoreGeneKnowledge
 
@@ -39,10 +39,14 @@ def sweep(
     metric_registry.check_names([metric])
     splits.check_name(split)
     registry.build(card, registry.resolve_params(card, preset))
+    storage = storage or sweeps.default_storage()
+    sweeps.check_storage(storage)
+    if track:
+        tracking.check_store()
     loaded = _load(dataset, None, None, None)
     spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
-                            storage or sweeps.default_storage(), devices.resolve(device), preset, timeout)
+                            storage, devices.resolve(device), preset, timeout)
     optuna_study = sweeps.open_study(spec)
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
@@ -54,8 +58,6 @@ def sweep(
 
     def log(result, number):
         if track:
-            from bench import tracking
-
             tracking.log_run(result, parent, {"sweep_study": spec.study, "sweep_trial": str(number)})
 
     console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "

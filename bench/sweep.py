@@ -30,7 +30,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import atomic, journal_heartbeat, paths, registry
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bench import atomic, journal_heartbeat, paths, registry, tracking
 from bench.api import RunResult, StopTraining
 from bench.errors import BenchError
 from bench.metrics import METRICS
@@ -65,9 +68,23 @@ def default_storage() -> str:
     return f"sqlite:///{Path.cwd() / 'sweeps.db'}"
 
 
+def check_storage(url: str) -> None:
+    """Refuse an SQLite storage that holds another application's tables (MLflow's ``mlflow.db`` is the
+    likely mix-up): Optuna would create its own tables inside it before failing. Other storages pass."""
+    fix = "point --storage at an Optuna database, e.g. sqlite:///sweeps.db"
+    tables = tracking.sqlite_tables(url, fix)
+    if not tables or {"studies", "trials"} <= tables:
+        return
+    path = make_url(url).database
+    if {"experiments", "runs"} <= tables:
+        raise BenchError(f"{path} is MLflow's tracking database, not an Optuna storage; {fix}")
+    raise BenchError(f"{path} is not an Optuna storage (its tables: {', '.join(sorted(tables)[:6])}); {fix}")
+
+
 def open_storage(url: str):
     import optuna
 
+    check_storage(url)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for attempt in range(1, OPEN_ATTEMPTS + 1):
@@ -104,9 +121,6 @@ def redact(url: str) -> str:
     """The URL without its password, for messages and cards, as SQLAlchemy parses it. SQLAlchemy reads
     a raw '@' in a password (not written as %40) as part of the host, so that part is hidden too.
     Journal paths, and text SQLAlchemy cannot parse, are returned as they are."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     if is_journal(url):
         return url
     try:

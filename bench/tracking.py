@@ -11,6 +11,7 @@ import fcntl
 import importlib.metadata
 import logging
 import os
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,6 +22,7 @@ import pandas as pd
 
 from bench import paths
 from bench.api import RunResult
+from bench.errors import BenchError
 from bench.metrics import METRICS_VERSION
 
 PACKAGES = ("bench", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "cell-gears", "mlflow")
@@ -30,9 +32,69 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def sqlite_tables(url: str, fix: str) -> set[str]:
+    """The tables of the SQLite database that ``url`` names; none when ``url`` is not an SQLite URL or
+    names a missing or empty file (its application creates the tables there). A file that SQLite cannot
+    read is a ``BenchError`` whose message ends with ``fix``. Opened read-only: nothing is created or changed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return set()
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return set()
+    path = Path(parsed.database)
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise BenchError(f"cannot read {path} as an SQLite database ({exc}); {fix}") from None
+
+
+def check_store() -> None:
+    """Refuse, with a one-line ``BenchError``, a tracking URI that MLflow cannot use: a scheme no MLflow
+    store handles, a database URL SQLAlchemy cannot parse, a file store (MLflow 3 refuses those unless
+    ``MLFLOW_ALLOW_FILE_STORE`` is set), or an SQLite file that is not MLflow's (MLflow would create its
+    tables inside it). Called before any training, and before every use of MLflow."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from mlflow.utils.uri import get_uri_scheme
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    uri = tracking_uri()
+    fix = "point MLFLOW_TRACKING_URI at MLflow's database (e.g. sqlite:///mlflow.db) or server (http://host:5000)"
+    scheme = get_uri_scheme(uri)
+    try:
+        _tracking_store_registry.get_store_builder(uri)
+    except MlflowException:
+        raise BenchError(f"MLFLOW_TRACKING_URI has scheme '{scheme}', which MLflow cannot track to; {fix}") from None
+    if scheme in ("", "file") and not MLFLOW_ALLOW_FILE_STORE.get():
+        raise BenchError(f"MLFLOW_TRACKING_URI names a file store, which MLflow 3 refuses; {fix}, "
+                         "or set MLFLOW_ALLOW_FILE_STORE=true")
+    if scheme not in DATABASE_ENGINES:
+        return
+    try:
+        make_url(uri)
+    except ArgumentError:
+        raise BenchError(f"MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
+                         "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
+    tables = sqlite_tables(uri, fix)
+    if tables and not {"experiments", "runs"} <= tables:
+        raise BenchError(f"{make_url(uri).database} is not an MLflow database (its tables: "
+                         f"{', '.join(sorted(tables)[:6])}); {fix}")
+
+
 def _mlflow():
     import mlflow
 
+    check_store()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import pandas as pd
 import pytest
 from conftest import real_data_file
 
-from bench import paths, registry, runner, splits, sweep
+from bench import paths, registry, runner, splits, sweep, tracking
 from bench.adapters.baselines import MeanModel
 from bench.api import Prediction
 from bench.errors import BenchError, ModelError
@@ -269,3 +270,33 @@ def test_bad_input_stops_the_worker_at_once(tmp_path, prepared):
 ])
 def test_redact_hides_only_the_password(url, shown):
     assert sweep.redact(url) == shown
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_storage_that_is_not_optunas_is_refused_and_left_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.search_runs("anything")  # MLflow creates its database
+    before = tables(tmp_path / "mlflow.db")
+    with pytest.raises(BenchError, match="mlflow.db is MLflow's tracking database, not an Optuna storage"):
+        sweep.open_storage(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert tables(tmp_path / "mlflow.db") == before
+    with sqlite3.connect(tmp_path / "notes.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(BenchError, match="notes.db is not an Optuna storage \\(its tables: notes\\)"):
+        sweep.open_storage(f"sqlite:///{tmp_path / 'notes.db'}")
+    assert tables(tmp_path / "notes.db") == {"notes"}
+
+
+def test_bench_sweep_refuses_the_mlflow_database_as_storage_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.search_runs("anything")  # MLflow creates its database
+    before = tables(tmp_path / "mlflow.db")
+    out = subprocess.run([sys.executable, "-m", "bench", "sweep", "--model", "linear", "--storage", "sqlite:///mlflow.db"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "MLflow's tracking database" in lines[0], out.stderr
+    assert tables(tmp_path / "mlflow.db") == before
