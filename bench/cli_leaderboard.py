@@ -77,7 +77,9 @@ def leaderboard(
             board_tables.append((board, table, images))
         md = atomic.write_text(out / f"{name}.md", render.markdown(board_tables, command))
         table_csv = atomic.write_text(out / f"{name}.csv", render.csv(board_tables))
-        console.print(f"{name}: {md}, {table_csv}" + (f" and {sum(len(i) for *_, i in board_tables)} plots" if plots else ""))
+        ignored = sum(board.ignored for board in boards)
+        console.print(f"{name}: {md}, {table_csv}" + (f" and {sum(len(i) for *_, i in board_tables)} plots" if plots else "")
+                      + (f"; {ignored} incomplete run(s) ignored" if ignored else ""))
         written.append(name)
     if not written:
         where = "/".join(part for part in (dataset, split) if part)

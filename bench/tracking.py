@@ -233,6 +233,14 @@ def run_artifact(run_id: str, name: str, folder: Path) -> Path | None:
         return None
 
 
+def has_artifact(run_id: str, name: str) -> bool:
+    """Whether a run's artifact folder holds ``name`` (one listing, nothing downloaded)."""
+    from mlflow import MlflowClient
+
+    _mlflow()
+    return any(info.path == name for info in MlflowClient().list_artifacts(run_id))
+
+
 def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:
     """Tracked runs of a dataset as a DataFrame (MLflow's ``search_runs`` layout)."""
     mlflow = _mlflow()

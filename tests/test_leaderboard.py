@@ -14,6 +14,7 @@ from bench import leaderboard as lb
 from bench import leaderboard_render as render
 from bench import tracking
 from bench.api import RunResult
+from bench.cli_leaderboard import leaderboard
 from bench.errors import BenchError
 from bench.metrics import aggregate
 
@@ -37,8 +38,8 @@ def per_perturbation(values: np.ndarray) -> pd.DataFrame:
     })
 
 
-def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
-        dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None) -> None:
+def result_of(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
+              dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None) -> RunResult:
     table = per_perturbation(values)
     result = RunResult(
         model=model, params=params or {"ridge": 0.1}, card_hash=card_hash or f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
@@ -47,7 +48,25 @@ def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None
     )
     if status == "FINISHED":
         result.per_perturbation, result.metrics = table, aggregate(table)
-    tracking.log_run(result)
+    return result
+
+
+def log(model: str, seed: int, values: np.ndarray, **options) -> None:
+    tracking.log_run(result_of(model, seed, values, **options))
+
+
+def log_unfinished(model: str, seed: int, values: np.ndarray) -> None:
+    """A run killed while logging: the store holds its tags and metrics, but neither its artifacts nor its
+    end, so it stays RUNNING."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    result = result_of(model, seed, values)
+    client = MlflowClient(tracking.tracking_uri())
+    experiment = client.get_experiment_by_name(tracking.experiment_name(DATASET))
+    run = client.create_run(experiment.experiment_id, tags=tracking.tags(result))
+    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in result.params.items()],
+                     metrics=[Metric(key, float(value), 0, 0) for key, value in result.metrics.items()])
 
 
 def scores(seed: int, shift: float) -> np.ndarray:
@@ -111,6 +130,31 @@ def test_a_rerun_replaces_the_older_run_of_its_seed(store):
     (board,) = lb.boards(DATASET)
     assert board.superseded == 1
     assert board.rows[0].value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.3).mean())
+
+
+def test_a_run_killed_while_logging_is_ignored_and_counted(store, capsys):
+    log("mean", 1, scores(1, 0.0))
+    log("mean", 2, scores(2, 0.0))
+    log_unfinished("mean", 1, scores(1, 0.3))
+    (board,) = lb.boards(DATASET)
+    mean = board.row("mean")
+    assert sorted(mean.runs) == [1, 2] and board.ignored == 1 and board.superseded == 0
+    expected = np.mean([scores(1, 0.0).mean(), scores(2, 0.0).mean()])
+    assert mean.value("all", "pearson_delta_de20").mean == pytest.approx(expected)
+    table = lb.cells(board, ["pearson_delta_de20"], None, lb.PerPerturbation())
+    assert "1 run(s) ignored: unfinished (still running, or killed while logging)" in render.markdown([(board, table, {})], "bench leaderboard")
+    leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=store / "boards", plots=False)
+    assert "; 1 incomplete run(s) ignored" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_finished_run_without_per_perturbation_scores_is_ignored(store):
+    log("mean", 1, scores(1, 0.0))
+    result = result_of("mean", 1, scores(1, 0.3))
+    result.per_perturbation = None
+    tracking.log_run(result)
+    (board,) = lb.boards(DATASET)
+    assert board.ignored == 1 and board.superseded == 0
+    assert board.row("mean").value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.0).mean())
 
 
 def test_runs_with_other_parameters_are_their_own_rows(store):
