@@ -6,6 +6,8 @@ per-perturbation scores chosen by the test, so every expected value is computed 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,3 +190,44 @@ def test_an_unknown_reference_names_the_choices(store):
     (board,) = lb.boards(DATASET)
     with pytest.raises(BenchError, match="choose one of: mean"):
         board.row("scbig")
+
+
+@pytest.mark.parametrize("where, reason", [("file", "it is a file, not a folder"), ("file/boards", "not a directory")])
+def test_an_out_that_is_not_a_folder_is_a_one_line_error(store, where, reason):
+    log("mean", 1, scores(1, 0.0))
+    (store / "file").write_text("mine")
+    with pytest.raises(BenchError, match=f"cannot write leaderboards to .*{where}: {reason}; pass --out a writable folder"):
+        leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=store / where, plots=False)
+    assert (store / "file").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_out_is_a_one_line_error_and_keeps_its_tables(store):
+    log("mean", 1, scores(1, 0.0))
+    out = store / "boards"
+    out.mkdir()
+    (out / f"{DATASET}.md").write_text("old table")
+    out.chmod(0o555)
+    try:
+        with pytest.raises(BenchError, match="cannot write leaderboards to .*boards: permission denied"):
+            leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=out, plots=False)
+    finally:
+        out.chmod(0o755)
+    assert [p.name for p in out.iterdir()] == [f"{DATASET}.md"] and (out / f"{DATASET}.md").read_text() == "old table"
+
+
+def test_a_failure_part_way_leaves_the_old_files_as_they_were(store, monkeypatch):
+    log("mean", 1, scores(1, 0.0))
+    out = store / "boards"
+    out.mkdir()
+    old = {f"{DATASET}.md": "old table", f"{DATASET}.csv": "old,csv", f"{DATASET}_simulation_bars_mse_de20.png": "old plot"}
+    for name, text in old.items():
+        (out / name).write_text(text)
+
+    def broken(board_tables):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(render, "csv", broken)  # after the plots and the Markdown are drawn
+    with pytest.raises(OSError, match="disk full"):
+        leaderboard(dataset=DATASET, metric="pearson_delta_de20,mse_de20", out=out)
+    assert {p.name: p.read_text() for p in out.iterdir()} == old
