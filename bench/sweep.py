@@ -42,6 +42,7 @@ HEARTBEAT_S = "BENCH_SWEEP_HEARTBEAT_S"  # environment overrides of the heartbea
 GRACE_S = "BENCH_SWEEP_GRACE_S"  # and of the silence after which a running trial counts as dead (60 s)
 OPEN_ATTEMPTS = 5
 MAX_FAILED_IN_A_ROW = 10
+OPTUNA_TABLE = "studies"  # the first table Optuna creates, so a database being created has it already
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 
 
@@ -73,10 +74,10 @@ def check_storage(url: str) -> None:
     likely mix-up): Optuna would create its own tables inside it before failing. Other storages pass."""
     fix = "point --storage at an Optuna database, e.g. sqlite:///sweeps.db"
     tables = tracking.sqlite_tables(url, fix)
-    if not tables or {"studies", "trials"} <= tables:
+    if not tables or OPTUNA_TABLE in tables:
         return
     path = make_url(url).database
-    if {"experiments", "runs"} <= tables:
+    if tracking.MLFLOW_TABLE in tables:
         raise BenchError(f"{path} is MLflow's tracking database, not an Optuna storage; {fix}")
     raise BenchError(f"{path} is not an Optuna storage (its tables: {', '.join(sorted(tables)[:6])}); {fix}")
 

@@ -25,6 +25,7 @@ from bench.api import RunResult
 from bench.errors import BenchError
 from bench.metrics import METRICS_VERSION
 
+MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
 PACKAGES = ("bench", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "cell-gears", "mlflow")
 
 
@@ -49,7 +50,7 @@ def sqlite_tables(url: str, fix: str) -> set[str]:
     if not path.is_file() or path.stat().st_size == 0:
         return set()
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
             return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
         raise BenchError(f"cannot read {path} as an SQLite database ({exc}); {fix}") from None
@@ -86,7 +87,7 @@ def check_store() -> None:
         raise BenchError(f"MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
                          "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
     tables = sqlite_tables(uri, fix)
-    if tables and not {"experiments", "runs"} <= tables:
+    if tables and MLFLOW_TABLE not in tables:
         raise BenchError(f"{make_url(uri).database} is not an MLflow database (its tables: "
                          f"{', '.join(sorted(tables)[:6])}); {fix}")
 
