@@ -51,19 +51,25 @@ def sweep(
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
-    parent = _parent_run(spec, optuna_study) if track else None
+    parent = None
+    if track:
+        parent = tracking.SweepParent(spec.dataset, spec.study, sweeps.storage_identity(spec.storage),
+                                      optuna_study.user_attrs["setup"])
+        parent.run_id()
 
     def train(params, report):
         return runner.run(card, params, prepared, split, seed, spec.device, knowledge, report, preset, test=False)
 
     def log(result, number):
-        if track:
-            tracking.log_run(result, parent, {"sweep_study": spec.study, "sweep_trial": str(number)})
+        if parent is not None:
+            tracking.log_run(result, parent.run_id(), {"sweep_study": spec.study, "sweep_trial": str(number)})
 
     console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
                   f"{trials} trials in total")
     objective = sweeps.objective_for(spec, optuna_study, train, log)
     ran = sweeps.work(spec, optuna_study, objective, lambda line: console.print(line, markup=False))
+    if parent is not None:
+        parent.fail_dead_trial_runs({trial.number for trial in sweeps.running(optuna_study)})
     path = sweeps.write_best_card(spec, optuna_study)
     if path is None:
         console.print(f"this worker ran {ran} trial(s); no trial of the study has completed yet")
@@ -72,12 +78,3 @@ def sweep(
     console.print(f"this worker ran {ran} trial(s); best: trial {best.number}, val/{metric} {best.value:.4g}")
     console.print(f"wrote {path} (use it with: bench run --model {path.stem})", markup=False)
 
-
-def _parent_run(spec, study) -> str:
-    """The sweep's MLflow parent run, created by the first worker and shared through the study."""
-    from bench import tracking
-
-    if "mlflow_parent_run_id" not in study.user_attrs:
-        study.set_user_attr("mlflow_parent_run_id", tracking.start_sweep_run(spec.dataset, spec.study,
-                                                                             study.user_attrs["setup"]))
-    return study.user_attrs["mlflow_parent_run_id"]

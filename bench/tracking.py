@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import logging
 import os
@@ -204,15 +205,79 @@ def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dic
             return run.info.run_id
 
 
-def start_sweep_run(dataset: str, study: str, setup: dict) -> str:
-    """The parent run that a sweep's trials are logged under; return its run id."""
-    mlflow = _mlflow()
+class SweepParent:
+    """The one MLflow parent run of a sweep study, agreed on by all of its workers.
+
+    MLflow has no compare-and-set, so the workers agree without one. A worker looks for the study's
+    parents (runs tagged with a key of the study name and the storage), and creates one only when it
+    finds none; then it reads them again, and every worker takes the oldest (by start time, then run
+    id). Workers that start together may each create one; a worker whose own parent is not the oldest
+    moves that parent's trial runs to the oldest and deletes it. ``run_id`` is asked again before each
+    trial is logged, so a worker that saw only its own parent at first (another was created by a worker
+    whose clock is behind) still ends on the common one. With an SQLite store the search and the
+    creation hold the store's file lock, so only one parent is ever created."""
+
+    def __init__(self, dataset: str, study: str, storage: str, setup: dict):
+        self._experiment = experiment_name(dataset)
+        self._key = hashlib.sha256(f"{study}\n{storage}".encode()).hexdigest()[:32]
+        self._tags = {"sweep_key": self._key, "sweep_study": study, "sweep_storage": storage,
+                      "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}}
+        self._run_name = f"sweep/{study}"
+        self._mine: str | None = None
+
+    def run_id(self) -> str:
+        """The parent's run id now (created when the study has none)."""
+        client = _client()
+        with _store_lock():
+            experiment_id = _mlflow().set_experiment(self._experiment).experiment_id
+            parents = self._parents(client, experiment_id) or self._create(client, experiment_id)
+        oldest = min(parents, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id
+        if self._mine not in (None, oldest):
+            self._give_up_own(client, experiment_id, oldest)
+        return oldest
+
+    def _parents(self, client, experiment_id: str) -> list:
+        return client.search_runs([experiment_id], filter_string=f"tags.sweep_key = '{self._key}'")
+
+    def _create(self, client, experiment_id: str) -> list:
+        """Create this worker's parent, ended at once (it only groups trials); return the parents found then."""
+        self._mine = client.create_run(experiment_id, run_name=self._run_name, tags=self._tags).info.run_id
+        client.set_terminated(self._mine, "FINISHED")
+        return self._parents(client, experiment_id)
+
+    def _give_up_own(self, client, experiment_id: str, oldest: str) -> None:
+        """Move the trial runs under this worker's parent to the oldest parent, and delete its own."""
+        for child in _children(client, experiment_id, self._mine):
+            client.set_tag(child.info.run_id, "mlflow.parentRunId", oldest)
+        client.delete_run(self._mine)
+        self._mine = None
+
+    def fail_dead_trial_runs(self, running_trials: set[int]) -> int:
+        """Mark FAILED the trial runs still RUNNING whose trial is not (their worker died while logging
+        them, and the trial was failed since); return how many."""
+        parent = self.run_id()
+        client = _client()
+        live = {str(number) for number in running_trials}
+        dead = [run for run in _children(client, client.get_run(parent).info.experiment_id, parent, "RUNNING")
+                if run.data.tags.get("sweep_trial") not in live]
+        for run in dead:
+            client.set_terminated(run.info.run_id, "FAILED")
+        return len(dead)
+
+
+def _client():
+    """An MLflow client; made under the store's lock, because making the first one creates the schema."""
+    from mlflow import MlflowClient
+
+    _mlflow()
     with _store_lock():
-        mlflow.set_experiment(experiment_name(dataset))
-        with mlflow.start_run(run_name=f"sweep/{study}") as run:
-            mlflow.set_tags({"sweep_study": study, "git_commit": git_commit(),
-                             **{k: str(v) for k, v in setup.items()}})
-            return run.info.run_id
+        return MlflowClient()
+
+
+def _children(client, experiment_id: str, parent_run_id: str, status: str | None = None) -> list:
+    """The runs whose parent is ``parent_run_id`` (only those in ``status`` when given)."""
+    where = f"tags.mlflow.parentRunId = '{parent_run_id}'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment_id], filter_string=where, max_results=50000)
 
 
 def tracked_datasets() -> list[str]:
