@@ -91,7 +91,7 @@ def run(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs in parallel worker processes.")] = 1,
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
-    from bench import devices, metrics as metric_registry, registry, runner, splits
+    from bench import devices, metrics as metric_registry, registry, runner, splits, tracking
     from bench.knowledge import StoreGeneKnowledge
 
     if jobs < 1:
@@ -107,6 +107,8 @@ def run(
     for card in cards:
         registry.build(card, params[card.name])
     resolved_device = devices.resolve(device)
+    if track:
+        tracking.check_store()
     loaded = _load(dataset, perturbation_key, control_value, cell_type_key)
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
@@ -118,8 +120,6 @@ def run(
 
         def finished(result) -> None:
             if track:
-                from bench import tracking
-
                 tracking.log_run(result)
             if not result.ok:
                 err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
@@ -148,8 +148,6 @@ def run(
                                     report, preset))
     console.print(_summary_table(results, shown))
     if track:
-        from bench import tracking
-
         console.print(f"tracked in {tracking.tracking_uri()}")
     if any(r.status == "FAILED" for r in results):
         raise typer.Exit(1)

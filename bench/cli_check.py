@@ -42,7 +42,7 @@ def check(
 ) -> None:
     """Re-run the reference's configurations under a pinned numeric profile; exit 1 with a diff when a
     metric regressed or a model fails."""
-    from bench import atomic, devices, numeric_env, parallel, paths, regression
+    from bench import atomic, devices, numeric_env, parallel, paths, regression, tracking
 
     reference = reference or paths.reference_file()
     if update and paths.inside_installed_package(reference):
@@ -52,8 +52,6 @@ def check(
     table = regression.read_reference(reference, require_values=not update)
     resolved = devices.resolve(device)
     if track:
-        from bench import tracking
-
         tracking.check_store()
     jobs = jobs or parallel.usable_cores()
     total = len({(c.model, c.preset, c.dataset, c.split, seed) for c in regression.configs(table) for seed in parse_seeds(c.seeds)})

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +20,25 @@ from bench.errors import BenchError
 console = Console()
 err_console = Console(stderr=True)
 HEADLINE = "pearson_delta_de20,pearson_delta,mse_de20"  # the metrics shown unless --metric(s) says otherwise
+
+
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """A new hidden folder inside ``out`` to write into. When the block succeeds, its files replace their
+    namesakes in ``out`` (tables last); when it fails, ``out`` keeps its old files. Creating it is also
+    the check that ``out`` is a writable folder, before anything is drawn."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".leaderboard-", dir=out))
+    except OSError as exc:
+        reason = "it is a file, not a folder" if out.is_file() else exc.strerror.lower()
+        raise BenchError(f"cannot write leaderboards to {out}: {reason}; pass --out a writable folder") from None
+    try:
+        yield staging
+        for path in sorted(staging.iterdir(), key=lambda path: path.suffix in (".md", ".csv")):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _plots(board, table, metrics: list[str], out: Path, stem: str) -> dict[str, str]:
@@ -47,7 +71,7 @@ def leaderboard(
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
 ) -> None:
     """Write leaderboards (Markdown, CSV, PNG) from tracked runs: mean ± sd over seeds, paired bootstrap CIs."""
-    from bench import atomic, leaderboard as lb, leaderboard_render as render, metrics as metric_registry, splits
+    from bench import leaderboard as lb, leaderboard_render as render, metrics as metric_registry, splits
     from bench import tracking
 
     metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
@@ -55,30 +79,37 @@ def leaderboard(
         raise BenchError("--metric names no metric; see `bench list metrics`")
     if split is not None:
         splits.check_name(split)
+    tracking.check_store()
     datasets = [dataset] if dataset else tracking.tracked_datasets()
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
-    scores = lb.PerPerturbation()
-    written = []
+    found = {}
     for name in datasets:
-        board_tables = []
         with console.status(f"reading tracked runs of {name}"):
-            boards = lb.boards(name, split, latest)
-        if not boards:
-            continue
-        for board in boards:
-            row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
-            with console.status(f"bootstrapping {board.dataset}/{board.split}"):
-                table = lb.cells(board, metrics, row, scores)
-            images = {}
-            if plots:
-                with console.status(f"plotting {board.dataset}/{board.split}"):
-                    images = _plots(board, table, metrics, out, f"{name}_{board.split}")
-            board_tables.append((board, table, images))
-        md = atomic.write_text(out / f"{name}.md", render.markdown(board_tables, command))
-        table_csv = atomic.write_text(out / f"{name}.csv", render.csv(board_tables))
-        console.print(f"{name}: {md}, {table_csv}" + (f" and {sum(len(i) for *_, i in board_tables)} plots" if plots else ""))
-        written.append(name)
-    if not written:
+            found[name] = lb.boards(name, split, latest)
+    found = {name: boards for name, boards in found.items() if boards}
+    if not found:
         where = "/".join(part for part in (dataset, split) if part)
         raise BenchError(f"no tracked runs{' of ' + where if where else ''} in {tracking.tracking_uri()}; "
                          "run `bench run` first")
+    scores = lb.PerPerturbation()
+    written = []
+    with _staged(out) as staging:
+        for name, boards in found.items():
+            board_tables = []
+            for board in boards:
+                row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
+                with console.status(f"bootstrapping {board.dataset}/{board.split}"):
+                    table = lb.cells(board, metrics, row, scores)
+                images = {}
+                if plots:
+                    with console.status(f"plotting {board.dataset}/{board.split}"):
+                        images = _plots(board, table, metrics, staging, f"{name}_{board.split}")
+                board_tables.append((board, table, images))
+            (staging / f"{name}.md").write_text(render.markdown(board_tables, command))
+            (staging / f"{name}.csv").write_text(render.csv(board_tables))
+            ignored = sum(board.ignored for board in boards)
+            written.append(f"{name}: {out / name}.md, {out / name}.csv"
+                           + (f" and {sum(len(i) for *_, i in board_tables)} plots" if plots else "")
+                           + (f"; {ignored} incomplete run(s) ignored" if ignored else ""))
+    for line in written:
+        console.print(line)

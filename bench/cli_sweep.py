@@ -27,7 +27,7 @@ def sweep(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
-    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps
+    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps, tracking
     from bench.cli import _load
     from bench.knowledge import StoreGeneKnowledge
 
@@ -39,29 +39,37 @@ def sweep(
     metric_registry.check_names([metric])
     splits.check_name(split)
     registry.build(card, registry.resolve_params(card, preset))
+    storage = storage or sweeps.default_storage()
+    sweeps.check_storage(storage)
+    if track:
+        tracking.check_store()
     loaded = _load(dataset, None, None, None)
     spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
-                            storage or sweeps.default_storage(), devices.resolve(device), preset, timeout)
+                            storage, devices.resolve(device), preset, timeout)
     optuna_study = sweeps.open_study(spec)
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
-    parent = _parent_run(spec, optuna_study) if track else None
+    parent = None
+    if track:
+        parent = tracking.SweepParent(spec.dataset, spec.study, sweeps.storage_identity(spec.storage),
+                                      optuna_study.user_attrs["setup"])
+        parent.run_id()
 
     def train(params, report):
         return runner.run(card, params, prepared, split, seed, spec.device, knowledge, report, preset, test=False)
 
     def log(result, number):
-        if track:
-            from bench import tracking
-
-            tracking.log_run(result, parent, {"sweep_study": spec.study, "sweep_trial": str(number)})
+        if parent is not None:
+            tracking.log_run(result, parent.run_id(), {"sweep_study": spec.study, "sweep_trial": str(number)})
 
     console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
                   f"{trials} trials in total")
     objective = sweeps.objective_for(spec, optuna_study, train, log)
     ran = sweeps.work(spec, optuna_study, objective, lambda line: console.print(line, markup=False))
+    if parent is not None:
+        parent.fail_dead_trial_runs({trial.number for trial in sweeps.running(optuna_study)})
     path = sweeps.write_best_card(spec, optuna_study)
     if path is None:
         console.print(f"this worker ran {ran} trial(s); no trial of the study has completed yet")
@@ -70,12 +78,3 @@ def sweep(
     console.print(f"this worker ran {ran} trial(s); best: trial {best.number}, val/{metric} {best.value:.4g}")
     console.print(f"wrote {path} (use it with: bench run --model {path.stem})", markup=False)
 
-
-def _parent_run(spec, study) -> str:
-    """The sweep's MLflow parent run, created by the first worker and shared through the study."""
-    from bench import tracking
-
-    if "mlflow_parent_run_id" not in study.user_attrs:
-        study.set_user_attr("mlflow_parent_run_id", tracking.start_sweep_run(spec.dataset, spec.study,
-                                                                             study.user_attrs["setup"]))
-    return study.user_attrs["mlflow_parent_run_id"]

@@ -12,6 +12,9 @@ Honesty rules, enforced before anything is computed:
   are not comparable. ``latest=True`` keeps only the runs that match the newest run of each group and
   counts the others as left out;
 * one run per (row, seed): a re-run replaces an older one, which is counted as superseded;
+* only complete runs count, and the others are counted as ignored: a run still RUNNING (or killed while
+  logging) is left out before anything else, and a FINISHED run without ``per_perturbation.csv`` cannot
+  replace an older run of its seed. Failed and skipped runs count (as failures and skips);
 * sweep trials (child runs, validation only) and sweep parents are never rows.
 """
 
@@ -30,6 +33,8 @@ from bench.metrics import METRICS
 from bench.registry import all_cards, preset_label
 
 PROVENANCE = {"tags.dataset_sha256": "dataset checksums", "tags.metrics_version": "metric versions"}
+ENDED = ("FINISHED", "FAILED")  # MLflow's states of a run whose logging ended (RUNNING, SCHEDULED, KILLED did not)
+SCORES = "per_perturbation.csv"
 
 
 @dataclass
@@ -64,6 +69,7 @@ class Board:
     rows: list[Row]
     left_out: int = 0
     superseded: int = 0
+    ignored: int = 0
 
     @property
     def subgroups(self) -> list[str]:
@@ -148,6 +154,22 @@ def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
     return f"{split}-seed{seed} (generated, not committed; sha256 {sha256[:12]})"
 
 
+def _counts(run: pd.Series) -> bool:
+    """Whether an ended run counts on a board: a failure or a skip, or a finished run whose
+    per-perturbation scores were stored (listed only for the runs that would take a cell)."""
+    if run["status"] == "FAILED" or run.get("tags.status") in ("FAILED", "SKIPPED"):
+        return True
+    return tracking.has_artifact(run["run_id"], SCORES)
+
+
+def _newest_counted(group: pd.DataFrame) -> tuple[pd.Series | None, int]:
+    """The newest run of one (row, seed) that counts, and how many newer runs were passed over."""
+    for passed, (_, run) in enumerate(group.iloc[::-1].iterrows()):
+        if _counts(run):
+            return run, passed
+    return None, len(group)
+
+
 def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[Board]:
     """The boards of a dataset's tracked runs (one per split, or only ``split``); none without runs."""
     runs = _runs(dataset)
@@ -155,6 +177,9 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
         runs = runs[runs["tags.split"] == split]
     if runs.empty:
         return []
+    ended = runs["status"].isin(ENDED)
+    unfinished = runs[~ended].groupby("tags.split").size()
+    runs = runs[ended]
     total = len(runs)
     runs = select(runs, dataset, latest)
     left_out = total - len(runs)
@@ -163,11 +188,14 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
     result = []
     for split_name, split_runs in runs.groupby("tags.split", sort=True):
         rows: dict[tuple[str, str], Row] = {}
-        superseded = 0
+        superseded, ignored = 0, int(unfinished.get(split_name, 0))
         keys = ["tags.model", "tags.preset", "variant", "tags.seed"]
         for (model, preset, variant, seed), group in split_runs.groupby(keys, sort=False):
-            superseded += len(group) - 1
-            run = group.iloc[-1]
+            run, passed = _newest_counted(group)
+            ignored += passed
+            if run is None:
+                continue
+            superseded += len(group) - passed - 1
             card = cards.get(model)
             row = rows.setdefault((model, preset, variant), Row(model, preset, bool(card and card.baseline), variant))
             status = run.get("tags.status", "FINISHED")
@@ -190,6 +218,7 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
             rows=sorted(rows.values(), key=lambda r: (not r.baseline, r.model, r.preset, r.variant)),
             left_out=left_out,
             superseded=superseded,
+            ignored=ignored,
         ))
     return result
 

@@ -90,6 +90,9 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         notes += [f"{row.label}: skipped ({row.skipped})" for row in board.rows if row.skipped]
         if board.superseded:
             notes.append(f"{board.superseded} older run(s) replaced by a re-run of the same model, preset and seed")
+        if board.ignored:
+            notes.append(f"{board.ignored} run(s) ignored: unfinished (still running, or killed while logging) "
+                         "or without per_perturbation.csv")
         if board.left_out:
             notes.append(f"{board.left_out} run(s) left out by --latest (older split files, data or cards)")
         if notes:

@@ -2,20 +2,23 @@
 
 A worker (``bench sweep``) joins the study named by storage URL and study name, creating it if it is
 the first, and runs trials until the study holds ``trials`` of them (complete, pruned or running;
-failed ones do not count) or its ``timeout`` passes. A trial draws parameters from the card's
-``[search_space]`` on top of the card's defaults (and preset), trains on the training cells, and is
-scored on the validation conditions only: the runner never predicts test conditions in a sweep. The
-objective is ``val/<metric>`` in the metric's direction. Values the adapter reports during training
-feed Optuna's median pruner. A model crash fails its trial with the message; the study goes on, but
-a worker gives up after ``MAX_FAILED_IN_A_ROW`` failed trials in a row. Bad input (an unknown parameter,
-an impossible split) stops the worker with its one-line error.
+failed ones do not count) and none is running any more, or its ``timeout`` passes. A trial draws
+parameters from the card's ``[search_space]`` on top of the card's defaults (and preset), trains on
+the training cells, and is scored on the validation conditions only: the runner never predicts test
+conditions in a sweep. The objective is ``val/<metric>`` in the metric's direction. Values the adapter
+reports during training feed Optuna's median pruner. A model crash fails its trial with the message;
+the study goes on, but a worker gives up after ``MAX_FAILED_IN_A_ROW`` failed trials in a row. Bad
+input (an unknown parameter, an impossible split) stops the worker with its one-line error.
 
 Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working directory), any SQLAlchemy
 URL such as ``postgresql://user@host/db``, or ``journal:PATH`` (Optuna's journal file on a shared
 filesystem). Trials record a heartbeat (Optuna's for RDB storages, ``journal_heartbeat`` for journal
-files), so a trial whose worker died is failed and retried by the next worker with the same parameters.
-Two workers that ask for a trial at the same moment can overshoot the budget by one; the later trial
-then ends as FAILED with the user attribute ``surplus`` before any training.
+files), so a trial whose worker died is failed and retried by a worker with the same parameters; a
+worker that finds the budget taken waits while trials run, so a trial killed near the end of the
+sweep is retried too. Two workers that ask for a trial at the same moment can overshoot the budget by
+one; the later trial then ends as FAILED with the user attribute ``surplus`` before any training, and
+its worker goes back to waiting. Trials are logged to MLflow under one parent run per study
+(``tracking.SweepParent``).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable
@@ -31,7 +33,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import atomic, journal_heartbeat, paths, registry
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from bench import atomic, journal_heartbeat, paths, registry, tracking
 from bench.api import RunResult, StopTraining
 from bench.errors import BenchError
 from bench.metrics import METRICS
@@ -40,6 +45,8 @@ HEARTBEAT_S = "BENCH_SWEEP_HEARTBEAT_S"  # environment overrides of the heartbea
 GRACE_S = "BENCH_SWEEP_GRACE_S"  # and of the silence after which a running trial counts as dead (60 s)
 OPEN_ATTEMPTS = 5
 MAX_FAILED_IN_A_ROW = 10
+WAIT_S = 2  # how often a worker that waits for running trials looks at the study again
+OPTUNA_TABLE = "studies"  # the first table Optuna creates, so a database being created has it already
 COUNTED = ("COMPLETE", "PRUNED", "RUNNING", "WAITING")
 
 
@@ -66,9 +73,23 @@ def default_storage() -> str:
     return f"sqlite:///{Path.cwd() / 'sweeps.db'}"
 
 
+def check_storage(url: str) -> None:
+    """Refuse an SQLite storage that holds another application's tables (MLflow's ``mlflow.db`` is the
+    likely mix-up): Optuna would create its own tables inside it before failing. Other storages pass."""
+    fix = "point --storage at an Optuna database, e.g. sqlite:///sweeps.db"
+    tables = tracking.sqlite_tables(url, fix)
+    if not tables or OPTUNA_TABLE in tables:
+        return
+    path = make_url(url).database
+    if tracking.MLFLOW_TABLE in tables:
+        raise BenchError(f"{path} is MLflow's tracking database, not an Optuna storage; {fix}")
+    raise BenchError(f"{path} is not an Optuna storage (its tables: {', '.join(sorted(tables)[:6])}); {fix}")
+
+
 def open_storage(url: str):
     import optuna
 
+    check_storage(url)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     for attempt in range(1, OPEN_ATTEMPTS + 1):
@@ -102,8 +123,18 @@ def is_journal(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and cards."""
-    return re.sub(r"(//[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The URL without its password, for messages and cards, as SQLAlchemy parses it. SQLAlchemy reads
+    a raw '@' in a password (not written as %40) as part of the host, so that part is hidden too.
+    Journal paths, and text SQLAlchemy cannot parse, are returned as they are."""
+    if is_journal(url):
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url
+    if parsed.host and "@" in parsed.host:
+        parsed = parsed.set(host=parsed.host.rpartition("@")[2], password="***")
+    return parsed.render_as_string(hide_password=True)
 
 
 def open_study(spec: SweepSpec):
@@ -147,6 +178,13 @@ def suggest(trial, space: dict) -> dict:
         else:
             raise BenchError(f"search space entry '{name}' has type {kind!r}; use int, float or categorical")
     return params
+
+
+def running(study) -> list:
+    """The study's RUNNING trials: alive, or dead and not yet failed (their heartbeat is not stale yet)."""
+    import optuna
+
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
 
 
 def counted(study, below: int | None = None) -> int:
@@ -204,10 +242,13 @@ def objective_for(spec: SweepSpec, study, train: Callable[[dict, Callable], RunR
 
 
 def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> int:
-    """Run trials until the study holds ``spec.trials`` of them or the timeout passes; return how many ran."""
+    """Run trials until the study's budget of ``spec.trials`` is taken and no trial runs any more, or the
+    timeout passes; return how many ran. While the budget is taken but trials still run, wait: a running
+    trial's worker may have died, and then its trial is failed when its heartbeat goes stale and is run
+    again here."""
     import optuna
 
-    start, ran, failed_in_a_row = time.monotonic(), 0, 0
+    start, ran, failed_in_a_row, waited_for = time.monotonic(), 0, 0, []
     while spec.timeout is None or time.monotonic() - start < spec.timeout:
         if is_journal(spec.storage):  # a dead worker's trial: failed, and re-queued
             journal_heartbeat.fail_dead_trials(study, grace_s())
@@ -215,12 +256,19 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
             optuna.storages.fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting and counted(study) >= spec.trials:
-            break
+            busy = [t.number for t in running(study)]
+            if not busy:
+                break
+            if busy != waited_for:
+                progress(f"waiting for trial(s) {', '.join(map(str, busy))} to end or go stale")
+                waited_for = busy
+            time.sleep(WAIT_S)
+            continue
         study.optimize(objective, n_trials=1, catch=(TrialFailed, Surplus))
         number = objective.started[-1]
         last = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
         if last.user_attrs.get("surplus"):
-            break
+            continue
         ran += 1
         failed_in_a_row = failed_in_a_row + 1 if last.state.name == "FAIL" else 0
         if failed_in_a_row >= MAX_FAILED_IN_A_ROW:
@@ -230,6 +278,17 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
                  + (f", val/{spec.metric} {last.value:.4g}" if last.value is not None else "")
                  + (f" ({last.user_attrs['error']})" if "error" in last.user_attrs else ""))
     return ran
+
+
+def storage_identity(url: str) -> str:
+    """The storage as every worker names it, for tags: a file by its absolute path, a server by its URL
+    without the password."""
+    if is_journal(url):
+        return f"journal:{Path(url.removeprefix('journal:')).resolve()}"
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        parsed = parsed.set(database=str(Path(parsed.database).resolve()))
+    return redact(parsed.render_as_string(hide_password=False))
 
 
 def card_name(spec: SweepSpec) -> str:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.metadata
 import logging
 import os
+import sqlite3
 import subprocess
 import tempfile
 from pathlib import Path
@@ -21,8 +23,10 @@ import pandas as pd
 
 from bench import paths
 from bench.api import RunResult
+from bench.errors import BenchError
 from bench.metrics import METRICS_VERSION
 
+MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
 PACKAGES = ("bench", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "cell-gears", "mlflow")
 
 
@@ -30,9 +34,69 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def sqlite_tables(url: str, fix: str) -> set[str]:
+    """The tables of the SQLite database that ``url`` names; none when ``url`` is not an SQLite URL or
+    names a missing or empty file (its application creates the tables there). A file that SQLite cannot
+    read is a ``BenchError`` whose message ends with ``fix``. Opened read-only: nothing is created or changed."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return set()
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return set()
+    path = Path(parsed.database)
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+            return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise BenchError(f"cannot read {path} as an SQLite database ({exc}); {fix}") from None
+
+
+def check_store() -> None:
+    """Refuse, with a one-line ``BenchError``, a tracking URI that MLflow cannot use: a scheme no MLflow
+    store handles, a database URL SQLAlchemy cannot parse, a file store (MLflow 3 refuses those unless
+    ``MLFLOW_ALLOW_FILE_STORE`` is set), or an SQLite file that is not MLflow's (MLflow would create its
+    tables inside it). Called before any training, and before every use of MLflow."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from mlflow.utils.uri import get_uri_scheme
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    uri = tracking_uri()
+    fix = "point MLFLOW_TRACKING_URI at MLflow's database (e.g. sqlite:///mlflow.db) or server (http://host:5000)"
+    scheme = get_uri_scheme(uri)
+    try:
+        _tracking_store_registry.get_store_builder(uri)
+    except MlflowException:
+        raise BenchError(f"MLFLOW_TRACKING_URI has scheme '{scheme}', which MLflow cannot track to; {fix}") from None
+    if scheme in ("", "file") and not MLFLOW_ALLOW_FILE_STORE.get():
+        raise BenchError(f"MLFLOW_TRACKING_URI names a file store, which MLflow 3 refuses; {fix}, "
+                         "or set MLFLOW_ALLOW_FILE_STORE=true")
+    if scheme not in DATABASE_ENGINES:
+        return
+    try:
+        make_url(uri)
+    except ArgumentError:
+        raise BenchError("MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
+                         "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
+    tables = sqlite_tables(uri, fix)
+    if tables and MLFLOW_TABLE not in tables:
+        raise BenchError(f"{make_url(uri).database} is not an MLflow database (its tables: "
+                         f"{', '.join(sorted(tables)[:6])}); {fix}")
+
+
 def _mlflow():
     import mlflow
 
+    check_store()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -142,19 +206,99 @@ def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dic
             return run.info.run_id
 
 
-def start_sweep_run(dataset: str, study: str, setup: dict) -> str:
-    """The parent run that a sweep's trials are logged under; return its run id."""
-    mlflow = _mlflow()
+class SweepParent:
+    """The one MLflow parent run of a sweep study, agreed on by all of its workers.
+
+    MLflow has no compare-and-set, so the workers agree without one. A worker looks for the study's
+    parents (runs tagged with a key of the study name and the storage), and creates one only when it
+    finds none; then it reads them again, and every worker takes the oldest (by start time, then run
+    id). Workers that start together may each create one; a worker whose own parent is not the oldest
+    moves that parent's trial runs to the oldest and deletes it. ``run_id`` is asked again before each
+    trial is logged, so a worker that saw only its own parent at first (another was created by a worker
+    whose clock is behind) still ends on the common one. With an SQLite store the search and the
+    creation hold the store's file lock, so only one parent is ever created."""
+
+    def __init__(self, dataset: str, study: str, storage: str, setup: dict):
+        self._experiment = experiment_name(dataset)
+        self._key = hashlib.sha256(f"{study}\n{storage}".encode()).hexdigest()[:32]
+        self._tags = {"sweep_key": self._key, "sweep_study": study, "sweep_storage": storage,
+                      "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}}
+        self._run_name = f"sweep/{study}"
+        self._mine: str | None = None
+
+    def run_id(self) -> str:
+        """The parent's run id now (created when the study has none)."""
+        client = _client()
+        with _store_lock():
+            experiment_id = _mlflow().set_experiment(self._experiment).experiment_id
+            parents = self._parents(client, experiment_id) or self._create(client, experiment_id)
+        oldest = min(parents, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id
+        if self._mine not in (None, oldest):
+            self._give_up_own(client, experiment_id, oldest)
+        return oldest
+
+    def _parents(self, client, experiment_id: str) -> list:
+        return client.search_runs([experiment_id], filter_string=f"tags.sweep_key = '{self._key}'")
+
+    def _create(self, client, experiment_id: str) -> list:
+        """Create this worker's parent, ended at once (it only groups trials); return the parents found then."""
+        self._mine = client.create_run(experiment_id, run_name=self._run_name, tags=self._tags).info.run_id
+        client.set_terminated(self._mine, "FINISHED")
+        return self._parents(client, experiment_id)
+
+    def _give_up_own(self, client, experiment_id: str, oldest: str) -> None:
+        """Move the trial runs under this worker's parent to the oldest parent, and delete its own."""
+        for child in _children(client, experiment_id, self._mine):
+            client.set_tag(child.info.run_id, "mlflow.parentRunId", oldest)
+        client.delete_run(self._mine)
+        self._mine = None
+
+    def fail_dead_trial_runs(self, running_trials: set[int]) -> int:
+        """Mark FAILED the trial runs still RUNNING whose trial is not (their worker died while logging
+        them, and the trial was failed since); return how many."""
+        parent = self.run_id()
+        client = _client()
+        live = {str(number) for number in running_trials}
+        dead = [run for run in _children(client, client.get_run(parent).info.experiment_id, parent, "RUNNING")
+                if run.data.tags.get("sweep_trial") not in live]
+        for run in dead:
+            client.set_terminated(run.info.run_id, "FAILED")
+        return len(dead)
+
+
+def _client():
+    """An MLflow client; made under the store's lock, because making the first one creates the schema."""
+    from mlflow import MlflowClient
+
+    _mlflow()
     with _store_lock():
-        mlflow.set_experiment(experiment_name(dataset))
-        with mlflow.start_run(run_name=f"sweep/{study}") as run:
-            mlflow.set_tags({"sweep_study": study, "git_commit": git_commit(),
-                             **{k: str(v) for k, v in setup.items()}})
-            return run.info.run_id
+        return MlflowClient()
+
+
+def _children(client, experiment_id: str, parent_run_id: str, status: str | None = None) -> list:
+    """The runs whose parent is ``parent_run_id`` (only those in ``status`` when given)."""
+    where = f"tags.mlflow.parentRunId = '{parent_run_id}'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment_id], filter_string=where, max_results=50000)
+
+
+def _store_missing() -> bool:
+    """Whether the tracking store is an SQLite file that does not exist yet: then nothing is tracked, and
+    reading must not create it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    uri = tracking_uri()
+    try:
+        database = make_url(uri).database if uri.startswith("sqlite:") else None
+    except ArgumentError:
+        return False  # check_store says what is wrong with it
+    return bool(database) and database != ":memory:" and not Path(database).exists()
 
 
 def tracked_datasets() -> list[str]:
     """Names of the datasets that have an experiment in the tracking store."""
+    if _store_missing():
+        return []
     mlflow = _mlflow()
     prefix = experiment_name("")
     return sorted(e.name.removeprefix(prefix) for e in mlflow.search_experiments() if e.name.startswith(prefix))
@@ -172,8 +316,18 @@ def run_artifact(run_id: str, name: str, folder: Path) -> Path | None:
         return None
 
 
+def has_artifact(run_id: str, name: str) -> bool:
+    """Whether a run's artifact folder holds ``name`` (one listing, nothing downloaded)."""
+    from mlflow import MlflowClient
+
+    _mlflow()
+    return any(info.path == name for info in MlflowClient().list_artifacts(run_id))
+
+
 def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:
     """Tracked runs of a dataset as a DataFrame (MLflow's ``search_runs`` layout)."""
+    if _store_missing():
+        return pd.DataFrame()
     mlflow = _mlflow()
     experiment = mlflow.get_experiment_by_name(experiment_name(dataset))
     if experiment is None:

@@ -6,6 +6,7 @@ per-perturbation scores chosen by the test, so every expected value is computed 
 
 from __future__ import annotations
 
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +15,7 @@ from bench import leaderboard as lb
 from bench import leaderboard_render as render
 from bench import tracking
 from bench.api import RunResult
+from bench.cli_leaderboard import leaderboard
 from bench.errors import BenchError
 from bench.metrics import aggregate
 
@@ -37,8 +39,8 @@ def per_perturbation(values: np.ndarray) -> pd.DataFrame:
     })
 
 
-def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
-        dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None) -> None:
+def result_of(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
+              dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None) -> RunResult:
     table = per_perturbation(values)
     result = RunResult(
         model=model, params=params or {"ridge": 0.1}, card_hash=card_hash or f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
@@ -47,7 +49,25 @@ def log(model: str, seed: int, values: np.ndarray, split_hash: str | None = None
     )
     if status == "FINISHED":
         result.per_perturbation, result.metrics = table, aggregate(table)
-    tracking.log_run(result)
+    return result
+
+
+def log(model: str, seed: int, values: np.ndarray, **options) -> None:
+    tracking.log_run(result_of(model, seed, values, **options))
+
+
+def log_unfinished(model: str, seed: int, values: np.ndarray) -> None:
+    """A run killed while logging: the store holds its tags and metrics, but neither its artifacts nor its
+    end, so it stays RUNNING."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param
+
+    result = result_of(model, seed, values)
+    client = MlflowClient(tracking.tracking_uri())
+    experiment = client.get_experiment_by_name(tracking.experiment_name(DATASET))
+    run = client.create_run(experiment.experiment_id, tags=tracking.tags(result))
+    client.log_batch(run.info.run_id, params=[Param(key, str(value)) for key, value in result.params.items()],
+                     metrics=[Metric(key, float(value), 0, 0) for key, value in result.metrics.items()])
 
 
 def scores(seed: int, shift: float) -> np.ndarray:
@@ -113,6 +133,31 @@ def test_a_rerun_replaces_the_older_run_of_its_seed(store):
     assert board.rows[0].value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.3).mean())
 
 
+def test_a_run_killed_while_logging_is_ignored_and_counted(store, capsys):
+    log("mean", 1, scores(1, 0.0))
+    log("mean", 2, scores(2, 0.0))
+    log_unfinished("mean", 1, scores(1, 0.3))
+    (board,) = lb.boards(DATASET)
+    mean = board.row("mean")
+    assert sorted(mean.runs) == [1, 2] and board.ignored == 1 and board.superseded == 0
+    expected = np.mean([scores(1, 0.0).mean(), scores(2, 0.0).mean()])
+    assert mean.value("all", "pearson_delta_de20").mean == pytest.approx(expected)
+    table = lb.cells(board, ["pearson_delta_de20"], None, lb.PerPerturbation())
+    assert "1 run(s) ignored: unfinished (still running, or killed while logging)" in render.markdown([(board, table, {})], "bench leaderboard")
+    leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=store / "boards", plots=False)
+    assert "; 1 incomplete run(s) ignored" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_finished_run_without_per_perturbation_scores_is_ignored(store):
+    log("mean", 1, scores(1, 0.0))
+    result = result_of("mean", 1, scores(1, 0.3))
+    result.per_perturbation = None
+    tracking.log_run(result)
+    (board,) = lb.boards(DATASET)
+    assert board.ignored == 1 and board.superseded == 0
+    assert board.row("mean").value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.0).mean())
+
+
 def test_runs_with_other_parameters_are_their_own_rows(store):
     for seed in (1, 2):
         log("linear", seed, scores(seed, 0.0), params={"ridge": 0.1, "go_ridge": 1.0})
@@ -144,3 +189,29 @@ def test_an_unknown_reference_names_the_choices(store):
     (board,) = lb.boards(DATASET)
     with pytest.raises(BenchError, match="choose one of: mean"):
         board.row("scbig")
+
+
+@pytest.mark.parametrize("where, reason", [("file", "it is a file, not a folder"), ("file/boards", "not a directory")])
+def test_an_out_that_is_not_a_folder_is_a_one_line_error(store, where, reason):
+    log("mean", 1, scores(1, 0.0))
+    (store / "file").write_text("mine")
+    with pytest.raises(BenchError, match=f"cannot write leaderboards to .*{where}: {reason}; pass --out a writable folder"):
+        leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=store / where, plots=False)
+    assert (store / "file").read_text() == "mine"
+
+
+def test_a_failure_part_way_leaves_the_old_files_as_they_were(store, monkeypatch):
+    log("mean", 1, scores(1, 0.0))
+    out = store / "boards"
+    out.mkdir()
+    old = {f"{DATASET}.md": "old table", f"{DATASET}.csv": "old,csv", f"{DATASET}_simulation_bars_mse_de20.png": "old plot"}
+    for name, text in old.items():
+        (out / name).write_text(text)
+
+    def broken(board_tables):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(render, "csv", broken)  # after the plots and the Markdown are drawn
+    with pytest.raises(OSError, match="disk full"):
+        leaderboard(dataset=DATASET, metric="pearson_delta_de20,mse_de20", out=out)
+    assert {p.name: p.read_text() for p in out.iterdir()} == old

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -16,7 +18,7 @@ import pandas as pd
 import pytest
 from conftest import real_data_file
 
-from bench import paths, registry, runner, splits, sweep
+from bench import paths, registry, runner, splits, sweep, tracking
 from bench.adapters.baselines import MeanModel
 from bench.api import Prediction
 from bench.errors import BenchError, ModelError
@@ -104,24 +106,39 @@ def project_copy(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_two_workers_complete_exactly_the_requested_trials(tmp_path, kind, monkeypatch):
     real_data_file("perturbench_devel.h5ad")
     home = project_copy(tmp_path)
-    storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
-    workers = [worker(tmp_path, home, storage, "linear", 6) for _ in range(2)]
-    outputs = [w.communicate(timeout=600) for w in workers]
-    assert all(w.returncode == 0 for w in workers), outputs
-    study, states = states_of(storage)
+    with shared_storage(tmp_path, kind) as storage:
+        workers = [worker(tmp_path, home, storage, "linear", 6) for _ in range(2)]
+        outputs = [w.communicate(timeout=600) for w in workers]
+        assert all(w.returncode == 0 for w in workers), outputs
+        study, states = states_of(storage)
+        trials, best_value, best_params = study.trials, study.best_value, study.best_params
     assert states.count("COMPLETE") == 6 and "RUNNING" not in states and "WAITING" not in states
-    assert len({t.number for t in study.trials}) == len(study.trials)
+    assert len({t.number for t in trials}) == len(trials)
     assert set(states) <= {"COMPLETE", "FAIL"}
-    assert all(t.user_attrs.get("surplus") for t in study.trials if t.state.name == "FAIL")
+    assert all(t.user_attrs.get("surplus") for t in trials if t.state.name == "FAIL")
     assert not (home / "models" / "linear@norman_subset.toml").exists()  # never into the catalog
     card = registry.read_card(tmp_path / "cards" / "linear@norman_subset.toml")
     assert card.extends == "linear" and card.sweep["study"] == "shared"
-    assert card.sweep["value"] == pytest.approx(study.best_value)
-    assert {k: card.params[k] for k in study.best_params} == study.best_params
+    assert card.sweep["value"] == pytest.approx(best_value)
+    assert {k: card.params[k] for k in best_params} == best_params
+    assert_one_parent_and_nothing_running(tmp_path, trials, monkeypatch)
+
+
+def assert_one_parent_and_nothing_running(tmp_path, trials, monkeypatch):
+    """The sweep's MLflow runs: one parent, a finished run under it per complete trial, none RUNNING."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'runs.db'}")
+    runs = tracking.search_runs("norman_subset")
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert len(parents) == 1, parents[["run_id", "start_time"]]
+    assert set(children["tags.mlflow.parentRunId"]) == set(parents["run_id"])
+    complete = sorted(str(t.number) for t in trials if t.state.name == "COMPLETE")
+    assert sorted(children.loc[children["status"] == "FINISHED", "tags.sweep_trial"]) == complete
+    assert "RUNNING" not in set(runs["status"])
 
 
 class SlowModel(SpyModel):
@@ -133,9 +150,10 @@ class SlowModel(SpyModel):
 
 
 def worker(tmp_path, home, storage, model, trials, env=None):
+    tests = Path(__file__).parent  # the workers import this checkout's bench, and the test models from here
     env = {**os.environ, "BENCH_CATALOG": str(home), "BENCH_CARDS_DIR": str(tmp_path / "cards"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
-           "PYTHONPATH": str(Path(__file__).parent), "COLUMNS": "200", **(env or {})}
+           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)]), "COLUMNS": "200", **(env or {})}
     command = [sys.executable, "-m", "bench", "sweep", "--model", model, "--dataset", "norman_subset",
                "--trials", str(trials), "--storage", storage, "--study", "shared"]
     return subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -146,40 +164,50 @@ def states_of(storage):
     return study, [t.state.name for t in study.trials]
 
 
+def states_now(tmp_path, storage) -> list[str]:
+    """The study's trial states; none before the study exists (a storage file is not opened before it
+    exists: opening it would create it)."""
+    if storage.startswith(("sqlite", "journal")) and not any((tmp_path / f).exists() for f in ("shared.db", "shared.log")):
+        return []
+    try:
+        return states_of(storage)[1]
+    except KeyError:
+        return []
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "journal"])
-def test_a_worker_killed_mid_trial_loses_nothing(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgresql"])
+def test_a_worker_killed_in_the_last_trial_and_restarted_at_once_loses_nothing(tmp_path, kind, monkeypatch):
     real_data_file("perturbench_devel.h5ad")
     home = project_copy(tmp_path)
     (home / "models" / "slow.toml").write_text(
         'name = "slow"\nadapter = "test_sweep:SlowModel"\ndescription = "slow"\ncitation = "-"\n'
         '[params]\nlevel = 0.0\n[search_space]\nlevel = { type = "float", low = 0.0, high = 0.5 }\n')
-    storage = f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
-    quick = {sweep.HEARTBEAT_S: "1", sweep.GRACE_S: "3"}
-    first = worker(tmp_path, home, storage, "slow", 3, quick)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        if (tmp_path / "shared.db").exists() or (tmp_path / "shared.log").exists():
-            try:
-                _, states = states_of(storage)
-            except KeyError:  # the study is not created yet
-                continue
+    # a grace period longer than a worker takes to start: the restarted worker finds the killed trial RUNNING
+    quick = {sweep.HEARTBEAT_S: "1", sweep.GRACE_S: "15"}
+    with shared_storage(tmp_path, kind) as storage:
+        first = worker(tmp_path, home, storage, "slow", 2, quick)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            states = states_now(tmp_path, storage)
             if states.count("COMPLETE") == 1 and states[-1] == "RUNNING":
                 break
-    first.send_signal(signal.SIGKILL)
-    first.communicate()
-    time.sleep(4)  # longer than the grace period: the killed trial's heartbeat is stale
-    second = worker(tmp_path, home, storage, "slow", 3, quick)
-    out, err = second.communicate(timeout=600)
-    assert second.returncode == 0, err
-    study, states = states_of(storage)
-    assert states.count("COMPLETE") == 3 and states.count("FAIL") == 1, states
-    killed = next(t for t in study.trials if t.state.name == "FAIL")
-    retried = [t for t in study.trials
-               if killed.number in (t.system_attrs.get("failed_trial"), t.user_attrs.get("retry_of"))]
+        time.sleep(1)  # past the trial's first heartbeat (Optuna never counts a trial without one as stale)
+        first.send_signal(signal.SIGKILL)
+        first.communicate()
+        second = worker(tmp_path, home, storage, "slow", 2, quick)
+        out, err = second.communicate(timeout=600)
+        assert second.returncode == 0, err
+        study, states = states_of(storage)
+        trials = study.trials
+    assert states.count("COMPLETE") == 2 and states.count("FAIL") == 1, states
+    assert "waiting for trial(s) 1 to end or go stale" in out  # it found the budget taken by the killed trial
+    killed = next(t for t in trials if t.state.name == "FAIL")
+    retried = [t for t in trials if killed.number in (t.system_attrs.get("failed_trial"), t.user_attrs.get("retry_of"))]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
     assert retried[0].params == killed.params
+    assert_one_parent_and_nothing_running(tmp_path, trials, monkeypatch)
 
 
 def postgres_server():
@@ -204,19 +232,15 @@ def postgres_server():
     return bin_dir, data, port, as_postgres
 
 
-@pytest.mark.slow
-def test_two_workers_share_a_study_on_postgresql(tmp_path):
-    real_data_file("perturbench_devel.h5ad")
+@contextlib.contextmanager
+def shared_storage(tmp_path, kind: str):
+    """The URL of a fresh sweep storage of one kind (for PostgreSQL, a server running meanwhile)."""
+    if kind != "postgresql":
+        yield f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
+        return
     bin_dir, data, port, as_postgres = postgres_server()
     try:
-        home = project_copy(tmp_path)
-        storage = f"postgresql://postgres@localhost:{port}/postgres"
-        workers = [worker(tmp_path, home, storage, "linear", 6) for _ in range(2)]
-        outputs = [w.communicate(timeout=600) for w in workers]
-        assert all(w.returncode == 0 for w in workers), outputs
-        study, states = states_of(storage)
-        assert states.count("COMPLETE") == 6 and set(states) <= {"COMPLETE", "FAIL"}
-        assert len({t.number for t in study.trials}) == len(study.trials)
+        yield f"postgresql://postgres@localhost:{port}/postgres"
     finally:
         as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(data, ignore_errors=True)
@@ -254,3 +278,121 @@ def test_bad_input_stops_the_worker_at_once(tmp_path, prepared):
                               params={"level": 0.0}, search_space={"levle": {"type": "float", "low": 0.0, "high": 1.0}})
     with pytest.raises(BenchError, match="has no parameter 'levle'"):
         in_process(spec_for(card, tmp_path, 3), prepared)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://u:pa/ss@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u:pa:ss@h:5432/db?sslmode=require", "postgresql://u:***@h:5432/db?sslmode=require"),
+    ("postgresql://u:p%40ss@h/db", "postgresql://u:***@h/db"),
+    ("postgresql+psycopg://u:p@ss@h/db", "postgresql+psycopg://u:***@h/db"),
+    ("postgresql://u:@h/db", "postgresql://u:***@h/db"),
+    ("postgresql://u@h/db", "postgresql://u@h/db"),
+    ("postgresql://h/db", "postgresql://h/db"),
+    ("sqlite:///sweeps.db", "sqlite:///sweeps.db"),
+    ("sqlite:////shared/sweeps.db", "sqlite:////shared/sweeps.db"),
+    ("journal:/shared/u:p@h/study.log", "journal:/shared/u:p@h/study.log"),
+])
+def test_redact_hides_only_the_password(url, shown):
+    assert sweep.redact(url) == shown
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_storage_that_is_not_optunas_is_refused_and_left_as_it_was(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.search_runs("anything")  # MLflow creates its database
+    before = tables(tmp_path / "mlflow.db")
+    with pytest.raises(BenchError, match="mlflow.db is MLflow's tracking database, not an Optuna storage"):
+        sweep.open_storage(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert tables(tmp_path / "mlflow.db") == before
+    with sqlite3.connect(tmp_path / "notes.db") as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(BenchError, match="notes.db is not an Optuna storage \\(its tables: notes\\)"):
+        sweep.open_storage(f"sqlite:///{tmp_path / 'notes.db'}")
+    assert tables(tmp_path / "notes.db") == {"notes"}
+
+
+def test_bench_sweep_refuses_the_mlflow_database_as_storage_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    tracking.search_runs("anything")  # MLflow creates its database
+    before = tables(tmp_path / "mlflow.db")
+    out = subprocess.run([sys.executable, "-m", "bench", "sweep", "--model", "linear", "--storage", "sqlite:///mlflow.db"],
+                         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, timeout=300)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "MLflow's tracking database" in lines[0], out.stderr
+    assert tables(tmp_path / "mlflow.db") == before
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # study.ask
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_a_worker_that_finds_the_budget_taken_by_a_dead_trial_waits_and_retries_it(tmp_path, prepared, monkeypatch, kind):
+    monkeypatch.setenv(sweep.HEARTBEAT_S, "1")
+    monkeypatch.setenv(sweep.GRACE_S, "1")
+    storage = f"sqlite:///{tmp_path / 'sweeps.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'sweeps.log'}"
+    card = registry.ModelCard(name="spy", adapter="test_sweep:SpyModel", description="d", citation="-",
+                              params={"level": 0.0}, search_space={"level": {"type": "float", "low": 0.0, "high": 0.5}})
+    in_process(spec_for(card, tmp_path, 1, storage), prepared)
+    study = sweep.open_study(spec_for(card, tmp_path, 2, storage))
+    dead = study.ask({"level": optuna.distributions.FloatDistribution(0.0, 0.5)})  # its worker is killed now
+    if kind == "sqlite":
+        study._storage.record_heartbeat(dead._trial_id)
+    study, _ = in_process(spec_for(card, tmp_path, 2, storage), prepared)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 2 and states.count("FAIL") == 1, states
+    retried = [t for t in study.trials if dead.number in (t.system_attrs.get("failed_trial"), t.user_attrs.get("retry_of"))]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == dead.params
+
+
+@pytest.fixture
+def runs_store(tmp_path, monkeypatch):
+    """An MLflow store for the test, and a client of it."""
+    from mlflow import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'runs.db'}")
+    tracking.search_runs("sweep-test")  # MLflow creates its database
+    return MlflowClient(tracking.tracking_uri())
+
+
+def trial_run(client, parent: str, trial: str, status: str = "RUNNING") -> str:
+    run = client.create_run(client.get_run(parent).info.experiment_id,
+                            tags={"mlflow.parentRunId": parent, "sweep_study": "s", "sweep_trial": trial})
+    if status != "RUNNING":
+        client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+def test_workers_that_created_parents_together_end_on_the_oldest(runs_store):
+    client = runs_store
+    setup = {"model": "spy", "seed": 1}
+    worker = tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", setup)
+    own = worker.run_id()
+    assert worker.run_id() == own and client.get_run(own).info.status == "FINISHED"
+    child = trial_run(client, own, "0", "FINISHED")
+    # another worker found no parent at the same moment and created one; its clock is a second behind
+    theirs = client.get_run(own)
+    tags = {k: v for k, v in theirs.data.tags.items() if not k.startswith("mlflow.")}
+    older = client.create_run(theirs.info.experiment_id, start_time=theirs.info.start_time - 1000, tags=tags).info.run_id
+    assert worker.run_id() == older
+    assert client.get_run(own).info.lifecycle_stage == "deleted"
+    assert client.get_run(child).data.tags["mlflow.parentRunId"] == older
+    assert tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", setup).run_id() == older
+    assert tracking.SweepParent("sweep-test", "s", "sqlite:////other/sweeps.db", setup).run_id() not in (own, older)
+
+
+def test_trial_runs_left_running_by_a_dead_worker_are_failed(runs_store):
+    client = runs_store
+    parent = tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", {"model": "spy"})
+    dead, alive, done = (trial_run(client, parent.run_id(), trial, status)
+                         for trial, status in (("0", "RUNNING"), ("1", "RUNNING"), ("2", "FINISHED")))
+    assert parent.fail_dead_trial_runs(running_trials={1}) == 1
+    assert [client.get_run(run).info.status for run in (dead, alive, done)] == ["FAILED", "RUNNING", "FINISHED"]
+
+
+def test_storage_identity_names_files_by_absolute_path_and_hides_passwords(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert sweep.storage_identity("sqlite:///sweeps.db") == f"sqlite:///{tmp_path / 'sweeps.db'}"
+    assert sweep.storage_identity("journal:study.log") == f"journal:{tmp_path / 'study.log'}"
+    assert sweep.storage_identity("postgresql://u:pa/ss@h/db") == "postgresql://u:***@h/db"
