@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bench import atomic, journal_heartbeat, paths, registry, tracking
 from bench.api import RunResult, StopTraining
@@ -74,9 +74,17 @@ def default_storage() -> str:
 
 
 def check_storage(url: str) -> None:
-    """Refuse an SQLite storage that holds another application's tables (MLflow's ``mlflow.db`` is the
-    likely mix-up): Optuna would create its own tables inside it before failing. Other storages pass."""
+    """Refuse, before anything runs, a storage URL that names no database SQLAlchemy knows, and an SQLite
+    storage that holds another application's tables (MLflow's ``mlflow.db`` is the likely mix-up):
+    Optuna would create its own tables inside it before failing. Journal files pass."""
     fix = "point --storage at an Optuna database, e.g. sqlite:///sweeps.db"
+    if is_journal(url):
+        return
+    try:
+        make_url(url).get_dialect()
+    except (ArgumentError, NoSuchModuleError):
+        raise BenchError(f"--storage {redact(url)} is not a database URL SQLAlchemy knows; use sqlite:///sweeps.db, "
+                         "postgresql://user@host/db or journal:/shared/sweep.log") from None
     tables = tracking.sqlite_tables(url, fix)
     if not tables or OPTUNA_TABLE in tables:
         return

@@ -110,16 +110,76 @@ WITH_FILES = [
 ]
 
 
-@pytest.mark.parametrize("args, message, files", WITH_FILES, ids=[" ".join(a) for a, _, _ in WITH_FILES])
-def test_bad_files_are_one_line_errors_that_leave_nothing_behind(args, message, files, tmp_path):
+def optuna_db(path) -> None:
+    import optuna
+
+    optuna.create_study(storage=f"sqlite:///{path}", study_name="s")
+
+
+def mlflow_db(path) -> None:
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{path}")
+    mlflow.search_experiments()
+
+
+def tracked_run(path) -> None:
+    """A tracking store at ``path`` with one run of the mean baseline on the simulator."""
+    out = bench(["run", "--model", "mean", "--dataset", "synthetic"], path.parent,
+                env={"MLFLOW_TRACKING_URI": f"sqlite:///{path}"})
+    assert out.returncode == 0, out.stderr
+
+
+# (arguments, expected message, files to write first, environment)
+STORES = [
+    (["run", "--model", "mean"], "has scheme 'ftp', which MLflow cannot track to", {}, {"MLFLOW_TRACKING_URI": "ftp://h/x"}),
+    (["run", "--model", "mean"], "is not a database URL SQLAlchemy can parse", {}, {"MLFLOW_TRACKING_URI": "sqlite:/x.db"}),
+    (["run", "--model", "mean"], "names a file store, which MLflow 3 refuses", {},
+     {"MLFLOW_TRACKING_URI": "file:///tmp/mlruns"}),
+    (["run", "--model", "mean"], "sweeps.db is not an MLflow database", {"sweeps.db": optuna_db},
+     {"MLFLOW_TRACKING_URI": "sqlite:///sweeps.db"}),
+    (["run", "--model", "mean"], "cannot read corrupt.db as an SQLite database", {"corrupt.db": "x" * 4096},
+     {"MLFLOW_TRACKING_URI": "sqlite:///corrupt.db"}),
+    (["leaderboard"], "notes.db is not an MLflow database", {"notes.db": optuna_db},
+     {"MLFLOW_TRACKING_URI": "sqlite:///notes.db"}),
+    (["sweep", "--model", "linear", "--storage", "sqlite:///mlflow.db"], "mlflow.db is MLflow's tracking database",
+     {"mlflow.db": mlflow_db}, {}),
+    (["sweep", "--model", "linear", "--storage", "ftp://h/x"], "--storage ftp://h/x is not a database URL", {}, {}),
+    (["sweep", "--model", "linear", "--storage", "sqlite:///notes.db"], "cannot read notes.db as an SQLite database",
+     {"notes.db": "not a database"}, {}),
+    (["leaderboard", "--dataset", "synthetic", "--out", "board.md"], "cannot write leaderboards to board.md: it is a file",
+     {"runs.db": tracked_run, "board.md": "mine"}, {}),
+    (["leaderboard", "--dataset", "synthetic", "--out", "board.md/x"], "cannot write leaderboards to board.md/x",
+     {"runs.db": tracked_run, "board.md": "mine"}, {}),
+]
+
+
+def _write(folder, files: dict) -> None:
     for name, content in files.items():
         if name.endswith("/"):
-            (tmp_path / name).mkdir()
+            (folder / name).mkdir()
         elif callable(content):
-            content(tmp_path / name)
+            content(folder / name)
         else:
-            (tmp_path / name).write_text(content)
-    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+            (folder / name).write_text(content)
+
+
+def _contents(folder) -> dict:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("args, message, files, env", STORES, ids=[" ".join(a) + " " + m[:20] for a, m, _, _ in STORES])
+def test_bad_stores_and_outputs_are_one_line_errors_that_change_nothing(args, message, files, env, tmp_path):
+    _write(tmp_path, files)
+    before = _contents(tmp_path)
+    assert_one_line_error(bench(args, tmp_path, env), message)
+    assert _contents(tmp_path) == before
+
+
+@pytest.mark.parametrize("args, message, files", WITH_FILES, ids=[" ".join(a) for a, _, _ in WITH_FILES])
+def test_bad_files_are_one_line_errors_that_leave_nothing_behind(args, message, files, tmp_path):
+    _write(tmp_path, files)
+    before = _contents(tmp_path)
     out = bench(args, tmp_path, env={"BENCH_DATA_DIR": str(tmp_path / "store")} if "store/" in files else None)
     assert_one_line_error(out, message)
-    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert _contents(tmp_path) == before
