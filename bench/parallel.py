@@ -7,6 +7,10 @@ and a worker killed by a signal (the out-of-memory killer) takes only its own ru
 becomes a FAILED result saying so, and the others go on. Tasks and results travel as pickle files in
 a private temporary folder; the parent, not the workers, hands each result to ``done`` (e.g. to log
 it), so one process writes the tracking store.
+
+Not joblib (loky), which ran ``--jobs`` before: a worker killed there breaks the whole executor (every
+run in flight ends in ``TerminatedWorkerError``, and which run was killed is unknown), and its workers
+are reused, so a run's environment cannot be set before numpy and torch load.
 """
 
 from __future__ import annotations

@@ -301,9 +301,16 @@ def tables(path) -> set[str]:
         return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
+def mlflow_store() -> None:
+    """Create MLflow's database at the tracking URI (reading a missing store through bench creates nothing)."""
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking.tracking_uri()).search_experiments()
+
+
 def test_a_storage_that_is_not_optunas_is_refused_and_left_as_it_was(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    tracking.search_runs("anything")  # MLflow creates its database
+    mlflow_store()
     before = tables(tmp_path / "mlflow.db")
     with pytest.raises(BenchError, match="mlflow.db is MLflow's tracking database, not an Optuna storage"):
         sweep.open_storage(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -317,7 +324,7 @@ def test_a_storage_that_is_not_optunas_is_refused_and_left_as_it_was(tmp_path, m
 
 def test_bench_sweep_refuses_the_mlflow_database_as_storage_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    tracking.search_runs("anything")  # MLflow creates its database
+    mlflow_store()
     before = tables(tmp_path / "mlflow.db")
     out = subprocess.run([sys.executable, "-m", "bench", "sweep", "--model", "linear", "--storage", "sqlite:///mlflow.db"],
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"}, timeout=300)
@@ -352,7 +359,7 @@ def runs_store(tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'runs.db'}")
-    tracking.search_runs("sweep-test")  # MLflow creates its database
+    mlflow_store()
     return MlflowClient(tracking.tracking_uri())
 
 
