@@ -5,8 +5,9 @@ MKL and OpenBLAS pick code paths by CPU model, and thread counts change the orde
 deterministic model that is rounding noise; on a model with early stopping it can move a score by 0.1
 (cpa's fast preset on norman_subset seed 1: 0.228 with AVX-512 ATen kernels, 0.130 with
 ``ATEN_CPU_CAPABILITY=default``). Every run records where it ran (``describe``); ``bench check`` runs
-its configurations in worker processes under ``PROFILE``, the code paths of any x86-64 CPU with AVX2
-and FMA, on one thread, so its values do not depend on which such CPU runs it.
+its configurations in worker processes under the pinned profile (``profile_environment``): the code
+paths of any x86-64 CPU with AVX2 and FMA, on one thread, so its values do not depend on which such
+CPU runs it.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def describe() -> dict[str, str]:
     """Tags naming where a run's numbers came from: CPU, kernel sets, BLAS builds, threads, variables."""
     import numpy as np
 
-    simd = np.show_config(mode="dicts")["SIMD Extensions"]
-    kernels = f"numpy {' '.join(t for t in simd['found'] if t not in os.environ.get('NPY_DISABLE_CPU_FEATURES', '').split())}"
+    disabled = set(os.environ.get("NPY_DISABLE_CPU_FEATURES", "").split())
+    found = np.show_config(mode="dicts")["SIMD Extensions"]["found"]
+    kernels = "numpy " + " ".join(target for target in found if target not in disabled)
     if "torch" in sys.modules:
         import torch
 
