@@ -21,7 +21,8 @@ from functools import cache
 PROFILE_NAME = "x86-64-v3, 1 thread"
 # Environment variables that choose numeric code paths or thread counts; read at library load time.
 VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE",
-             "NPY_DISABLE_CPU_FEATURES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+             "OPENBLAS_L2_SIZE", "NPY_DISABLE_CPU_FEATURES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+             "OPENBLAS_NUM_THREADS")
 
 
 def profile_environment() -> dict[str, str]:
@@ -33,6 +34,7 @@ def profile_environment() -> dict[str, str]:
         "MKL_ENABLE_INSTRUCTIONS": "AVX2",
         "ONEDNN_MAX_CPU_ISA": "AVX2",
         "OPENBLAS_CORETYPE": "Haswell",
+        "OPENBLAS_L2_SIZE": "512",  # OpenBLAS sizes its blocks (so the order of its sums) by the L2 cache
         "NPY_DISABLE_CPU_FEATURES": " ".join(_numpy_targets_above_avx2()),
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
