@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
 import itertools
 import pickle
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -15,7 +17,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from bench import registry
 from bench.adapters.baselines import ControlModel
-from bench.adapters.scbig import ScBIGModel, clustering
+from bench.adapters.scbig import ScBIGModel, clustering, priors
 from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent, gene_moments
 from bench.adapters.scbig.flow import ConditionEncoder, ot_pairs, solve
 from bench.adapters.scbig.pretrain import PretrainSettings, pretrain, reconstruction_error
@@ -193,6 +195,8 @@ def test_reports_validation_values_during_training(small_synthetic):
     ({"clusters": "kmeans"}, "clusters must be one of"),
     ({"width": 30, "heads": 4}, "multiple of heads"),
     ({"flow_steps": -1}, ">= 0"),
+    ({"gmt_min_genes": 0}, ">= 1"),
+    ({"gmt_max_pathways": -1}, "GMT bounds"),
 ])
 def test_invalid_parameters_are_one_line_errors(params, message):
     card = registry.find_card("scbig")
@@ -200,37 +204,64 @@ def test_invalid_parameters_are_one_line_errors(params, message):
         registry.build(card, {**registry.resolve_params(card, "fast"), **params})
 
 
-def test_official_resources_replace_the_offline_priors(small_synthetic, tmp_path):
-    """Tiny GeneCompass, STRING, ESM2 and GMT files: the model reads each and still predicts."""
-    genes = list(small_synthetic.var_names)
+def official_resources(genes: list[str], folder) -> dict[str, str]:
+    """The four official resources, tiny, in their published layouts: GeneCompass's nested pickle (half
+    the genes by symbol, a quarter by Ensembl id), STRING's gzipped info and links, ESM2's single dict of
+    tensors, Reactome's zipped GMT (four pathways of ten genes)."""
     rng = np.random.default_rng(0)
-    vectors = tmp_path / "genecompass.pkl"
-    vectors.write_bytes(pickle.dumps({g: rng.normal(size=6) for g in genes[::2]}))
-    info = tmp_path / "protein.info.txt"
-    info.write_text("#string_protein_id\tpreferred_name\tprotein_size\tannotation\n"
-                    + "".join(f"9606.P{i}\t{g}\t100\t-\n" for i, g in enumerate(genes)))
-    links = tmp_path / "protein.links.txt"
-    pairs = "".join(f"9606.P{i} 9606.P{i + 1} 900\n" for i in range(0, 40, 2))
-    links.write_text("protein1 protein2 combined_score\n" + pairs)
-    esm = tmp_path / "esm"
-    esm.mkdir()
-    for gene in genes:
-        torch.save(torch.randn(7, 5), esm / f"{gene}.pt")
-    gmt = tmp_path / "reactome.gmt"
-    gmt.write_text("".join(f"PATHWAY_{j}\tdescription\t" + "\t".join(genes[j * 10:j * 10 + 10]) + "\n"
-                           for j in range(4)))
-    model = fast_model(flow_steps=20, ae_epochs=2, gene_embeddings=str(vectors), string_info=str(info),
-                       string_links=str(links), esm_features=str(esm), pathways_gmt=str(gmt))
+    ensembl = {g: f"ENSG{i:05d}" for i, g in enumerate(genes[1::4])}
+    vectors = folder / "genecompass_gene_embeddings_full.pkl"
+    vectors.write_bytes(pickle.dumps({
+        "gene_embeddings": {ensembl[g]: rng.normal(size=6).astype(np.float32) for g in genes[1::4]},
+        "gene_symbol_embeddings": {g: rng.normal(size=6).astype(np.float32) for g in genes[::2]},
+        "symbol_to_ensembl": ensembl, "embedding_dim": 6}))
+    info = folder / "9606.protein.info.v12.0.txt.gz"
+    with gzip.open(info, "wt") as handle:
+        handle.write("#string_protein_id\tpreferred_name\tprotein_size\tannotation\n"
+                     + "".join(f"9606.P{i}\t{g}\t100\t-\n" for i, g in enumerate(genes)))
+    links = folder / "9606.protein.links.v12.0.txt.gz"
+    with gzip.open(links, "wt") as handle:
+        handle.write("protein1 protein2 combined_score\n"
+                     + "".join(f"9606.P{i} 9606.P{i + 1} 900\n" for i in range(0, 40, 2)))
+    esm = folder / "ESM2_pert_features.pt"
+    torch.save({g: torch.randn(5) for g in genes}, esm)
+    gmt = folder / "ReactomePathways.gmt.zip"
+    with zipfile.ZipFile(gmt, "w") as archive:
+        archive.writestr("ReactomePathways.gmt", "".join(
+            f"Pathway {j}\tR-HSA-{j}\t" + "\t".join(genes[j * 10:j * 10 + 10]) + "\n" for j in range(4)))
+    return dict(gene_embeddings=str(vectors), string_info=str(info), string_links=str(links), esm_features=str(esm),
+                pathways_gmt=str(gmt))
+
+
+def test_official_resources_replace_the_offline_priors(small_synthetic, tmp_path):
+    """The official files, given as parameters: the model reads each and still predicts."""
+    resources = official_resources(list(small_synthetic.var_names), tmp_path)
+    model = fast_model(flow_steps=20, ae_epochs=2, **resources)
     model.fit(TrainData(cells=small_synthetic, val=small_synthetic[:0], seed=1))
-    assert model.flow.features.esm_dim == 5
     features = model.flow.features
+    assert features.esm_dim == 5
     assert features.dim == features.genes.go_dim + features.genes.data_dim + 5 + 3
     means = model.predict(PredictQuery(["G00001+G00002"], small_synthetic[:30], "type_0")).means
     assert np.isfinite(means.to_numpy()).all()
-    resources = dict(gene_embeddings=vectors, string_info=info, string_links=links, esm_features=esm, pathways_gmt=gmt)
     for name in ("gene_embeddings", "string_links", "esm_features", "pathways_gmt"):
-        paths = {key: str(tmp_path / "missing" if key == name else path) for key, path in resources.items()}
+        paths = {**resources, name: str(tmp_path / "missing")}
         with pytest.raises(ModelError, match="missing"):
             fast_model(flow_steps=2, ae_epochs=1, **paths).fit(
                 TrainData(cells=small_synthetic, val=small_synthetic[:0], seed=1))
 
+
+def test_pathway_filter_of_a_gmt_file_follows_the_card(small_synthetic, tmp_path):
+    """The paper preset keeps every Reactome pathway with a panel gene, in file order (the official
+    reader); the others keep those of 5 to 200 panel genes (at most gmt_max_pathways, the largest)."""
+    genes = list(small_synthetic.var_names)
+    gmt = tmp_path / "ReactomePathways.gmt"
+    gmt.write_text("".join(f"Pathway {n}\tR-HSA-{n}\t" + "\t".join(genes[:n]) + "\n" for n in (1, 6, 3, 8)))
+    train = TrainData(cells=small_synthetic, val=small_synthetic[:0])
+    card = registry.find_card("scbig")
+    sizes = {}
+    for preset in ("paper", "default"):
+        params = registry.resolve_params(card, preset)
+        sources = priors.Sources(pathways_gmt=str(gmt), gmt_min_genes=params["gmt_min_genes"],
+                                 gmt_max_genes=params["gmt_max_genes"], gmt_max_pathways=params["gmt_max_pathways"])
+        sizes[preset] = [len(p) for p in priors.pathways(train, sources, params["max_pathways"])]
+    assert sizes == {"paper": [1, 6, 3, 8], "default": [6, 8]}

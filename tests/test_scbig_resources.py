@@ -1,9 +1,10 @@
-"""Readers of scBIG's official resources, on small files whose contents are checked by hand."""
+"""Readers of scBIG's official resources, on small files in the official layouts, checked by hand."""
 
 from __future__ import annotations
 
 import gzip
 import pickle
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,9 @@ def _write(path: Path, text: str) -> Path:
     if path.suffix == ".gz":
         with gzip.open(path, "wt") as handle:
             handle.write(text)
+    elif path.suffix == ".zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(path.stem, text)
     else:
         path.write_text(text)
     return path
@@ -41,34 +45,72 @@ def _fails(call, *words: str) -> None:
         assert word in message
 
 
-def test_gene_vectors_from_lists_arrays_and_tensors(tmp_path):
+def genecompass(**overrides) -> dict:
+    """GeneCompass's layout. A: in the symbol store (and, differently, under its Ensembl id); B: under
+    its Ensembl id only; C: its Ensembl id is absent, found under the raw key; D: nowhere."""
+    return {
+        "gene_embeddings": {"ENSG_A": [9.0, 9.0, 9.0], "ENSG_B": np.array([0.5, -1.0, 2.0]),
+                            "C": torch.tensor([7.0, 8.0, 9.0])},
+        "gene_symbol_embeddings": {"A": np.array([1.0, 2.0, 3.0], dtype=np.float32)},
+        "symbol_to_ensembl": {"A": "ENSG_A", "B": "ENSG_B", "C": "ENSG_C"},
+        "embedding_dim": 3,
+        **overrides,
+    }
+
+
+def test_gene_vectors_from_the_official_genecompass_layout(tmp_path):
+    vectors = resources.read_gene_vectors(_pickle(tmp_path / "gc.pkl", genecompass()), ["D", "C", "B", "A"])
+    assert vectors.clustering.dtype == np.float32 and vectors.positional.dtype == np.float32
+    assert vectors.clustering.tolist() == [[0, 0, 0], [7, 8, 9], [0.5, -1, 2], [1, 2, 3]]
+    assert vectors.clustering_found.tolist() == [False, True, True, True]
+    assert vectors.positional.tolist() == [[0, 0, 0], [0, 0, 0], [0, 0, 0], [1, 2, 3]]
+    assert vectors.positional_found.tolist() == [False, False, False, True]
+
+
+def test_gene_vectors_without_embedding_dim_or_a_store(tmp_path):
+    layout = genecompass()
+    del layout["embedding_dim"], layout["gene_symbol_embeddings"], layout["symbol_to_ensembl"]
+    vectors = resources.read_gene_vectors(_pickle(tmp_path / "gc.pkl", layout), ["ENSG_B", "B"])
+    assert vectors.clustering.tolist() == [[0.5, -1, 2], [0, 0, 0]]
+    assert vectors.clustering_found.tolist() == [True, False]
+    assert not vectors.positional.any() and not vectors.positional_found.any()
+
+
+def test_gene_vectors_from_a_flat_file(tmp_path):
     table = {"A": [1, 2, 3], "B": np.array([0.5, -1.0, 2.0]), "C": torch.tensor([7.0, 8, 9])}
-    vectors = resources.read_gene_vectors(_pickle(tmp_path / "emb.pkl", table))
-    assert list(vectors) == ["A", "B", "C"]
-    assert all(v.dtype == np.float32 and v.shape == (3,) for v in vectors.values())
-    assert [v.tolist() for v in vectors.values()] == [[1, 2, 3], [0.5, -1, 2], [7, 8, 9]]
+    vectors = resources.read_gene_vectors(_pickle(tmp_path / "emb.pkl", table), ["C", "X", "A"])
+    assert vectors.clustering.tolist() == [[7, 8, 9], [0, 0, 0], [1, 2, 3]]
+    assert vectors.clustering_found.tolist() == [True, False, True]
+    assert np.array_equal(vectors.positional, vectors.clustering)
+    assert np.array_equal(vectors.positional_found, vectors.clustering_found)
 
 
 @pytest.mark.parametrize(
     "content, words",
     [
         (b"certainly not a pickle", "cannot read"),
-        (pickle.dumps([[1.0, 2.0]]), "cannot read"),
-        (pickle.dumps({"A": ["x", "y"]}), "cannot read"),
-        (pickle.dumps({}), "one size"),
+        (pickle.dumps([[1.0, 2.0]]), "gene_symbol_embeddings"),
+        (pickle.dumps(genecompass(gene_symbol_embeddings=[[1.0, 2.0, 3.0]])), "gene_symbol_embeddings"),
+        (pickle.dumps(genecompass(symbol_to_ensembl=None)), "gene_symbol_embeddings"),
+        (pickle.dumps({"embeddings": {"A": [1.0, 2.0]}}), "gene_symbol_embeddings"),
+        (pickle.dumps({"A": ["x", "y"]}), "gene_symbol_embeddings"),
+        (pickle.dumps({}), "no gene vectors"),
+        (pickle.dumps(genecompass(gene_embeddings={}, gene_symbol_embeddings={})), "no gene vectors"),
         (pickle.dumps({"A": [1.0, 2.0], "B": [1.0, 2.0, 3.0]}), "one size"),
+        (pickle.dumps(genecompass(gene_symbol_embeddings={"A": [1.0, 2.0]})), "one size"),
         (pickle.dumps({"A": np.ones((2, 2))}), "one size"),
+        (pickle.dumps(genecompass(embedding_dim=768)), "embedding_dim 768"),
         (pickle.dumps({"A": [1.0, float("nan")]}), "finite"),
     ],
 )
 def test_malformed_gene_vectors(tmp_path, content, words):
     path = tmp_path / "emb.pkl"
     path.write_bytes(content)
-    _fails(lambda: resources.read_gene_vectors(path), str(path), words, "pickle of {gene symbol")
+    _fails(lambda: resources.read_gene_vectors(path, ["A"]), str(path), words)
 
 
 def test_missing_gene_vectors_file(tmp_path):
-    _fails(lambda: resources.read_gene_vectors(tmp_path / "absent.pkl"), "absent.pkl", "does not exist")
+    _fails(lambda: resources.read_gene_vectors(tmp_path / "absent.pkl", ["A"]), "absent.pkl", "does not exist")
 
 
 def _string_files(tmp_path: Path, suffix: str) -> tuple[Path, Path]:
@@ -121,23 +163,61 @@ def test_string_graph_errors(tmp_path):
     _fails(lambda: resources.read_string_graph(info, truncated, genes), "truncated.gz", "cannot read")
 
 
+def test_read_string_graph_returns_a_frame_for_no_edges(tmp_path):
+    info = _write(tmp_path / "info.txt", INFO_HEADER + "9606.p1\tA\t1\tx\n")
+    links = _write(tmp_path / "links.txt", LINKS_HEADER)
+    edges = resources.read_string_graph(info, links, ["A"])
+    assert isinstance(edges, pd.DataFrame) and edges.empty and list(edges.columns) == ["source", "target", "importance"]
+
+
+def test_esm_features_from_the_official_single_file(tmp_path):
+    path = tmp_path / "ESM2_pert_features.pt"
+    torch.save({"A": torch.tensor([1.0, -1.0]), "B": torch.tensor([2.0, 3.0], dtype=torch.float64)}, path)
+    features, found = resources.read_esm_features(path, ["B", "X", "A", "B"])
+    assert features.dtype == np.float32 and found.dtype == bool
+    assert features.tolist() == [[2, 3], [0, 0], [1, -1], [2, 3]]
+    assert found.tolist() == [True, False, True, True]
+    features, found = resources.read_esm_features(str(path), ["X"])
+    assert features.shape == (1, 2) and not features.any() and not found.any()
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [
+        (torch.ones(3), "not a dict"),
+        ({}, "empty dict"),
+        ({"A": "MKT"}, "1-D tensors"),
+        ({"A": torch.ones(2, 3)}, "1-D tensors"),
+        ({"A": torch.ones(2), "B": torch.ones(3)}, "one size"),
+        ({"A": torch.tensor([1.0, float("nan")])}, "infinite"),
+    ],
+)
+def test_malformed_esm_single_file(tmp_path, value, words):
+    path = tmp_path / "ESM2_pert_features.pt"
+    torch.save(value, path)
+    _fails(lambda: resources.read_esm_features(path, ["A"]), str(path), words)
+
+
 def _esm_directory(tmp_path: Path) -> Path:
-    """A: a vector; B: residues (1, 2) and (3, 4), mean (2, 3); C: fair-esm's dict, layer 33 wins."""
+    """fair-esm's extract.py layout and plain tensors. A: a vector; B: residues (1, 2) and (3, 4), mean
+    (2, 3); C: mean_representations, layer 33 wins; E: per-residue representations only, mean (4, 1)."""
     directory = tmp_path / "esm"
     directory.mkdir()
     torch.save(torch.tensor([1.0, -1.0], dtype=torch.float64), directory / "A.pt")
     torch.save(torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.bfloat16), directory / "B.pt")
     layers = {6: torch.tensor([9.0, 9.0]), 33: torch.tensor([0.5, 0.25]), 12: torch.tensor([8.0, 8.0])}
     torch.save({"label": "C", "mean_representations": layers}, directory / "C.pt")
+    residues = {6: torch.ones(2, 2), 33: torch.tensor([[5.0, 0.0], [3.0, 2.0]])}
+    torch.save({"label": "E", "representations": residues}, directory / "E.pt")
     return directory
 
 
-def test_esm_features(tmp_path):
+def test_esm_features_from_a_directory(tmp_path):
     directory = _esm_directory(tmp_path)
-    features, found = resources.read_esm_features(directory, ["C", "X", "A", "B", "A"])
+    features, found = resources.read_esm_features(directory, ["C", "X", "A", "B", "E", "A"])
     assert features.dtype == np.float32 and found.dtype == bool
-    assert features.tolist() == [[0.5, 0.25], [0, 0], [1, -1], [2, 3], [1, -1]]
-    assert found.tolist() == [True, False, True, True, True]
+    assert features.tolist() == [[0.5, 0.25], [0, 0], [1, -1], [2, 3], [4, 1], [1, -1]]
+    assert found.tolist() == [True, False, True, True, True, True]
     features, found = resources.read_esm_features(str(directory), ["X", "Y"])
     assert features.shape == (2, 2) and not features.any() and not found.any()
     features, found = resources.read_esm_features(directory, [])
@@ -148,62 +228,89 @@ def test_esm_features(tmp_path):
     "value, words",
     [
         (torch.ones(2, 2, 2), "no usable tensor"),
-        ({"label": "A", "representations": {33: torch.ones(2)}}, "no usable tensor"),
+        ({"label": "A", "contacts": torch.ones(2, 2)}, "no usable tensor"),
         ({"mean_representations": {}}, "no usable tensor"),
         (torch.tensor([1.0, float("inf")]), "infinite"),
     ],
 )
-def test_malformed_esm_files(tmp_path, value, words):
+def test_malformed_esm_directory_files(tmp_path, value, words):
     directory = _esm_directory(tmp_path)
     torch.save(value, directory / "D.pt")
     _fails(lambda: resources.read_esm_features(directory, ["A", "D"]), "D.pt", words)
 
 
-def test_esm_directory_errors(tmp_path):
+def test_esm_errors(tmp_path):
     directory = _esm_directory(tmp_path)
     _fails(lambda: resources.read_esm_features(tmp_path / "absent", ["A"]), "absent", "does not exist")
     (directory / "D.pt").write_bytes(b"not a tensor file")
     _fails(lambda: resources.read_esm_features(directory, ["D"]), "D.pt", "cannot load")
-    torch.save(torch.ones(3), directory / "E.pt")
-    _fails(lambda: resources.read_esm_features(directory, ["A", "E"]), str(directory), "[2, 3]")
+    _fails(lambda: resources.read_esm_features(directory / "D.pt", ["D"]), "D.pt", "cannot load")
+    torch.save(torch.ones(3), directory / "F.pt")
+    _fails(lambda: resources.read_esm_features(directory, ["A", "F"]), str(directory), "[2, 3]")
     empty = tmp_path / "empty"
     empty.mkdir()
     _fails(lambda: resources.read_esm_features(empty, ["A"]), "empty", "no <gene symbol>.pt")
 
 
-GMT = (
-    "R-HSA-2\tsecond pathway\tB\tA\tQ\n"
+REACTOME = (
+    "Second pathway\tR-HSA-2\tB\tA\tQ\n"
     "\n"
-    "R-HSA-1\tfirst pathway\tC\tB\tA\tD\r\n"
-    "R-HSA-3\tempty\n"
-    "R-HSA-4\tnone of ours\tX\tY\tZ\n"
+    "First pathway\tR-HSA-1\tC\tB\tA\tD\r\n"
+    "No members\tR-HSA-3\n"
+    "just a name\n"
+    "None of ours\tR-HSA-4\tX\tY\tZ\n"
+    "Single gene\tR-HSA-5\tD\tX\n"
+    "Second pathway\tR-HSA-6\tC\n"
 )
 
 
-@pytest.mark.parametrize("name", ["pathways.gmt", "pathways.gmt.gz"])
-def test_gmt_worked_by_hand(tmp_path, name):
-    path = _write(tmp_path / name, GMT)
+@pytest.mark.parametrize("name", ["ReactomePathways.gmt", "ReactomePathways.gmt.gz", "ReactomePathways.gmt.zip"])
+def test_gmt_official_filter(tmp_path, name):
+    """Every line of three or more fields with a panel gene is kept, in file order (names may repeat)."""
+    path = _write(tmp_path / name, REACTOME)
     genes = ["D", "A", "C", "B", "A"]
-    assert resources.read_gmt(path, genes, min_size=2) == {"R-HSA-1": ["D", "A", "C", "B"], "R-HSA-2": ["A", "B"]}
-    assert list(resources.read_gmt(path, genes, min_size=2)) == ["R-HSA-1", "R-HSA-2"]
-    assert resources.read_gmt(path, genes, min_size=2, max_size=3) == {"R-HSA-2": ["A", "B"]}
-    assert resources.read_gmt(path, genes) == {}
-    assert resources.read_gmt(path, genes, min_size=0, max_size=0) == {"R-HSA-3": [], "R-HSA-4": []}
+    assert resources.read_gmt(path, genes) == [
+        ("Second pathway", ["A", "B"]), ("First pathway", ["D", "A", "C", "B"]),
+        ("Single gene", ["D"]), ("Second pathway", ["C"])]
+
+
+def test_gmt_size_filter_and_limit(tmp_path):
+    path = _write(tmp_path / "ReactomePathways.gmt", REACTOME)
+    genes = ["A", "B", "C", "D"]
+    assert [name for name, _ in resources.read_gmt(path, genes, min_genes=2)] == ["Second pathway", "First pathway"]
+    assert resources.read_gmt(path, genes, max_genes=2) == [
+        ("Second pathway", ["A", "B"]), ("Single gene", ["D"]), ("Second pathway", ["C"])]
+    assert resources.read_gmt(path, genes, limit=2) == [
+        ("Second pathway", ["A", "B"]), ("First pathway", ["A", "B", "C", "D"])]
+    assert resources.read_gmt(path, genes, max_genes=2, limit=2) == [
+        ("Second pathway", ["A", "B"]), ("Single gene", ["D"])]
+    assert resources.read_gmt(path, ["Q"], min_genes=2) == []
+
+
+def test_gmt_reads_every_zip_member(tmp_path):
+    path = tmp_path / "pathways.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("folder/", "")
+        archive.writestr("folder/one.gmt", "One\tR-HSA-1\tA")
+        archive.writestr("two.gmt", "Two\tR-HSA-2\tB\tA\n")
+    assert resources.read_gmt(path, ["A", "B"]) == [("One", ["A"]), ("Two", ["A", "B"])]
 
 
 def test_gmt_errors(tmp_path):
     _fails(lambda: resources.read_gmt(tmp_path / "absent.gmt", ["A"]), "absent.gmt", "does not exist")
     empty = _write(tmp_path / "empty.gmt", "\n\n")
-    _fails(lambda: resources.read_gmt(empty, ["A"]), "empty.gmt", "is empty")
-    spaces = _write(tmp_path / "spaces.gmt", "R-HSA-1\tfine\tA\n\nR-HSA-2 not tab separated A B\n")
-    _fails(lambda: resources.read_gmt(spaces, ["A"]), "line 3 of", "spaces.gmt")
+    _fails(lambda: resources.read_gmt(empty, ["A"]), "empty.gmt", "no line of")
+    spaces = _write(tmp_path / "spaces.gmt", "R-HSA-1 not tab separated A B\n")
+    _fails(lambda: resources.read_gmt(spaces, ["A"]), "spaces.gmt", "no line of")
     binary = tmp_path / "binary.gmt"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     _fails(lambda: resources.read_gmt(binary, ["A"]), "binary.gmt", "cannot read")
-
-
-def test_read_string_graph_returns_a_frame_for_no_edges(tmp_path):
-    info = _write(tmp_path / "info.txt", INFO_HEADER + "9606.p1\tA\t1\tx\n")
-    links = _write(tmp_path / "links.txt", LINKS_HEADER)
-    edges = resources.read_string_graph(info, links, ["A"])
-    assert isinstance(edges, pd.DataFrame) and edges.empty and list(edges.columns) == ["source", "target", "importance"]
+    no_members = tmp_path / "no_members.gmt.zip"
+    zipfile.ZipFile(no_members, "w").close()
+    _fails(lambda: resources.read_gmt(no_members, ["A"]), "no_members.gmt.zip", "holds no file")
+    broken_zip = tmp_path / "broken.gmt.zip"
+    broken_zip.write_bytes(_write(tmp_path / "whole.gmt.zip", REACTOME * 50).read_bytes()[:60])
+    _fails(lambda: resources.read_gmt(broken_zip, ["A"]), "broken.gmt.zip", "cannot read")
+    broken_gzip = tmp_path / "broken.gmt.gz"
+    broken_gzip.write_bytes(_write(tmp_path / "whole.gmt.gz", REACTOME * 50).read_bytes()[:30])
+    _fails(lambda: resources.read_gmt(broken_gzip, ["A"]), "broken.gmt.gz", "cannot read")
