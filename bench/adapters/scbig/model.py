@@ -49,8 +49,9 @@ class ScBIGModel:
     every ``structure_every`` steps on ``structure_cells`` cells with ``structure_ode_steps``, at most
     ``max_pathways``; ``n_components`` of data-derived gene features; ``max_cells`` per query; official
     resources ``gene_embeddings``, ``string_info``, ``string_links``, ``string_min_score``,
-    ``esm_features``, ``pathways_gmt`` ("" = offline substitute); ``mixed_precision`` (bfloat16 on
-    CUDA); ``threads`` (torch threads, 0 = unchanged)."""
+    ``esm_features``, ``pathways_gmt`` ("" = offline substitute), the GMT's pathways of ``gmt_min_genes``
+    to ``gmt_max_genes`` genes, at most ``gmt_max_pathways`` (0 = no bound; see ``priors``);
+    ``mixed_precision`` (bfloat16 on CUDA); ``threads`` (torch threads, 0 = unchanged)."""
 
     def __init__(self, clusters: str = "grc", n_clusters: int = 32, min_cluster_size: int = 8, latent: str = "gcae",
                  latent_dim: int = 50, width: int = 256, n_blocks: int = 3, n_modules: int = 8, heads: int = 8,
@@ -63,14 +64,17 @@ class ScBIGModel:
                  structure_ode_steps: int = 5, max_pathways: int = 64, n_components: int = 10, max_cells: int = 256,
                  gene_embeddings: str = "", string_info: str = "", string_links: str = "",
                  string_min_score: int = 700, esm_features: str = "", pathways_gmt: str = "",
+                 gmt_min_genes: int = 1, gmt_max_genes: int = 0, gmt_max_pathways: int = 0,
                  mixed_precision: bool = True, threads: int = 0):
         if clusters not in CLUSTERS or latent not in LATENTS:
             raise ValueError(f"clusters must be one of {CLUSTERS}, latent one of {LATENTS}")
         sizes = (n_clusters, min_cluster_size, latent_dim, width, n_blocks, n_modules, heads, mlp_dim, ae_batch_size,
                  ae_patience, batch_size, accumulation, velocity_width, condition_width, ode_steps, eval_every,
-                 structure_every, structure_cells, structure_ode_steps, n_components, max_cells)
-        if min(sizes) < 1 or min(ae_epochs, flow_steps, velocity_layers, patience, max_pathways, threads) < 0:
-            raise ValueError("sizes, counts and intervals must be >= 1; epochs, steps, layers, patience, threads >= 0")
+                 structure_every, structure_cells, structure_ode_steps, n_components, max_cells, gmt_min_genes)
+        bounds = (gmt_max_genes, gmt_max_pathways)
+        if min(sizes) < 1 or min(ae_epochs, flow_steps, velocity_layers, patience, max_pathways, *bounds, threads) < 0:
+            raise ValueError("sizes, counts and intervals must be >= 1; epochs, steps, layers, patience, "
+                             "GMT bounds, threads >= 0")
         if width % heads:
             raise ValueError(f"width ({width}) must be a multiple of heads ({heads})")
         if not (0 <= dropout < 1 and 0 <= ae_dropout < 1) or min(ae_learning_rate, learning_rate, grad_clip) <= 0:
@@ -89,7 +93,7 @@ class ScBIGModel:
         self.max_pathways, self.n_components = max_pathways, n_components
         self.max_cells, self.threads = max_cells, threads
         self.sources = priors.Sources(gene_embeddings, string_info, string_links, string_min_score, esm_features,
-                                      pathways_gmt)
+                                      pathways_gmt, gmt_min_genes, gmt_max_genes, gmt_max_pathways)
 
     def fit(self, train: TrainData) -> None:
         with torch_threads(self.threads):

@@ -1,19 +1,22 @@
 """The prior knowledge scBIG is built on, offline by default, the official resources when given.
 
-- gene embeddings (clustering, positional codes): PCA loadings of the training cells; official: a
-  GeneCompass-style pickle, parameter ``gene_embeddings``;
+- gene embeddings (clustering, positional codes): PCA loadings of the training cells; official:
+  GeneCompass's pickle (or a flat ``{symbol: vector}`` one), parameter ``gene_embeddings``;
 - relation graph: GEARS' Gene Ontology Jaccard graph; official: STRING ``string_info`` and
   ``string_links`` (combined score >= ``string_min_score``);
-- perturbed-gene features (conditions): GO embedding and pseudobulk PCA loadings; official: an
-  ESM2-style ``esm_features`` directory (one tensor file per gene);
-- pathways: GO biological-process gene sets; official: Reactome (or any) ``pathways_gmt``.
+- perturbed-gene features (conditions): GO embedding and pseudobulk PCA loadings; official: ESM2
+  ``esm_features``, scBIG's single file or a directory of one tensor file per gene;
+- pathways: GO biological-process gene sets of 5 to 200 genes, the ``max_pathways`` largest; official:
+  Reactome (or any) ``pathways_gmt``, the pathways of ``gmt_min_genes`` to ``gmt_max_genes`` panel genes
+  (0: no bound), at most ``gmt_max_pathways`` (0: all) of them, the largest.
 
 Each official resource is a card parameter or a ``--param`` path; "" uses the offline substitute.
 
 Data-derived gene embeddings come from training cells only: genes are standardised over at most
 ``MAX_CELLS`` cells and embedded by their loadings on the top principal axes (scaled by the singular
 values). With a GeneCompass file, a gene's vector is ``[file vector, data vector]`` (each part
-L2-normalised; zero when the file lacks the gene), so genes outside the file still cluster by data.
+L2-normalised; the file vector is GeneCompass's clustering lookup, zero when the file lacks the gene),
+so genes outside the file still cluster by data.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class Sources:
     string_min_score: int = 700
     esm_features: str = ""
     pathways_gmt: str = ""
+    gmt_min_genes: int = 1
+    gmt_max_genes: int = 0
+    gmt_max_pathways: int = 0
 
 
 def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = EMBEDDING_DIM) -> np.ndarray:
@@ -61,9 +67,7 @@ def gene_embeddings(train: TrainData, sources: Sources, rng: np.random.Generator
     data = normalize(data_gene_embeddings(train, rng))
     if not sources.gene_embeddings:
         return data.astype(np.float32)
-    vectors = resources.read_gene_vectors(sources.gene_embeddings)
-    width = len(next(iter(vectors.values())))
-    official = np.stack([vectors.get(g, np.zeros(width, dtype=np.float32)) for g in train.genes])
+    official = resources.read_gene_vectors(sources.gene_embeddings, train.genes).clustering
     return normalize(np.hstack([normalize(official), data])).astype(np.float32)
 
 
@@ -77,15 +81,17 @@ def relation_graph(train: TrainData, sources: Sources) -> pd.DataFrame:
 
 
 def pathways(train: TrainData, sources: Sources, max_pathways: int) -> list[np.ndarray]:
-    """Gene-index arrays of at most ``max_pathways`` pathways (the largest first), possibly none."""
+    """Gene-index arrays of the pathways, possibly none: those of the GMT file, in file order, or at
+    most ``max_pathways`` GO gene sets, the largest first."""
     if sources.pathways_gmt:
-        sets = resources.read_gmt(sources.pathways_gmt, train.genes)
+        chosen = resources.read_gmt(sources.pathways_gmt, train.genes, sources.gmt_min_genes,
+                                    sources.gmt_max_genes or None, sources.gmt_max_pathways or None)
     elif train.gene_knowledge is not None:
         sets = train.gene_knowledge.gene_sets(train.genes)
+        chosen = sorted(sets.items(), key=lambda item: (-len(item[1]), item[0]))[:max_pathways]
     else:
-        sets = {}
+        chosen = []
     index = {g: i for i, g in enumerate(train.genes)}
-    chosen = sorted(sets.items(), key=lambda item: (-len(item[1]), item[0]))[:max_pathways]
     return [np.array([index[g] for g in members]) for _, members in chosen]
 
 
@@ -94,10 +100,10 @@ class ConditionFeatures:
 
     def __init__(self, train: TrainData, perturbed: list[str], n_components: int, sources: Sources):
         self.genes = GeneFeatures.fit(train, perturbed, n_components)
-        self.esm_directory = sources.esm_features
+        self.esm_path = sources.esm_features
         self.esm_dim = 0
-        if self.esm_directory:
-            self.esm_dim = resources.read_esm_features(self.esm_directory, perturbed)[0].shape[1]
+        if self.esm_path:
+            self.esm_dim = resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
 
     @property
     def dim(self) -> int:
@@ -108,6 +114,6 @@ class ConditionFeatures:
         esm = np.zeros((len(genes), 0), dtype=np.float32)
         found = np.zeros(len(genes), dtype=bool)
         if self.esm_dim:
-            esm, found = resources.read_esm_features(self.esm_directory, genes)
+            esm, found = resources.read_esm_features(self.esm_path, genes)
         flags = np.stack([np.abs(go).sum(axis=1) > 0, np.abs(data).sum(axis=1) > 0, found], axis=1)
         return np.hstack([go, data, esm, flags.astype(np.float32)]).astype(np.float32)

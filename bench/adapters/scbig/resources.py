@@ -2,16 +2,20 @@
 GeneCompass gene embeddings, the STRING graph, ESM2 protein features and Reactome (GMT) pathways.
 
 They are files the user downloads and names by path, so a missing or malformed one is a one-line
-ModelError naming the file and what to do. Text files may be gzip-compressed.
+ModelError naming the file and what to do. Each reader takes the official release's layout; text files
+may be gzip- or zip-compressed (told by their first bytes).
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import io
 import pickle
+import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +28,21 @@ CHUNK_ROWS = 1_000_000
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError, pd.errors.ParserError)
 
 
-def _existing(path: str | Path, what: str, is_dir: bool = False) -> Path:
+def _existing(path: str | Path, what: str) -> Path:
     path = Path(path)
-    if not (path.is_dir() if is_dir else path.is_file()):
+    if not path.is_file():
         raise ModelError(f"{what} {path} does not exist; check the path or leave the parameter empty")
     return path
 
 
 def _compression(path: Path) -> str | None:
+    """"gzip", "zip" or None (plain), told by the first bytes (zip: a local file header or, for an empty
+    archive, the end of its central directory)."""
     with open(path, "rb") as handle:
-        return "gzip" if handle.read(2) == b"\x1f\x8b" else None
+        start = handle.read(4)
+    if start[:2] == b"\x1f\x8b":
+        return "gzip"
+    return "zip" if start in (b"PK\x03\x04", b"PK\x05\x06") else None
 
 
 def _one_line(exc: Exception) -> str:
@@ -46,21 +55,93 @@ def _vector(value: object) -> np.ndarray:
     return np.asarray(value, dtype=np.float32)
 
 
-def read_gene_vectors(path: str | Path) -> dict[str, np.ndarray]:
-    """GeneCompass-style gene embeddings: a pickled ``{symbol: vector}`` (lists, arrays or tensors) of
-    1-D finite vectors of one length, returned as float32 arrays. Pickles run code: use trusted files."""
+@dataclass(frozen=True)
+class GeneVectors:
+    """A gene-embedding file's vectors of a gene panel, zero rows for genes not found.
+
+    ``clustering`` (for Gene-Relation Clustering) looks a gene up in GeneCompass's symbol store, then
+    under its Ensembl id, then under its own name in the Ensembl-id store; ``positional`` (the encoder's
+    positional code) looks in the symbol store only. Official readers: ``scbig/clustering/grc.py`` and
+    ``scbig/models/_gcae_impl.py``; grc.py fills genes not found with random vectors, left to the caller.
+    """
+
+    clustering: np.ndarray
+    clustering_found: np.ndarray
+    positional: np.ndarray
+    positional_found: np.ndarray
+
+
+GENECOMPASS_KEYS = ("gene_symbol_embeddings", "gene_embeddings", "symbol_to_ensembl")
+GENE_VECTORS_FIX = ("expected GeneCompass's dict of gene_symbol_embeddings, gene_embeddings and symbol_to_ensembl "
+                    "(and embedding_dim), or a {gene symbol: 1-D vector} dict")
+
+
+def read_gene_vectors(path: str | Path, genes: Sequence[str]) -> GeneVectors:
+    """The vectors of ``genes`` in a pickled gene-embedding file, as float32.
+
+    Two layouts, told apart by their keys: GeneCompass's ``genecompass_gene_embeddings_full.pkl``
+    (``GENECOMPASS_KEYS`` of dicts, optional ``embedding_dim``), and a flat ``{symbol: vector}`` dict
+    (as other gene embeddings ship), in which both lookups are the plain one. Vectors (lists, arrays or
+    tensors) must be finite and of one length. Pickles run code: use trusted files.
+    """
     path = _existing(path, "gene embeddings file")
-    fix = "expected a pickle of {gene symbol: 1-D vector}; download it again"
     try:
         with open(path, "rb") as handle:
-            vectors = {str(gene): _vector(value) for gene, value in pickle.load(handle).items()}
+            content = pickle.load(handle)
     except (pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError, RuntimeError,
             *_READ_ERRORS) as exc:
-        raise ModelError(f"cannot read gene embeddings file {path} ({_one_line(exc)}); {fix}") from None
-    shapes = sorted({v.shape for v in vectors.values()})
-    if len(shapes) != 1 or len(shapes[0]) != 1 or not all(np.isfinite(v).all() for v in vectors.values()):
-        raise ModelError(f"gene embeddings in {path} are not finite vectors of one size ({shapes[:3]}); {fix}")
-    return vectors
+        raise ModelError(f"cannot read gene embeddings file {path} ({_one_line(exc)}); {GENE_VECTORS_FIX}") from None
+    if isinstance(content, dict) and not {"gene_symbol_embeddings", "gene_embeddings"} & content.keys():
+        content = {"gene_symbol_embeddings": content}
+    symbols, ensembl, symbol_to_ensembl = _genecompass_stores(path, content)
+    width = _vector_width(path, [*symbols.values(), *ensembl.values()], content.get("embedding_dim"))
+    clustering = [_three_level_lookup(g, symbols, ensembl, symbol_to_ensembl) for g in genes]
+    return GeneVectors(*_rows(clustering, width), *_rows([symbols.get(g) for g in genes], width))
+
+
+def _genecompass_stores(path: Path, content: object) -> tuple[dict, dict, dict]:
+    """The symbol store, the Ensembl-id store (vectors as float32 arrays) and the symbol-to-id map."""
+    stores = [content.get(key, {}) for key in GENECOMPASS_KEYS] if isinstance(content, dict) else [None]
+    if not all(isinstance(store, dict) for store in stores):
+        raise ModelError(f"gene embeddings file {path} has an unknown layout; {GENE_VECTORS_FIX}")
+    try:
+        symbols, ensembl = ({str(g): _vector(v) for g, v in store.items()} for store in stores[:2])
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"gene embeddings file {path} holds values that are not vectors ({_one_line(exc)}); "
+                         f"{GENE_VECTORS_FIX}") from None
+    return symbols, ensembl, stores[2]
+
+
+def _three_level_lookup(gene: str, symbols: dict, ensembl: dict, symbol_to_ensembl: dict) -> np.ndarray | None:
+    vector = symbols.get(gene)
+    if vector is None and gene in symbol_to_ensembl:
+        vector = ensembl.get(symbol_to_ensembl[gene])
+    return ensembl.get(gene) if vector is None else vector
+
+
+def _vector_width(path: Path, vectors: list[np.ndarray], embedding_dim: object) -> int:
+    if not vectors:
+        raise ModelError(f"gene embeddings file {path} holds no gene vectors; {GENE_VECTORS_FIX}")
+    shapes = sorted({v.shape for v in vectors})
+    if len(shapes) != 1 or len(shapes[0]) != 1:
+        raise ModelError(f"gene embeddings in {path} are not 1-D vectors of one size ({shapes[:3]}); "
+                         "download the file again")
+    width = shapes[0][0]
+    if embedding_dim is not None and embedding_dim != width:
+        raise ModelError(f"gene embeddings file {path} says embedding_dim {embedding_dim}, but its vectors have "
+                         f"{width} values; download it again")
+    if not all(np.isfinite(v).all() for v in vectors):
+        raise ModelError(f"gene embeddings in {path} are not all finite (NaN or infinite values); download it again")
+    return width
+
+
+def _rows(vectors: list[np.ndarray | None], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (len(vectors), width) float32 matrix, zero rows for None, and the mask of rows not None."""
+    found = np.array([v is not None for v in vectors], dtype=bool)
+    matrix = np.zeros((len(vectors), width), dtype=np.float32)
+    for row in np.flatnonzero(found):
+        matrix[row] = vectors[row]
+    return matrix, found
 
 
 def read_string_graph(
@@ -109,67 +190,132 @@ def read_string_graph(
                          "importance": edges["score"].to_numpy(np.float64) / 1000.0})
 
 
-def _esm_vector(path: Path) -> np.ndarray:
-    """A per-gene vector from ``torch.save``'d ESM output: a tensor, or fair-esm's dict (last layer)."""
-    fix = "expected a torch tensor (dim,) or (residues, dim), or fair-esm's dict with mean_representations"
-    try:
-        value = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, *_READ_ERRORS):
-        raise ModelError(f"cannot load ESM features file {path}; {fix}") from None
+ESM_FIX = ("expected scBIG's ESM2_pert_features.pt (one torch.save'd {gene symbol: 1-D tensor}) or a directory of "
+           "<gene symbol>.pt files")
+
+
+def read_esm_features(path: str | Path, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """ESM2 features of ``genes``: a ``(len(genes), dim)`` float32 matrix, zero rows for genes without
+    features, and the found mask. ``dim`` is the file's (or directory's) even when no gene is found.
+
+    ``path`` is scBIG's single file (read as ``scbig/experiments/train_norman_additive.py`` does), or a
+    directory of per-gene files as fair-esm's ``extract.py`` writes them (see ``_esm_file_vector``).
+    """
+    path = Path(path)
+    vectors = _esm_directory(path, genes) if path.is_dir() else _esm_table(_existing(path, "ESM features file"))
+    sizes = sorted({len(v) for v in vectors.values()})
+    if len(sizes) != 1:
+        raise ModelError(f"ESM features in {path} are not of one size {sizes[:3]}; compute them with one model")
+    return _rows([vectors.get(g) for g in genes], sizes[0])
+
+
+def _esm_table(path: Path) -> dict[str, np.ndarray]:
+    """The vectors of scBIG's single ESM2 file, checked to be 1-D tensors."""
+    table = _torch_load(path)
+    if not isinstance(table, dict):
+        raise ModelError(f"ESM features file {path} holds a {type(table).__name__}, not a dict; {ESM_FIX}")
+    if not table:
+        raise ModelError(f"ESM features file {path} is an empty dict; {ESM_FIX}")
+    if not all(isinstance(v, torch.Tensor) and v.ndim == 1 for v in table.values()):
+        raise ModelError(f"the values of ESM features file {path} are not all 1-D tensors; {ESM_FIX}")
+    vectors = {str(gene): _vector(value) for gene, value in table.items()}
+    _check_finite(path, vectors.values())
+    return vectors
+
+
+def _esm_directory(directory: Path, genes: Sequence[str]) -> dict[str, np.ndarray]:
+    """The vectors of the ``<gene>.pt`` files of ``genes``; with none of them, of the first file, so that
+    the width is known."""
+    files = {g: directory / f"{g}.pt" for g in dict.fromkeys(genes)}
+    vectors = {g: _esm_file_vector(path) for g, path in files.items() if path.is_file()}
+    first = None if vectors else min(directory.glob("*.pt"), default=None)
+    if not vectors and first is None:
+        raise ModelError(f"ESM features directory {directory} has no <gene symbol>.pt files; {ESM_FIX}")
+    return vectors or {first.stem: _esm_file_vector(first)}
+
+
+def _esm_file_vector(path: Path) -> np.ndarray:
+    """A gene's vector from its file: a tensor (dim,) or (residues, dim), or fair-esm's ``extract.py``
+    dict, whose last layer of ``mean_representations``, else of per-residue ``representations``, is
+    taken; per-residue tensors are mean-pooled."""
+    value = _torch_load(path)
     if isinstance(value, dict):
-        layers = value.get("mean_representations")
-        value = layers[max(layers)] if isinstance(layers, dict) and layers else None
+        value = _fair_esm_last_layer(value)
     if not isinstance(value, torch.Tensor) or value.ndim not in (1, 2) or value.shape[-1] == 0:
-        raise ModelError(f"ESM features file {path} holds no usable tensor; {fix}")
+        raise ModelError(f"ESM features file {path} holds no usable tensor; expected a tensor (dim,) or "
+                         "(residues, dim), or fair-esm's dict with mean_representations or representations")
     vector = _vector(value if value.ndim == 1 else value.float().mean(dim=0))
-    if not np.isfinite(vector).all():
-        raise ModelError(f"ESM features file {path} contains NaN or infinite values; compute it again")
+    _check_finite(path, [vector])
     return vector
 
 
-def read_esm_features(directory: str | Path, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """ESM2 features from ``<symbol>.pt`` files (2-D ones mean-pooled over residues): a
-    ``(len(genes), dim)`` float32 matrix, zero rows for genes without a file, and the found mask.
-
-    ``dim`` is the directory's, also when no gene in ``genes`` has a file, so calls agree on the width.
-    """
-    directory = _existing(directory, "ESM features directory", is_dir=True)
-    files = {g: directory / f"{g}.pt" for g in dict.fromkeys(genes)}
-    found = {g: _esm_vector(path) for g, path in files.items() if path.is_file()}
-    first = None if found else min(directory.glob("*.pt"), default=None)
-    if not found and first is None:
-        raise ModelError(f"ESM features directory {directory} has no <gene symbol>.pt files; check the path")
-    dims = {len(v) for v in found.values()} if found else {len(_esm_vector(first))}
-    if len(dims) != 1:
-        raise ModelError(f"ESM features in {directory} differ in size {sorted(dims)}; compute them with one model")
-    out = np.zeros((len(genes), dims.pop()), dtype=np.float32)
-    mask = np.array([g in found for g in genes], dtype=bool)
-    for row in np.flatnonzero(mask):
-        out[row] = found[genes[row]]
-    return out, mask
+def _fair_esm_last_layer(output: dict) -> object:
+    for key in ("mean_representations", "representations"):
+        layers = output.get(key)
+        if isinstance(layers, dict) and layers:
+            return layers[max(layers)]
+    return None
 
 
-def read_gmt(path: str | Path, genes: Sequence[str], min_size: int = 5, max_size: int = 200) -> dict[str, list[str]]:
-    """Gene sets of a GMT file (a line: name, description, genes, tab-separated): ``{name: members}``
-    for sets with ``min_size`` to ``max_size`` of ``genes``, sorted by name, members in ``genes`` order."""
-    path = _existing(path, "GMT pathways file")
-    opener = gzip.open if _compression(path) else open
+def _check_finite(path: Path, vectors: Iterable[np.ndarray]) -> None:
+    if not all(np.isfinite(v).all() for v in vectors):
+        raise ModelError(f"ESM features file {path} contains NaN or infinite values; compute it again")
+
+
+def _torch_load(path: Path) -> object:
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            lines = [(n, line.rstrip("\r\n").split("\t")) for n, line in enumerate(handle, start=1) if line.strip()]
-    except _READ_ERRORS as exc:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except (pickle.UnpicklingError, RuntimeError, *_READ_ERRORS) as exc:
+        raise ModelError(f"cannot load ESM features file {path} ({_one_line(exc)}); {ESM_FIX}") from None
+
+
+def read_gmt(path: str | Path, genes: Sequence[str], min_genes: int = 1, max_genes: int | None = None,
+             limit: int | None = None) -> list[tuple[str, list[str]]]:
+    """Pathways of a GMT file: ``(name, members among genes)`` for each line of at least three
+    tab-separated fields (name, description or id, genes) with ``min_genes`` to ``max_genes`` (None: no
+    bound) of ``genes``; other lines are skipped. In file order, names may repeat; members in ``genes``
+    order. With ``limit``, only the ``limit`` largest of them (the earlier on ties), still in file order.
+
+    The defaults are the official reader's (``scbig/models/_gcae_impl.py``, ``load_pathway_gene_matrix``):
+    every pathway with a gene of the panel. The file is plain text, gzip or zip (all members are read),
+    told by its first bytes, as Reactome's ``ReactomePathways.gmt.zip``.
+    """
+    path = _existing(path, "GMT pathways file")
+    rows = [fields for fields in (line.strip().split("\t") for line in _gmt_lines(path)) if len(fields) >= 3]
+    if not rows:
+        raise ModelError(f"GMT file {path} has no line of name, description and genes (tab-separated); "
+                         "download it again")
+    position = {g: i for i, g in enumerate(dict.fromkeys(genes))}
+    ordered = list(position)
+    sets = []
+    for name, _, *members in rows:
+        kept = [ordered[i] for i in sorted({position[g] for g in members if g in position})]
+        if min_genes <= len(kept) and (max_genes is None or len(kept) <= max_genes):
+            sets.append((name, kept))
+    if limit is not None:
+        largest = sorted(range(len(sets)), key=lambda i: -len(sets[i][1]))[:limit]
+        sets = [sets[i] for i in sorted(largest)]
+    return sets
+
+
+def _gmt_lines(path: Path) -> list[str]:
+    try:
+        compression = _compression(path)
+        if compression == "zip":
+            return _zip_lines(path)
+        with (gzip.open if compression == "gzip" else open)(path, "rt", encoding="utf-8") as handle:
+            return list(handle)
+    except (zipfile.BadZipFile, *_READ_ERRORS) as exc:
         raise ModelError(f"cannot read GMT file {path} ({_one_line(exc)}); download it again") from None
-    if not lines:
-        raise ModelError(f"GMT file {path} is empty; expected tab-separated lines of name, description, genes")
-    for number, fields in lines:
-        if len(fields) < 2 or not fields[0]:
-            raise ModelError(f"line {number} of GMT file {path} lacks a name or description; expected "
-                             "tab-separated lines of name, description, genes")
-    names = list(dict.fromkeys(genes))
-    sets = {}
-    for _, (name, _, *members) in lines:
-        wanted = set(members)
-        kept = [g for g in names if g in wanted]
-        if min_size <= len(kept) <= max_size:
-            sets[name] = kept
-    return dict(sorted(sets.items()))
+
+
+def _zip_lines(path: Path) -> list[str]:
+    with zipfile.ZipFile(path) as archive:
+        members = [member for member in archive.infolist() if not member.is_dir()]
+        if not members:
+            raise ModelError(f"GMT archive {path} holds no file; download it again")
+        lines = []
+        for member in members:
+            with io.TextIOWrapper(archive.open(member), encoding="utf-8") as handle:
+                lines.extend(handle)
+        return lines
