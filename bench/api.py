@@ -55,7 +55,9 @@ class TrainData:
     (``obs['condition']``, ``obs['cell_type']``, ``X`` log-normalised). ``val``: the validation cells
     (validation conditions, or held-out cells of training conditions for the ``seen`` split).
     ``report(step, value)`` feeds progress bars and sweep pruning with a validation value (higher is
-    better) at a training step; models that train iteratively should call it.
+    better) at a training step; models that train iteratively should call it. ``diagnostics``: values a
+    model records about itself while it fits (e.g. how well its latent space can represent the
+    validation effects); they are logged with the run as metrics ``diagnostic/<name>``.
     """
 
     cells: ad.AnnData
@@ -65,6 +67,7 @@ class TrainData:
     device: str = "cpu"
     report: Callable[[int, float], None] = _no_report
     dataset: str = ""
+    diagnostics: dict[str, float] = field(default_factory=dict)
 
     @property
     def genes(self) -> list[str]:

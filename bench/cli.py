@@ -52,6 +52,7 @@ def _load(dataset: str | None, perturbation_key, control_value, cell_type_key):
 
 
 def _summary_table(results, shown: list[str]) -> Table:
+    from bench import metrics as metric_registry
     from bench.stats import over_seeds
 
     table = Table(title="test metrics (mean ± sd over seeds)")
@@ -65,7 +66,7 @@ def _summary_table(results, shown: list[str]) -> Table:
         for r in runs:
             if not r.ok:
                 table.add_row(model, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "", *[""] * (len(shown) - 1))
-        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if not key.startswith("val/")})
+        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)})
         for subgroup in subgroups:
             cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
             table.add_row(model, subgroup, str(len(done)), *cells)

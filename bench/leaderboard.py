@@ -29,7 +29,7 @@ import pandas as pd
 
 from bench import splits, stats, tracking
 from bench.errors import BenchError
-from bench.metrics import METRICS
+from bench.metrics import METRICS, is_test_metric
 from bench.registry import all_cards, preset_label
 
 PROVENANCE = {"tags.dataset_sha256": "dataset checksums", "tags.metrics_version": "metric versions"}
@@ -78,7 +78,7 @@ class Board:
             for row in self.rows
             for run in row.runs.values()
             for key, value in run.items()
-            if key.startswith("metrics.") and not key.startswith("metrics.val/") and np.isfinite(value)
+            if key.startswith("metrics.") and is_test_metric(key.removeprefix("metrics.")) and np.isfinite(value)
         }
         return ["all", *sorted(found - {"all"})]
 

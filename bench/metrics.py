@@ -205,6 +205,14 @@ def top_expressed(control_mean: np.ndarray, k: int = TOP_EXPRESSED) -> np.ndarra
     return np.sort(np.argsort(-control_mean, kind="stable")[:k])
 
 
+NOT_TEST = ("val/", "diagnostic/")  # prefixes of run metrics that are not test-subgroup scores
+
+
+def is_test_metric(key: str) -> bool:
+    """Whether a run metric ``<subgroup>/<metric>`` scores test conditions (not validation or diagnostics)."""
+    return not key.startswith(NOT_TEST)
+
+
 def aggregate(per_perturbation: pd.DataFrame, subgroup_column: str = "subgroup") -> dict[str, float]:
     """Means over each subgroup's perturbations and over all of them: ``{'<subgroup>/<metric>': value}``.
 

@@ -228,12 +228,13 @@ def run(
         if test:
             predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
             table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells)
-            result.metrics = metrics.aggregate(table)
+            result.metrics.update(metrics.aggregate(table))
         if data.val.n_obs:
             val_predictions, val_cells = predict_all(model, card.name, data.val, data.query_control, seed)
             val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val, val_cells)
             overall = metrics.aggregate(val_table)
             result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
+        result.metrics.update({f"diagnostic/{name}": float(value) for name, value in train.diagnostics.items()})
         result.per_perturbation, result.predictions = table, predictions
     except StopTraining:
         raise

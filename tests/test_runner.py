@@ -64,6 +64,12 @@ BROKEN = textwrap.dedent(
             super().fit(train)
             held.sum()
 
+    class Diagnosing(ControlCells):
+        """Records a value about itself while it fits."""
+        def fit(self, train):
+            super().fit(train)
+            train.diagnostics["latent_pearson_delta"] = 0.25
+
     class Peeking:
         """Records what it was shown, to prove test cells never reach a model."""
         seen = {}
@@ -83,7 +89,8 @@ def test_cards(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     home = tmp_path / "home"
     (home / "models").mkdir(parents=True)
-    for name in ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells", "Hungry"):
+    for name in ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells", "Hungry",
+                 "Diagnosing"):
         (home / "models" / f"{name.lower()}.toml").write_text(
             f'name = "{name.lower()}"\nadapter = "broken_adapters:{name}"\ndescription = "test"\ncitation = "none"\n'
         )
@@ -179,3 +186,12 @@ def test_a_run_records_its_numeric_environment(test_cards, prepared):
     assert set(result.numeric) == {"numeric.cpu", "numeric.kernels", "numeric.blas", "numeric.threads",
                                    "numeric.variables"}
     assert "numpy" in result.numeric["numeric.kernels"] and "openblas" in result.numeric["numeric.blas"]
+
+
+def test_diagnostics_a_model_records_are_run_metrics_but_not_test_subgroups(test_cards, prepared):
+    from bench.metrics import is_test_metric
+
+    result = runner.run(registry.find_card("diagnosing"), {}, prepared, "simulation", 1)
+    assert result.metrics["diagnostic/latent_pearson_delta"] == 0.25
+    subgroups = {key.split("/")[0] for key in result.metrics if is_test_metric(key)}
+    assert "diagnostic" not in subgroups and "val" not in subgroups and "all" in subgroups
