@@ -12,11 +12,19 @@
 
 Each official resource is a card parameter or a ``--param`` path; "" uses the offline substitute.
 
-Data-derived gene embeddings come from training cells only: genes are standardised over at most
-``MAX_CELLS`` cells and embedded by their loadings on the top principal axes (scaled by the singular
-values). With a GeneCompass file, a gene's vector is ``[file vector, data vector]`` (each part
-L2-normalised; the file vector is GeneCompass's clustering lookup, zero when the file lacks the gene),
-so genes outside the file still cluster by data.
+Gene embeddings (``embeddings``). With a GeneCompass file the two uses read it as the release does,
+two different ways (``ttruan2426-dot/scBIG`` @ 5659ce9):
+
+- clustering: the three-level lookup (symbol store, then the symbol's Ensembl id, then the name in the
+  Ensembl store), each gene not found filled with ``default_rng(42).normal(0, 0.1, dim)``, drawn in
+  panel order (``scbig/clustering/grc.py:54-77``, called at ``scbig/experiments/prepare_norman_grc.py:105-112``
+  with ``--random_state 42`` of ``scripts/prepare_norman_grc.sh:29``);
+- positional code: the symbol store only, zeros for genes not found
+  (``scbig/models/_gcae_impl.py:1312-1345``).
+
+Offline, both are the data-derived embeddings: genes are standardised over at most ``MAX_CELLS``
+training cells (a subsample drawn with the caller's ``rng``) and embedded by their loadings on the top
+principal axes (scaled by the singular values), rows L2-normalised.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from sklearn.preprocessing import normalize
 
 from bench.adapters.gene_features import GeneFeatures
 from bench.adapters.scbig import resources
+from bench.adapters.scbig.clustering import SEED as GRC_SEED
 from bench.api import TrainData
 
 MAX_CELLS = 5000
@@ -63,12 +72,37 @@ def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = 
     return (axes[:k].T * values[:k]).astype(np.float32)
 
 
-def gene_embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> np.ndarray:
-    data = normalize(data_gene_embeddings(train, rng))
+@dataclass
+class GeneEmbeddings:
+    """Per-gene vectors, panel order: ``clustering`` (GRC's input) and ``positional`` (the encoder's
+    positional code). Offline both are the same data-derived matrix."""
+
+    clustering: np.ndarray
+    positional: np.ndarray
+
+
+def embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> GeneEmbeddings:
+    """The gene embeddings of ``train.genes`` (see the module docstring); ``rng`` is used offline only."""
     if not sources.gene_embeddings:
-        return data.astype(np.float32)
-    official = resources.read_gene_vectors(sources.gene_embeddings, train.genes).clustering
-    return normalize(np.hstack([normalize(official), data])).astype(np.float32)
+        data = normalize(data_gene_embeddings(train, rng)).astype(np.float32)
+        return GeneEmbeddings(data, data.copy())
+    vectors = resources.read_gene_vectors(sources.gene_embeddings, train.genes)
+    clustering = vectors.clustering.copy()
+    fill = np.random.default_rng(GRC_SEED)
+    for row in np.flatnonzero(~vectors.clustering_found):
+        clustering[row] = fill.normal(0.0, 0.1, size=clustering.shape[1]).astype(np.float32)
+    return GeneEmbeddings(clustering, vectors.positional)
+
+
+def gene_embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> np.ndarray:
+    """The clustering vectors, ``embeddings(...).clustering``."""
+    return embeddings(train, sources, rng).clustering
+
+
+def positional_embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> np.ndarray:
+    """The positional vectors, ``embeddings(...).positional``. Offline, a separate call draws its own
+    cell subsample: call ``embeddings`` once when both are needed."""
+    return embeddings(train, sources, rng).positional
 
 
 def relation_graph(train: TrainData, sources: Sources) -> pd.DataFrame:
