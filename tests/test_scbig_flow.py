@@ -1,0 +1,133 @@
+"""scBIG's generator pieces against the official release's semantics (CellFlow / ott-jax / diffrax): the
+velocity field, the seed-attention condition encoder, the Sinkhorn coupling and adaptive Tsit5."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench.adapters.scbig import ode
+
+
+# --- Tsit5 ----------------------------------------------------------------------------------------------------------
+
+def test_tsit5_tableau_order_conditions():
+    a = [row + (0.0,) * (6 - len(row)) for row in ode.A] + [ode.B[:6]]
+    for c, row in zip(ode.C, a):
+        assert sum(row) == pytest.approx(c, abs=1e-13)  # row sums are the nodes
+    nodes = (0.0,) + ode.C
+    for q in range(1, 6):  # quadrature conditions up to order 5 (solution) and 4 (embedded)
+        assert sum(b * c ** (q - 1) for b, c in zip(ode.B, nodes)) == pytest.approx(1 / q, abs=1e-13)
+        if q <= 4:
+            assert sum(b * c ** (q - 1) for b, c in zip(ode.B_HAT, nodes)) == pytest.approx(1 / q, abs=1e-13)
+    assert sum(ode.E) == pytest.approx(0.0, abs=1e-14) and ode.E[6] == pytest.approx(-1 / 66)
+
+
+def test_tsit5_exponential_growth():
+    y = ode.tsit5(lambda t, y: y, torch.ones(1, 1))
+    assert y.item() == pytest.approx(math.e, rel=1e-4)
+    y64 = ode.tsit5(lambda t, y: y, torch.ones(1, 1, dtype=torch.float64), rtol=1e-10, atol=1e-10)
+    assert y64.item() == pytest.approx(math.e, rel=1e-8)
+
+
+def _counted(f):
+    calls = []
+
+    def wrapped(t, y):
+        calls.append(t)
+        return f(t, y)
+
+    return wrapped, calls
+
+
+def test_tsit5_steps_by_hand_on_a_constant_field():
+    # y' = 1, y0 = 0: Hairer gives h0 = 1e-6 (d0 = 0), h1 = (0.01 / 1e5)^(1/5), dt0 = min(100 h0, h1) = 1e-4;
+    # zero error estimates grow each step by the maximal factor 10: 1e-4, 1e-3, 1e-2, 0.1, then clipped to t1.
+    f, calls = _counted(lambda t, y: torch.ones_like(y))
+    stats_ = {}
+    y = ode.tsit5(f, torch.zeros(1, 1, dtype=torch.float64), stats=stats_)
+    assert y.item() == pytest.approx(1.0, abs=1e-12)
+    assert stats_ == {"steps": 5, "accepted": 5, "rejected": 0}
+    assert len(calls) == 2 + 6 * 5  # f(t0), the initial-step probe, 6 per step (first same as last)
+    assert calls[1] == pytest.approx(1e-6)
+    step_ends = [t for t in calls[2:][5::6]]
+    np.testing.assert_allclose(step_ends, [1e-4, 1.1e-3, 1.11e-2, 0.1111, 1.0], rtol=1e-9)
+
+
+def test_tsit5_initial_step_by_hand():
+    # y' = y, y0 = 1, rtol = atol = 1e-5: scale 2e-5, d0 = d1 = 5e4, h0 = 0.01 * d0 / d1 = 0.01,
+    # d2 = |f(h0) - f0| / scale / h0 = 5e4, dt0 = min(100 h0, (0.01 / max(d1, d2))^(1/5))
+    f, calls = _counted(lambda t, y: y)
+    ode.tsit5(f, torch.ones(1, 1, dtype=torch.float64))
+    assert calls[1] == pytest.approx(0.01)
+    assert calls[7] == pytest.approx((0.01 / 5e4) ** (1 / 5), rel=1e-9)  # the first step's last stage, t0 + dt0
+
+
+def _linear_step(z: float) -> tuple[float, float]:
+    """One Tsit5 step of y' = y from y = 1 with step z, by linear algebra on the tableau: the solution
+    R(z) = 1 + z b^T (I - z A)^-1 1 and the error estimate z e^T (I - z A)^-1 1."""
+    a = np.zeros((7, 7))
+    for i, row in enumerate(ode.A + (ode.B[:6],)):
+        a[i + 1, : len(row)] = row
+    stages = np.linalg.solve(np.eye(7) - z * a, np.ones(7))
+    return 1 + z * np.array(ode.B) @ stages, z * np.array(ode.E) @ stages
+
+
+def test_tsit5_step_control_by_hand():
+    # y' = y to t1 = 3 (rtol = atol = 1e-5): dt0 as above; step 1's scaled error is tiny (factor 10);
+    # step 2's is err = |E| / (atol + rtol max(|y1|, |y2|)), and the next step is dt * 0.9 err^(-1/5)
+    f, calls = _counted(lambda t, y: y)
+    ode.tsit5(f, torch.ones(1, 1, dtype=torch.float64), t1=3.0)
+    dt0 = (0.01 / 5e4) ** (1 / 5)
+    y1, _ = _linear_step(dt0)
+    growth, error = _linear_step(10 * dt0)
+    err = abs(error) * y1 / (1e-5 + 1e-5 * max(y1, growth * y1))
+    assert 5e-6 < err < 1  # accepted, with a factor inside (1, 10)
+    np.testing.assert_allclose(calls[7:20:6], [dt0, 11 * dt0, 11 * dt0 + 10 * dt0 * 0.9 * err ** -0.2],
+                               rtol=1e-9)
+
+
+def test_tsit5_adapts_to_the_tolerance():
+    k = 50.0
+    loose, loose_calls = _counted(lambda t, y: -k * y)
+    tight, tight_calls = _counted(lambda t, y: -k * y)
+    y0 = torch.ones(1, 1, dtype=torch.float64)
+    y_loose = ode.tsit5(loose, y0, rtol=1e-3, atol=1e-3)
+    y_tight = ode.tsit5(tight, y0, rtol=1e-9, atol=1e-9)
+    assert len(loose_calls) < len(tight_calls) / 3
+    assert abs(y_loose.item() - math.exp(-k)) < 1e-2
+    assert abs(y_tight.item() - math.exp(-k)) < 1e-8
+
+
+def test_tsit5_batch_shares_steps_by_the_largest_error():
+    rates = torch.tensor([[1.0], [30.0]], dtype=torch.float64)
+    evals = {}
+    for name, rate in (("easy", 1.0), ("hard", 30.0)):
+        f, calls = _counted(lambda t, y, rate=rate: -rate * y)
+        ode.tsit5(f, torch.ones(1, 1, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+        evals[name] = len(calls)
+    f, calls = _counted(lambda t, y: -rates * y)
+    y = ode.tsit5(f, torch.ones(2, 1, dtype=torch.float64), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(y[:, 0].numpy(), np.exp([-1.0, -30.0]), atol=1e-5)
+    assert evals["easy"] < evals["hard"] <= len(calls)
+    # identical rows take exactly the single row's steps
+    single = ode.tsit5(lambda t, y: torch.sin(y) + t, torch.full((1, 3), 0.5))
+    double = ode.tsit5(lambda t, y: torch.sin(y) + t, torch.full((2, 3), 0.5))
+    assert torch.equal(double, single.expand(2, -1))
+
+
+def test_tsit5_gradient_matches_the_analytic_derivative():
+    y0 = torch.ones(1, 1, dtype=torch.float64, requires_grad=True)
+    rate = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    y1 = ode.tsit5(lambda t, y: rate * y, y0, rtol=1e-8, atol=1e-8)
+    y1.sum().backward()
+    assert y0.grad.item() == pytest.approx(math.e, rel=1e-6)  # d y1 / d y0 = e^rate
+    assert rate.grad.item() == pytest.approx(math.e, rel=1e-6)  # d y1 / d rate = t e^rate y0 at t = 1
+
+
+def test_tsit5_max_steps():
+    with pytest.raises(RuntimeError, match="max_steps"):
+        ode.tsit5(lambda t, y: -1000 * y, torch.ones(2, 2), rtol=1e-8, atol=1e-8, max_steps=5)
