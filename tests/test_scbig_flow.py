@@ -6,10 +6,75 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import ot
 import pytest
 import torch
+from scipy import stats
 
-from bench.adapters.scbig import ode
+from bench.adapters.scbig import coupling, ode
+
+
+# --- coupling -------------------------------------------------------------------------------------------------------
+
+def test_sinkhorn_plan_marginals():
+    generator = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(40, 5, generator=generator), torch.randn(30, 5, generator=generator) + 1
+    plan = coupling.sinkhorn_plan(x0, x1)
+    assert plan.shape == (40, 30)
+    assert torch.allclose(plan.sum(1), torch.full((40,), 1 / 40), atol=1e-6)  # f is updated last
+    assert (plan.sum(0) - 1 / 30).abs().sum().item() < 1e-3
+    slow = coupling.sinkhorn_plan(x0, x1, epsilon=0.02)  # needs more than the first 10 iterations
+    assert (slow.sum(0) - 1 / 30).abs().sum().item() < 1e-3
+
+
+def test_sinkhorn_rows_are_exact_after_each_iteration():
+    generator = torch.Generator().manual_seed(1)
+    x0, x1 = torch.randn(20, 3, generator=generator), torch.randn(25, 3, generator=generator) * 3
+    plan = coupling.sinkhorn_plan(x0, x1, epsilon=0.01, max_iterations=3)
+    assert torch.allclose(plan.sum(1), torch.full((20,), 1 / 20), atol=1e-6)
+    assert (plan.sum(0) - 1 / 25).abs().sum().item() > 1e-3  # not converged: the columns are not
+
+
+def test_sinkhorn_plan_matches_pot_on_the_mean_scaled_cost():
+    generator = torch.Generator().manual_seed(2)
+    x0 = torch.randn(12, 4, generator=generator, dtype=torch.float64)
+    x1 = torch.randn(9, 4, generator=generator, dtype=torch.float64)
+    plan = coupling.sinkhorn_plan(x0, x1, epsilon=1.0, threshold=1e-12, max_iterations=10000)
+    cost = ot.dist(x0.numpy(), x1.numpy())
+    reference = ot.sinkhorn(np.full(12, 1 / 12), np.full(9, 1 / 9), cost / cost.mean(), reg=1.0,
+                            method="sinkhorn_log", stopThr=1e-14, numItermax=10000)
+    np.testing.assert_allclose(plan.numpy(), reference, atol=1e-10)
+
+
+def test_sinkhorn_with_tiny_epsilon_is_the_exact_ot_permutation():
+    generator = torch.Generator().manual_seed(3)
+    x0 = 3 * torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    x1 = x0[torch.tensor([3, 0, 5, 1, 4, 2])] + 0.1 * torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    plan = coupling.sinkhorn_plan(x0, x1, epsilon=1e-3, threshold=1e-9, max_iterations=20000)
+    uniform = np.full(6, 1 / 6)
+    exact = ot.emd(uniform, uniform, ot.dist(x0.numpy(), x1.numpy()))
+    np.testing.assert_allclose(plan.numpy(), exact, atol=1e-4)
+
+
+def test_sinkhorn_cost_is_mean_scaled():
+    generator = torch.Generator().manual_seed(4)
+    x0, x1 = torch.randn(15, 3, generator=generator), torch.randn(10, 3, generator=generator)
+    plan = coupling.sinkhorn_plan(x0, x1, threshold=1e-6)
+    assert torch.allclose(coupling.sinkhorn_plan(7 * x0, 7 * x1, threshold=1e-6), plan, atol=1e-6)
+
+
+def test_sampled_pairs_follow_the_plan():
+    plan = torch.tensor([[0.10, 0.00, 0.20, 0.05], [0.05, 0.30, 0.00, 0.10], [0.00, 0.05, 0.10, 0.05]])
+    rows, cols = coupling.sample_pairs(plan, 20000, torch.Generator().manual_seed(0))
+    counts = np.zeros((3, 4))
+    np.add.at(counts, (rows.numpy(), cols.numpy()), 1)
+    assert counts[plan.numpy() == 0].sum() == 0
+    support = plan.numpy() > 0
+    assert stats.chisquare(counts[support], 20000 * plan.numpy()[support]).pvalue > 1e-3
+    one = torch.zeros(3, 4)
+    one[1, 2] = 1.0
+    rows, cols = coupling.sample_pairs(one, 5)
+    assert rows.tolist() == [1] * 5 and cols.tolist() == [2] * 5
 
 
 # --- Tsit5 ----------------------------------------------------------------------------------------------------------
