@@ -10,8 +10,180 @@ import ot
 import pytest
 import torch
 from scipy import stats
+from torch import nn
 
 from bench.adapters.scbig import coupling, ode
+from bench.adapters.scbig.flow import (ConditionalFlow, ConditionEncoder, SeedAttentionPooling, VelocityField, dense,
+                                       mlp, path_loss, time_encoding, transport)
+
+
+# --- time code, MLP, velocity field -----------------------------------------------------------------------------
+
+def test_time_encoding_is_1024_wide_from_512_frequencies():
+    code = time_encoding(torch.tensor([0.0, 0.5]))
+    assert code.shape == (2, 1024)
+    assert torch.equal(code[0, :512], torch.ones(512)) and torch.equal(code[0, 512:], torch.zeros(512))
+    angle = 0.5 * 10000 * 10000 ** (-1 / 512)  # frequency i = 1 of 512
+    assert code[1, 1].item() == pytest.approx(math.cos(angle), abs=1e-3)
+    assert code[1, 513].item() == pytest.approx(math.sin(angle), abs=1e-3)
+
+
+def test_time_encoding_small_width_by_hand():
+    # width 8: 4 frequencies 10000^(-i/4) = 10^-i, angles 0.3 * 10000 * 10^-i
+    code = time_encoding(torch.tensor([0.3], dtype=torch.float64), width=8)
+    angles = np.array([3000.0, 300.0, 30.0, 3.0])
+    np.testing.assert_allclose(code[0].numpy(), np.concatenate([np.cos(angles), np.sin(angles)]), atol=1e-9)
+
+
+def test_mlp_layout_follows_cellflow_mlpblock():
+    kinds = lambda block: [(type(m).__name__, getattr(m, "p", None)) for m in block]  # noqa: E731
+    assert kinds(mlp(3, (4, 5), 0.1, act_last=True)) == [
+        ("Linear", None), ("SiLU", None), ("Dropout", 0.1), ("Linear", None), ("SiLU", None), ("Dropout", 0.1)]
+    # no activation after the last layer, but its dropout stays (NU:110-112)
+    assert kinds(mlp(3, (4, 5), 0.0, act_last=False)) == [
+        ("Linear", None), ("SiLU", None), ("Dropout", 0.0), ("Linear", None), ("Dropout", 0.0)]
+    assert len(mlp(3, (), 0.1, act_last=True)) == 0
+
+
+def test_dense_is_flax_lecun_normal():
+    torch.manual_seed(0)
+    layer = dense(256, 4096)
+    std = 1 / math.sqrt(256)
+    assert layer.weight.std().item() == pytest.approx(std, rel=0.02)
+    assert layer.weight.abs().max().item() <= 2 * std / 0.87962566103423978 + 1e-7
+    assert torch.equal(layer.bias, torch.zeros(4096))
+
+
+def _field(**kw) -> VelocityField:
+    return VelocityField(latent_dim=6, condition_dim=5, time_width=16, time_dims=(8, 7), x_dims=(9, 10),
+                         decoder_dims=(11, 12), **kw)
+
+
+def test_velocity_field_shapes():
+    field = _field()
+    assert field.decoder[0].in_features == 7 + 10 + 5  # concat[t, x, condition]
+    assert field.time[0].in_features == 16 and field.x[0].in_features == 6
+    assert field.output.in_features == 12 and field.output.out_features == 6
+    out = field(torch.randn(4, 6), torch.rand(4), torch.randn(1, 5))
+    assert out.shape == (4, 6)
+
+
+def test_condition_dropout_only_when_asked():
+    torch.manual_seed(0)
+    field = _field(condition_dropout=1.0).eval()  # rate 1: the whole condition is dropped
+    x, t, c = torch.randn(3, 6), torch.rand(3), torch.randn(1, 5)
+    plain = field(x, t, c)
+    assert torch.equal(field(x, t, c), plain)
+    assert torch.allclose(field(x, t, c, condition_dropout=True), field(x, t, torch.zeros(1, 5)))
+    assert not torch.allclose(field(x, t, c, condition_dropout=True), plain)
+
+
+def test_condition_dropout_mask_is_shared_by_the_batch():
+    torch.manual_seed(0)
+    field = _field(condition_dropout=0.5).eval()
+    x, t = torch.randn(1, 6).expand(64, -1), torch.full((64,), 0.3)
+    out = field(x, t, torch.randn(1, 5), condition_dropout=True)
+    assert torch.allclose(out, out[:1].expand(64, -1))
+
+
+def test_path_loss_uses_the_condition_dropout():
+    class Zero(nn.Module):
+        calls = []
+
+        def forward(self, x, t, condition, condition_dropout=False):
+            self.calls.append(condition_dropout)
+            return torch.zeros_like(x)
+
+    x0, x1 = torch.randn(5, 3), torch.randn(5, 3)
+    loss = path_loss(Zero(), x0, x1, torch.randn(1, 2))
+    assert loss.item() == pytest.approx(((x1 - x0) ** 2).mean().item())
+    assert Zero.calls == [True]
+
+
+# --- condition encoder --------------------------------------------------------------------------------------------
+
+def test_seed_pooling_scales_by_sqrt_of_the_full_width():
+    pool = SeedAttentionPooling(input_dim=4, heads=2, dim=4)
+    with torch.no_grad():
+        pool.seed.copy_(torch.tensor([[1.0, 2.0, 0.0, 1.0]]))
+        for layer in (pool.query, pool.key, pool.value):
+            layer.weight.copy_(torch.eye(4))
+            layer.bias.zero_()
+    x = torch.tensor([[[1.0, 0.0, 1.0, 1.0], [0.0, 1.0, 2.0, 0.0]]])
+    out = pool(x, torch.ones(1, 2, dtype=torch.bool))[0]
+    # head 0: q (1, 2), keys (1, 0), (0, 1): logits (1, 2) / sqrt(4); head 1: q (0, 1), keys (1, 1), (2, 0)
+    w0 = np.exp([0.5, 1.0]) / np.exp([0.5, 1.0]).sum()
+    w1 = np.exp([0.5, 0.0]) / np.exp([0.5, 0.0]).sum()
+    expected = [w0[0], w0[1], w1[0] * 1 + w1[1] * 2, w1[0] * 1 + w1[1] * 0]
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-6)
+
+
+def test_masked_slots_are_ignored_and_slot_order_does_not_matter():
+    torch.manual_seed(0)
+    encoder = ConditionEncoder(feature_dim=6, condition_dim=5, heads=2, seed_dim=4)
+    a, b, zero = torch.randn(6), torch.randn(6), torch.zeros(6)
+    encode = lambda *slots: encoder(torch.stack(slots)[None])[0]  # noqa: E731
+    assert torch.allclose(encode(a, zero), encode(a), atol=1e-6)
+    assert torch.allclose(encode(a, b), encode(b, a), atol=1e-6)
+    assert not torch.allclose(encode(a, b), encode(a), atol=1e-3)
+
+
+def test_masked_first_slot_masks_every_key_as_official():
+    # row 0 of mask & mask^T: with slot 0 empty all keys are masked and the softmax is uniform
+    torch.manual_seed(0)
+    pool = SeedAttentionPooling(input_dim=6, heads=2, dim=4)
+    a = torch.randn(6)
+    x = torch.stack([torch.zeros(6), a])[None]
+    out = pool(x, torch.tensor([[False, True]]))[0]
+    expected = (pool.value(torch.zeros(6)) + pool.value(a)) / 2
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_cell_type_one_hot_unmasks_empty_slots_and_unseen_types_add_nothing():
+    torch.manual_seed(0)
+    encoder = ConditionEncoder(feature_dim=6, condition_dim=5, heads=2, seed_dim=4, n_cell_types=2)
+    assert encoder.pool.key.in_features == 8
+    a = torch.randn(6)
+    padded, alone = torch.stack([a, torch.zeros(6)])[None], a[None, None]
+    seen = torch.tensor([1])
+    assert not torch.allclose(encoder(padded, seen), encoder(alone, seen), atol=1e-4)
+    by_hand = encoder.output(encoder.pool(torch.cat([padded, torch.tensor([0.0, 1.0]).expand(1, 2, 2)], 2),
+                                          torch.ones(1, 2, dtype=torch.bool)))
+    assert torch.allclose(encoder(padded, seen), by_hand, atol=1e-6)
+    unseen = torch.tensor([2])
+    assert torch.allclose(encoder(padded, unseen), encoder(alone, unseen), atol=1e-6)
+
+
+class _Features:
+    dim = 3
+    table = {"A": [1.0, 0.5, -1.0], "B": [0.2, -0.3, 2.0], "Z": [0.0, 0.0, 0.0]}
+
+    def lookup(self, genes):
+        return np.array([self.table[g] for g in genes], dtype=np.float32)
+
+
+def test_conditional_flow_condition_slots():
+    torch.manual_seed(0)
+    flow = ConditionalFlow(_Features(), ["K562"], latent_dim=4, condition_dim=5, seed_dim=4, heads=2,
+                           time_width=8, time_dims=(8,), x_dims=(8,), decoder_dims=(8,))
+    single = flow.condition("A", "K562")
+    assert single.shape == (1, 5)
+    alone = flow.encoder(torch.tensor([[_Features.table["A"]]]))
+    assert torch.allclose(single, alone, atol=1e-6)
+    assert torch.allclose(flow.condition("A+Z", "K562"), single, atol=1e-6)  # featureless gene: masked
+    assert not torch.allclose(flow.condition("A+B", "K562"), single, atol=1e-4)
+
+
+def test_transport_integrates_the_field_from_0_to_1():
+    seen = []
+
+    def velocity(x, t, condition, condition_dropout=False):
+        seen.append((t.shape, condition_dropout))
+        return t[:, None] * condition.expand(len(x), -1)  # dx/dt = t c: x(1) = x0 + c / 2
+
+    x0, c = torch.randn(3, 2, dtype=torch.float64), torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    assert torch.allclose(transport(velocity, x0, c), x0 + c / 2, atol=1e-8)
+    assert set(seen) == {((3,), False)}
 
 
 # --- coupling -------------------------------------------------------------------------------------------------------
