@@ -1,9 +1,15 @@
-"""Autoencoder pre-training of the GCAE (scBIG): MSE reconstruction, Adam, early stopping.
+"""Autoencoder pre-training of the GCAE as the official release does it.
 
-Every epoch the reconstruction error of held-out cells is measured; training stops after ``patience``
-epochs without improvement and the best weights are kept. Held-out cells are the validation cells when
-there are at least ``MIN_HELD_OUT`` of them, else a seeded 10% of the training cells (kept out of the
-gradient steps).
+Official sources (``ttruan2426-dot/scBIG`` @ 5659ce9): ``GCAEWrapper.fit`` in
+``scbig/models/_gcae_impl.py`` (``IMPL:line``) and the encoder-validation cells of
+``scbig/experiments/train_norman_additive.py`` (``TNA:line``). Official values: Adam 1e-4 (TNA:1475),
+batch 256, 100 epochs, validation every 5 epochs on at most 300 cells, patience 4 evaluations, minimum
+improvement 0 (TNA:1091-1102, run script ``--encoder_n_epochs 100 --encoder_batch_size 256``).
+
+Deviations: the epoch permutations come from the caller's NumPy generator and dropout from torch's
+(official: a JAX key chain from ``PRNGKey(0)``, IMPL:1729, 1774-1775); the 200 000-cell cap on the
+encoder's training rows (TNA:1767-1772) is left to the caller; the training-control hold-out is capped
+at half the training controls (see ``encoder_validation_rows``).
 """
 
 from __future__ import annotations
@@ -16,55 +22,104 @@ import torch
 from bench.adapters.early_stopping import BestWeights
 from bench.adapters.torch_runtime import dense_rows
 
-MIN_HELD_OUT = 64
-
 
 @dataclass
 class PretrainSettings:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    patience: int
+    """Defaults are the official run's values."""
+
+    epochs: int = 100
+    batch_size: int = 256
+    learning_rate: float = 1e-4
+    eval_every: int = 5
+    patience: int = 4
+    eval_cells: int = 300
 
 
-def held_out_split(train_x, val_x, rng: np.random.Generator):
-    """``(training rows, held-out matrix)``: validation cells, or 10% of the training cells."""
+def _subsample(indices: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``indices`` if at most ``n``, else ``n`` of them drawn without replacement with
+    ``default_rng(seed)``, sorted (``sample_encoder_eval_subset``, TNA:220-227)."""
+    if indices.size <= n:
+        return indices
+    return np.sort(np.random.default_rng(seed).choice(indices, size=n, replace=False))
+
+
+def encoder_validation_rows(train_x, train_controls: np.ndarray, val_x, val_controls: np.ndarray,
+                            eval_cells: int, seed: int) -> tuple[np.ndarray, object]:
+    """``(training rows, validation matrix)`` for the encoder: the rows of ``train_x`` the encoder trains
+    on and the cells (rows of ``val_x`` or ``train_x``, same matrix type) its early stopping reads.
+
+    ``train_controls`` / ``val_controls``: boolean control masks of the rows of ``train_x`` / ``val_x``
+    (``val_x`` may be None or have no rows). Official priority (``prepare_encoder_eval_subset``,
+    TNA:240-299, controls only as ``--encoder_eval_controls_only 1``), each source sampled as
+    ``_subsample`` with the seed offset the official code uses:
+
+    1. the validation split's controls, at most ``eval_cells`` (seed ``seed``); all training rows train;
+    2. else training controls held out from the encoder's training rows (seed ``seed + 1``,
+       TNA:1692-1700). Official holds out up to ``eval_cells`` (300), i.e. every control of a small
+       dataset (norman_subset has 100); here at most ⌊n_train_controls / 2⌋, so the encoder still sees
+       controls. (Official's third source, test controls, does not exist here: the harness never shows
+       the test split to a model.)
+    3. else at most ``eval_cells`` validation cells of any condition (seed ``seed + 97``, TNA:277-282);
+       no validation cells at all gives an empty matrix (no evaluation, last weights kept).
+    """
+    if eval_cells <= 0:
+        raise ValueError(f"eval_cells must be positive, got {eval_cells}")
     rows = np.arange(train_x.shape[0])
-    if val_x is not None and val_x.shape[0] >= MIN_HELD_OUT:
-        return rows, val_x
-    held = np.zeros(len(rows), dtype=bool)
-    held[rng.choice(len(rows), size=max(1, len(rows) // 10), replace=False)] = True
-    return rows[~held], train_x[np.flatnonzero(held)]
+    n_val = 0 if val_x is None else val_x.shape[0]
+    val_control_rows = np.flatnonzero(np.asarray(val_controls, dtype=bool)) if n_val else np.array([], int)
+    if val_control_rows.size:
+        return rows, val_x[_subsample(val_control_rows, eval_cells, seed)]
+    train_control_rows = np.flatnonzero(np.asarray(train_controls, dtype=bool))
+    n_held = min(eval_cells, train_control_rows.size // 2)
+    if n_held:
+        held = _subsample(train_control_rows, n_held, seed + 1)
+        return np.setdiff1d(rows, held), train_x[held]
+    if n_val:
+        return rows, val_x[_subsample(np.arange(n_val), eval_cells, seed + 97)]
+    return rows, train_x[np.array([], dtype=np.int64)]
 
 
-def reconstruction_error(net: torch.nn.Module, x, device: str, batch_size: int) -> float:
+def validation_error(net: torch.nn.Module, x, batch_size: int, device: str) -> float:
+    """Official validation loss (IMPL:1815-1832): dropout off, consecutive batches of ``batch_size``
+    cells, the MEAN OF THE BATCH MSEs (a short last batch weighs as much as a full one)."""
     net.eval()
-    total = 0.0
+    errors = []
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             block = dense_rows(x, np.arange(start, min(start + batch_size, x.shape[0])), device)
-            total += float(((net(block) - block) ** 2).mean(dim=1).sum())
-    return total / max(x.shape[0], 1)
+            errors.append(float(((net(block) - block) ** 2).mean()))
+    return float(np.mean(errors))
 
 
 def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, rng: np.random.Generator,
              device: str) -> float:
-    """Train ``net`` in place; return the best held-out reconstruction MSE."""
-    rows, held_out = held_out_split(train_x, val_x, rng)
+    """Train ``net`` (an autoencoder, ``net(x) ≈ x``) in place on the rows of ``train_x`` (the
+    encoder's training rows); return the best validation error (inf if never evaluated).
+
+    As ``GCAEWrapper.fit`` (IMPL:1675-1880): loss = MSE over batch x genes (IMPL:1500; ``net`` adds the
+    mean back, so this equals the official loss on centred genes); Adam; each epoch a fresh permutation
+    of the rows, the last partial batch kept, dropout on (IMPL:1772-1799); after every ``eval_every``-th
+    epoch (``(epoch+1) % eval_every == 0``, none before training) ``validation_error`` on ``val_x``;
+    improvement = strictly lower; stop once ``patience`` evaluations in a row brought none (0: never)
+    (IMPL:1806-1866); the best weights are restored at the end, the last ones if never evaluated
+    (IMPL:1868-1871). ``val_x`` None, empty or ``eval_every <= 0``: no evaluation.
+    """
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
-    best = BestWeights(settings.patience, reconstruction_error(net, held_out, device, settings.batch_size))
+    best = BestWeights(settings.patience)
+    evaluates = val_x is not None and val_x.shape[0] > 0 and settings.eval_every > 0
+    n_rows = train_x.shape[0]
     for epoch in range(1, settings.epochs + 1):
         net.train()
-        order = rng.permutation(rows)
-        for start in range(0, len(order), settings.batch_size):
-            block = dense_rows(train_x, np.sort(order[start:start + settings.batch_size]), device)
+        order = rng.permutation(n_rows)
+        for start in range(0, n_rows, settings.batch_size):
+            block = dense_rows(train_x, order[start:start + settings.batch_size], device)
             loss = ((net(block) - block) ** 2).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        error = reconstruction_error(net, held_out, device, settings.batch_size)
-        if best.update(net, error):
-            break
+        if evaluates and epoch % settings.eval_every == 0:
+            if best.update(net, validation_error(net, val_x, settings.batch_size, device)):
+                break
     best.restore(net)
     net.eval()
-    return best.best
+    return float(best.best)
