@@ -250,24 +250,3 @@ class ConditionalFlow(nn.Module):
         code = self.cell_types.index(cell_type) if cell_type in self.cell_types else len(self.cell_types)
         return self.encoder(features, torch.tensor([code], device=weight.device))
 
-
-# --- Legacy: the pre-official coupling and solver, kept only so that the current ``training.py`` (and
-# with it the package) still imports while it is rewritten onto ``coupling.py`` and ``ode.py``. Delete
-# both with that change. ---
-
-def ot_pairs(x0: torch.Tensor, x1: torch.Tensor) -> np.ndarray:
-    """Legacy: for each target row, its source row under the exact OT plan of equal-sized batches."""
-    import ot
-
-    cost = torch.cdist(x1.detach().float(), x0.detach().float()).pow(2).cpu().double().numpy()
-    uniform = np.full(len(x1), 1.0 / len(x1))
-    return ot.emd(uniform, uniform, cost).argmax(axis=1)
-
-
-def solve(velocity: VelocityField, x0: torch.Tensor, condition: torch.Tensor, steps: int) -> torch.Tensor:
-    """Legacy: fixed-step midpoint integration from t = 0 to 1 (the official solver is ``transport``)."""
-    x, h = x0, 1.0 / steps
-    for i in range(steps):
-        t = torch.full((len(x0),), i * h, device=x0.device)
-        x = x + h * velocity(x + 0.5 * h * velocity(x, t, condition), t + 0.5 * h, condition)
-    return x

@@ -5,7 +5,7 @@
 - relation graph: GEARS' Gene Ontology Jaccard graph; official: STRING ``string_info`` and
   ``string_links`` (combined score >= ``string_min_score``);
 - perturbed-gene features (conditions): GO embedding and pseudobulk PCA loadings; official: ESM2
-  ``esm_features``, scBIG's single file or a directory of one tensor file per gene;
+  ``esm_features`` alone, scBIG's single file or a directory of one tensor file per gene;
 - pathways: GO biological-process gene sets of 5 to 200 genes, the ``max_pathways`` largest; official:
   Reactome (or any) ``pathways_gmt``, the pathways of ``gmt_min_genes`` to ``gmt_max_genes`` panel genes
   (0: no bound), at most ``gmt_max_pathways`` (0: all) of them, the largest.
@@ -94,17 +94,6 @@ def embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> 
     return GeneEmbeddings(clustering, vectors.positional)
 
 
-def gene_embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> np.ndarray:
-    """The clustering vectors, ``embeddings(...).clustering``."""
-    return embeddings(train, sources, rng).clustering
-
-
-def positional_embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> np.ndarray:
-    """The positional vectors, ``embeddings(...).positional``. Offline, a separate call draws its own
-    cell subsample: call ``embeddings`` once when both are needed."""
-    return embeddings(train, sources, rng).positional
-
-
 def relation_graph(train: TrainData, sources: Sources) -> pd.DataFrame:
     if sources.string_info or sources.string_links:
         return resources.read_string_graph(sources.string_info, sources.string_links, train.genes,
@@ -130,24 +119,24 @@ def pathways(train: TrainData, sources: Sources, max_pathways: int) -> list[np.n
 
 
 class ConditionFeatures:
-    """Fixed feature vectors of perturbed genes: ``[GO, data PCA loadings, ESM, flags of which exist]``."""
+    """Fixed feature vectors of perturbed genes, the condition encoder's slots.
+
+    Official (``esm_features``): the gene's ESM2 vector alone, zeros for a gene without one (the slot is
+    then masked, as for ``ctrl``; ``train_norman_additive.py`` builds them so). Offline: ``[GO embedding,
+    data PCA loadings, flags of which exist]``, zeros for a gene with neither.
+    """
 
     def __init__(self, train: TrainData, perturbed: list[str], n_components: int, sources: Sources):
-        self.genes = GeneFeatures.fit(train, perturbed, n_components)
         self.esm_path = sources.esm_features
-        self.esm_dim = 0
         if self.esm_path:
-            self.esm_dim = resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
-
-    @property
-    def dim(self) -> int:
-        return self.genes.go_dim + self.genes.data_dim + self.esm_dim + 3
+            self.dim = resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
+        else:
+            self.genes = GeneFeatures.fit(train, perturbed, n_components)
+            self.dim = self.genes.go_dim + self.genes.data_dim + 2
 
     def lookup(self, genes: list[str]) -> np.ndarray:
+        if self.esm_path:
+            return resources.read_esm_features(self.esm_path, genes)[0]
         go, data = self.genes.lookup(genes)
-        esm = np.zeros((len(genes), 0), dtype=np.float32)
-        found = np.zeros(len(genes), dtype=bool)
-        if self.esm_dim:
-            esm, found = resources.read_esm_features(self.esm_path, genes)
-        flags = np.stack([np.abs(go).sum(axis=1) > 0, np.abs(data).sum(axis=1) > 0, found], axis=1)
-        return np.hstack([go, data, esm, flags.astype(np.float32)]).astype(np.float32)
+        flags = np.stack([np.abs(go).sum(axis=1) > 0, np.abs(data).sum(axis=1) > 0], axis=1)
+        return np.hstack([go, data, flags.astype(np.float32)]).astype(np.float32)

@@ -1,14 +1,24 @@
-"""Training of scBIG's conditional flow: OT-coupled minibatches, structure losses, validation.
+"""Training of scBIG's conditional flow as the official release runs it (``train_norman_additive.py``
+with CellFlow's OT flow-matching solver, ``cellflow/solvers/_otfm.py``).
 
-A micro-batch is one (cell type, training condition) drawn uniformly: up to ``batch_size`` of its cells
-and as many control cells of the same cell type, coupled by minibatch OT (CellFlow's sampling). An
-optimiser step accumulates ``accumulation`` micro-batches; gradients are clipped to norm ``grad_clip``.
-Every ``structure_every`` steps the first micro-batch also runs a differentiable ODE solve of at most
-``structure_cells`` controls, decodes it, and adds the weighted cluster-correlation and pathway-OT
-losses against the observed cells (``structure``). Every ``eval_every`` steps (and at the end) the
-validation conditions are predicted from training controls; ``report(step, -MSE)`` is called and the
-best weights are kept (with ``patience`` > 0, training stops after that many evaluations without a
-better one). Without validation conditions the reported value is the negative mean training loss.
+- A call draws a cell type, then one of its training conditions, uniformly; ``batch_size`` of its
+  control latents and ``batch_size`` of the condition's latents, both with replacement; couples them by
+  entropic OT (``coupling``) and draws ``batch_size`` pairs from the plan; the loss is the flow-matching
+  loss on the constant-noise path, with the condition embedding's dropout on.
+- Gradients of ``accumulation`` calls are averaged, clipped to global norm ``grad_clip`` and applied by
+  Adam (``optax.MultiSteps`` over ``clip_by_global_norm`` and Adam in the official code).
+- Every ``structure.every`` calls, after that call's update: the structure-aware alignment, one
+  separate Adam step (its own state) per condition for ``structure.conditions`` training conditions,
+  each on ``structure.cells`` fresh control latents solved by the adaptive ODE with all dropout off,
+  decoded by the frozen decoder and compared with as many observed cells; gradients are clipped
+  element-wise to ``structure.clip``. A condition whose step fails (its ODE does not converge) is skipped
+  and counted, as in the official loop.
+- Every ``eval_every`` calls (and after the last): each validation condition is predicted from the same
+  ``eval_cells`` training controls of its cell type (adaptive ODE, decoded, averaged); the value is the
+  mean over conditions of the Pearson correlation of predicted and observed change from the training
+  controls' mean on all genes (``val_r_all``, the official selection metric), reported as
+  ``report(call, value)``; the weights with the highest value are kept (``patience`` > 0: training stops
+  after that many evaluations without a better one; the official run never stops early).
 """
 
 from __future__ import annotations
@@ -20,29 +30,42 @@ import numpy as np
 import torch
 
 from bench.adapters.early_stopping import BestWeights
-from bench.adapters.scbig.flow import ConditionalFlow, ot_pairs, path_loss, solve
+from bench.adapters.scbig.coupling import couple
+from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import cluster_correlation_loss, pathway_ot_loss
 from bench.adapters.torch_runtime import dense_rows
+from bench.metrics import rowwise_pearson
+
+
+@dataclass
+class StructureSettings:
+    every: int
+    conditions: int
+    cells: int
+    learning_rate: float
+    clip: float
+    correlation_weight: float
+    pathway_weight: float
 
 
 @dataclass
 class FlowSettings:
-    steps: int
-    batch_size: int
+    calls: int
     accumulation: int
+    batch_size: int
     learning_rate: float
     grad_clip: float
     noise: float
-    ode_steps: int
+    ot_epsilon: float
+    ot_threshold: float
+    ot_iterations: int
     eval_every: int
+    eval_cells: int
     patience: int
-    correlation_weight: float
-    pathway_weight: float
-    structure_every: int
-    structure_cells: int
-    structure_ode_steps: int
-    mixed_precision: bool
+    rtol: float
+    atol: float
+    structure: StructureSettings
 
 
 @dataclass
@@ -71,84 +94,136 @@ class Structure:
 
 
 @dataclass
-class Validation:
-    """Per cell type: conditions, their observed mean genes, and the standardised control latents."""
+class ValidationGroup:
+    """One cell type's validation conditions: observed mean genes, the training-control mean and the
+    control latents predictions start from."""
 
-    groups: list[tuple[str, list[str], torch.Tensor, torch.Tensor]]
-
-    def error(self, flow: ConditionalFlow, latent: LatentSpace, steps: int) -> float:
-        errors = []
-        for cell_type, conditions, observed, z0 in self.groups:
-            means = torch.stack([predict_means(flow, latent, z0, c, cell_type, steps) for c in conditions])
-            errors.append(((means - observed) ** 2).mean(dim=1))
-        return float(torch.cat(errors).mean())
+    cell_type: str
+    conditions: list[str]
+    observed: np.ndarray
+    control_mean: np.ndarray
+    z0: torch.Tensor
 
 
 def predict_cells(flow: ConditionalFlow, latent: LatentSpace, z0: torch.Tensor, condition: str, cell_type: str,
-                  steps: int) -> torch.Tensor:
+                  rtol: float, atol: float) -> torch.Tensor:
     flow.eval()
     with torch.no_grad():
-        return latent.decode(solve(flow.velocity, z0, flow.condition(condition, cell_type), steps))
+        return latent.decode(transport(flow.velocity, z0, flow.condition(condition, cell_type), rtol=rtol, atol=atol))
 
 
-def predict_means(flow, latent, z0, condition, cell_type, steps) -> torch.Tensor:
-    return predict_cells(flow, latent, z0, condition, cell_type, steps).mean(dim=0)
+def validation_value(flow: ConditionalFlow, latent: LatentSpace, groups: list[ValidationGroup],
+                     settings: FlowSettings) -> float:
+    """The official ``val_r_all``: mean over conditions of the all-gene Pearson delta (NaN ones skipped)."""
+    values = []
+    for group in groups:
+        predicted = np.stack([predict_cells(flow, latent, group.z0, c, group.cell_type, settings.rtol,
+                                            settings.atol).mean(dim=0).cpu().numpy() for c in group.conditions])
+        values.append(rowwise_pearson(predicted - group.control_mean, group.observed - group.control_mean))
+    return float(np.mean(np.concatenate(values)))
 
 
-def autocast(device: str, enabled: bool):
-    """bfloat16 autocast on CUDA for the networks' matrix products; a no-op on CPU."""
-    return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16,
-                          enabled=enabled and device.startswith("cuda"))
+def flow_matching_loss(flow: ConditionalFlow, data: FlowData, group: Group, settings: FlowSettings,
+                       rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
+    """One call: controls and condition cells drawn with replacement, coupled by entropic OT, regressed."""
+    controls = data.controls[group.cell_type]
+    x0 = data.z[rng.choice(controls, size=settings.batch_size, replace=True)]
+    x1 = data.z[rng.choice(group.rows, size=settings.batch_size, replace=True)]
+    x0, x1 = couple(x0, x1, generator, epsilon=settings.ot_epsilon, threshold=settings.ot_threshold,
+                    max_iterations=settings.ot_iterations)
+    return path_loss(flow.velocity, x0, x1, flow.condition(group.condition, group.cell_type), settings.noise,
+                     generator)
 
 
-def structure_loss(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, structure: Structure,
-                   group: Group, x0: torch.Tensor, settings: FlowSettings, rng: np.random.Generator,
-                   device: str) -> torch.Tensor:
-    n = min(settings.structure_cells, len(x0), len(group.rows))
-    rows = np.sort(rng.choice(group.rows, size=n, replace=False))
-    observed = dense_rows(data.x, rows, device)
-    predicted = latent.decode(solve(flow.velocity, x0[:n], flow.condition(group.condition, group.cell_type),
-                                    settings.structure_ode_steps).float())
-    loss = settings.correlation_weight * cluster_correlation_loss(predicted, observed, structure.clusters)
-    if structure.pathways is not None and settings.pathway_weight > 0:
-        loss = loss + settings.pathway_weight * pathway_ot_loss(predicted, observed, structure.pathways)
-    return loss
+class StructureAlignment:
+    """The official structure-aware alignment steps, with their own Adam state."""
+
+    def __init__(self, flow: ConditionalFlow, latent: LatentSpace, data: FlowData, structure: Structure,
+                 settings: FlowSettings, device: str):
+        self.flow, self.latent, self.data, self.structure = flow, latent, data, structure
+        self.settings, self.device = settings, device
+        self.optimiser = torch.optim.Adam(flow.parameters(), lr=settings.structure.learning_rate)
+        self.skipped = 0
+
+    @property
+    def active(self) -> bool:
+        weights = self.settings.structure
+        return weights.correlation_weight > 0 or (weights.pathway_weight > 0 and self.structure.pathways is not None)
+
+    def loss(self, group: Group, rng: np.random.Generator) -> torch.Tensor:
+        cells, weights = self.settings.structure.cells, self.settings.structure
+        controls = self.data.controls[group.cell_type]
+        z0 = self.data.z[np.sort(rng.choice(controls, size=min(cells, len(controls)), replace=False))]
+        observed = dense_rows(self.data.x, np.sort(rng.choice(group.rows, size=min(cells, len(group.rows)),
+                                                               replace=False)), self.device)
+        condition = self.flow.condition(group.condition, group.cell_type)
+        predicted = self.latent.decode(transport(self.flow.velocity, z0, condition, rtol=self.settings.rtol,
+                                                 atol=self.settings.atol))
+        loss = weights.correlation_weight * cluster_correlation_loss(predicted, observed, self.structure.clusters)
+        if self.structure.pathways is not None and weights.pathway_weight > 0:
+            loss = loss + weights.pathway_weight * pathway_ot_loss(predicted, observed, self.structure.pathways)
+        return loss
+
+    def round(self, rng: np.random.Generator) -> None:
+        """One alignment step per drawn condition; the main optimiser's accumulated gradients are kept."""
+        parameters = [p for p in self.flow.parameters() if p.requires_grad]
+        accumulated = [None if p.grad is None else p.grad.clone() for p in parameters]
+        chosen = rng.choice(len(self.data.groups), size=min(self.settings.structure.conditions,
+                                                             len(self.data.groups)), replace=False)
+        self.flow.eval()
+        for index in chosen:
+            self.optimiser.zero_grad()
+            try:
+                self.loss(self.data.groups[index], rng).backward()
+            except RuntimeError:
+                self.skipped += 1
+                continue
+            for p in parameters:
+                if p.grad is not None:
+                    p.grad.clamp_(-self.settings.structure.clip, self.settings.structure.clip)
+            self.optimiser.step()
+        self.flow.train()
+        for p, grad in zip(parameters, accumulated):
+            p.grad = grad
 
 
 def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, structure: Structure,
-               validation: Validation | None, settings: FlowSettings, rng: np.random.Generator,
-               report: Callable[[int, float], None], device: str) -> None:
+               validation: list[ValidationGroup], settings: FlowSettings, rng: np.random.Generator,
+               report: Callable[[int, float], None], device: str) -> StructureAlignment:
+    """Train ``flow`` in place (the best validated weights are kept); return the alignment's record."""
+    generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
     optimiser = torch.optim.Adam(flow.parameters(), lr=settings.learning_rate)
-    use_structure = settings.correlation_weight > 0 or (settings.pathway_weight > 0 and structure.pathways is not None)
+    alignment = StructureAlignment(flow, latent, data, structure, settings, device)
+    by_type: dict[str, list[Group]] = {}
+    for group in data.groups:
+        by_type.setdefault(group.cell_type, []).append(group)
+    cell_types = sorted(by_type)
     best, running = BestWeights(settings.patience), []
-    for step in range(1, settings.steps + 1):
+    flow.train()
+    optimiser.zero_grad()
+    for call in range(1, settings.calls + 1):
+        groups = by_type[cell_types[rng.integers(len(cell_types))]]
+        loss = flow_matching_loss(flow, data, groups[rng.integers(len(groups))], settings, rng, generator)
+        (loss / settings.accumulation).backward()
+        running.append(float(loss.detach()))
+        if call % settings.accumulation == 0:
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), settings.grad_clip)
+            optimiser.step()
+            optimiser.zero_grad()
+        if alignment.active and call % settings.structure.every == 0:
+            alignment.round(rng)
+        if call % settings.eval_every and call != settings.calls:
+            continue
+        if not validation:
+            report(call, -float(np.mean(running)))
+            running = []
+            continue
+        running = []
+        value = validation_value(flow, latent, validation, settings)
         flow.train()
-        optimiser.zero_grad()
-        for micro in range(settings.accumulation):
-            group = data.groups[rng.integers(len(data.groups))]
-            controls = data.controls[group.cell_type]
-            n = min(settings.batch_size, len(group.rows), len(controls))
-            x1 = data.z[np.sort(rng.choice(group.rows, size=n, replace=False))]
-            x0 = data.z[np.sort(rng.choice(controls, size=n, replace=False))]
-            x0 = x0[ot_pairs(x0, x1)]
-            with autocast(device, settings.mixed_precision):
-                loss = path_loss(flow.velocity, x0, x1, flow.condition(group.condition, group.cell_type),
-                                 settings.noise).float()
-                if use_structure and micro == 0 and step % settings.structure_every == 0:
-                    loss = loss + structure_loss(flow, latent, data, structure, group, x0, settings, rng, device)
-            (loss / settings.accumulation).backward()
-            running.append(float(loss.detach()))
-        torch.nn.utils.clip_grad_norm_(flow.parameters(), settings.grad_clip)
-        optimiser.step()
-        if step % settings.eval_every and step != settings.steps:
-            continue
-        training_loss, running = float(np.mean(running)), []
-        if validation is None:
-            report(step, -training_loss)
-            continue
-        value = validation.error(flow, latent, settings.ode_steps)
-        report(step, -value)
-        if best.update(flow, value):
+        report(call, value)
+        if best.update(flow, -value):
             break
     best.restore(flow)
     flow.eval()
+    return alignment
