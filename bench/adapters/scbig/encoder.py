@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -236,14 +235,6 @@ class GeneClusterAwareEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
-
-
-def gene_moments(x) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene mean and standard deviation of a dense or sparse cells x genes matrix."""
-    mean = np.asarray(x.mean(axis=0), dtype=np.float64).ravel()
-    square = x.multiply(x) if sp.issparse(x) else np.square(x)
-    variance = np.asarray(square.mean(axis=0), dtype=np.float64).ravel() - mean**2
-    return mean, np.sqrt(np.clip(variance, 0.0, None))
 
 
 class PCALatent(nn.Module):
