@@ -195,3 +195,26 @@ def test_pathway_filter_of_a_gmt_file_follows_the_card(small_synthetic, tmp_path
         assert [len(p) for p in priors.pathways(train, sources, params["max_pathways"])] == [1, 6, 3, 8]
     narrow = priors.Sources(pathways_gmt=str(gmt), gmt_min_genes=5, gmt_max_genes=7, gmt_max_pathways=1)
     assert [len(p) for p in priors.pathways(train, narrow, 64)] == [6]
+
+
+# The official configuration, written out by hand from the release (ttruan2426-dot/scBIG:
+# scripts/train_norman_additive.sh, configs/norman_additive_grc.json, scbig/models/_gcae_impl.py,
+# cellflow defaults; docs/scbig.md cites the lines).
+OFFICIAL = {
+    "n_clusters": 32, "latent_dim": 50, "chunk_size": 64, "width": 256, "n_blocks": 3, "n_modules": 8,
+    "heads": 8, "mlp_dim": 512, "ae_dropout": 0.1, "ae_epochs": 100, "ae_batch_size": 256,
+    "ae_learning_rate": 1e-4, "ae_eval_every": 5, "ae_patience": 4, "ae_eval_cells": 300,
+    "time_width": 1024, "flow_width": 1024, "flow_layers": 2, "flow_dropout": 0.1, "condition_dim": 256,
+    "seed_dim": 64, "seed_heads": 8, "condition_dropout": 0.9, "calls": 500_000, "accumulation": 20,
+    "batch_size": 1024, "learning_rate": 5e-5, "grad_clip": 1.0, "noise": 0.5, "ot_epsilon": 1.0,
+    "ot_threshold": 1e-3, "ot_iterations": 2000, "eval_every": 100_000, "eval_cells": 500, "rtol": 1e-5,
+    "atol": 1e-5, "structure_every": 1000, "structure_conditions": 3, "structure_cells": 64,
+    "structure_learning_rate": 5e-5, "structure_clip": 1.0, "correlation_weight": 0.1,
+    "pathway_weight": 0.1, "max_cells": 500, "string_min_score": 700, "gmt_min_genes": 1,
+    "gmt_max_genes": 0, "gmt_max_pathways": 0,
+}
+
+
+def test_the_paper_preset_is_the_official_configuration():
+    params = registry.resolve_params(registry.find_card("scbig"), "paper")
+    assert {name: params[name] for name in OFFICIAL} == OFFICIAL
