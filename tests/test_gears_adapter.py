@@ -19,6 +19,7 @@ from bench import registry, splits
 from bench.adapters.gears import workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR
 from bench.adapters.gears.graph import build
+from bench.adapters.gears import isolation
 from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import gears_condition, predict_key
 from bench.api import PredictQuery, TrainData
@@ -335,3 +336,33 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
         assert row.mse == pytest.approx(theirs[row.condition]["mse"], abs=1e-6)
         assert row.mse_de20 == pytest.approx(theirs[row.condition]["mse_de"], abs=1e-6)
         assert row.pearson == pytest.approx(theirs[row.condition]["pearson"], abs=1e-6)
+
+
+IMPORT_SCRIPT = """
+import sys
+import torch, scanpy  # the heavy imports first, so that importing GEARS itself takes seconds
+from bench.adapters.gears import isolation
+print("ready", flush=True)
+isolation.gears_api()
+print("imported", flush=True)
+"""
+
+
+def test_importing_gears_waits_while_another_process_imports_it():
+    """Importing GEARS compiles dcor's numba functions into numba's on-disk cache, shared by every process
+    of the environment. Two processes compiling them at once can load each other's half-written entries
+    and abort (numba/numba#10128); CI on fresh installs aborted so in 2 of 2 runs. The import therefore
+    holds an inter-process lock: a process importing GEARS while another holds it waits."""
+    from filelock import FileLock
+
+    child = subprocess.Popen([sys.executable, "-c", IMPORT_SCRIPT], stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        with FileLock(isolation.import_lock_path()):
+            assert child.stdout.readline().strip() == "ready"
+            with pytest.raises(subprocess.TimeoutExpired):
+                child.wait(timeout=30)
+        assert child.wait(timeout=300) == 0
+        assert child.stdout.read().split() == ["imported"]
+    finally:
+        child.kill()

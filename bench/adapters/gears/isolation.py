@@ -16,9 +16,12 @@ stderr.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import random
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
@@ -28,13 +31,27 @@ from types import SimpleNamespace
 import numpy as np
 import scanpy as sc
 import torch
+from filelock import FileLock
 from threadpoolctl import threadpool_info, threadpool_limits
 
 
-def _gears_api() -> SimpleNamespace:
-    """The parts of cell-gears the adapter calls (imported here, inside the fence)."""
-    from gears import GEARS, PertData
-    from gears.utils import get_similarity_network
+def import_lock_path() -> Path:
+    """The lock file that every process of this Python environment takes to import GEARS."""
+    environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"bench-import-gears-{environment}.lock"
+
+
+def gears_api() -> SimpleNamespace:
+    """The parts of cell-gears the adapter calls (imported here, inside the fence).
+
+    Importing GEARS imports ``dcor``, which compiles numba functions into numba's on-disk cache, shared by
+    every process of the environment. Two processes compiling them at once can load each other's
+    half-written cache entries and abort (numba/numba#10128; seen as "Fatal Python error: Aborted" in
+    ``llvmlite`` when two workers first imported GEARS on a fresh install), so the import is serialised.
+    """
+    with FileLock(import_lock_path()):
+        from gears import GEARS, PertData
+        from gears.utils import get_similarity_network
 
     return SimpleNamespace(GEARS=GEARS, PertData=PertData, get_similarity_network=get_similarity_network)
 
@@ -73,7 +90,7 @@ def isolated(seed: int, workdir: Path) -> Iterator[SimpleNamespace]:
         try:
             os.chdir(workdir)
             warnings.simplefilter("ignore")
-            api = _gears_api()
+            api = gears_api()
             _restore_threads(threads, pools)  # GEARS runs with the caller's thread counts, imported or not
             torch.manual_seed(seed)
             np.random.seed(seed)
