@@ -37,7 +37,10 @@ def tracking_uri() -> str:
 def sqlite_tables(url: str, fix: str) -> set[str]:
     """The tables of the SQLite database that ``url`` names; none when ``url`` is not an SQLite URL or
     names a missing or empty file (its application creates the tables there). A file that SQLite cannot
-    read is a ``BenchError`` whose message ends with ``fix``. Opened read-only: nothing is created or changed."""
+    read is a ``BenchError`` whose message ends with ``fix``. Opened without create (``mode=rw``), and
+    only read: nothing is created, and nothing changes unless a writer was killed mid-transaction, whose
+    journal SQLite then rolls back as any connection to the file would (a ``mode=ro`` connection cannot,
+    and fails with "attempt to write a readonly database")."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -51,7 +54,7 @@ def sqlite_tables(url: str, fix: str) -> set[str]:
     if not path.is_file() or path.stat().st_size == 0:
         return set()
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)) as db:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)) as db:
             return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.Error as exc:
         raise BenchError(f"cannot read {path} as an SQLite database ({exc}); {fix}") from None

@@ -109,3 +109,28 @@ def test_commands_refuse_a_wrong_store_in_one_line(tmp_path, command):
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "sweeps.db is not an MLflow database" in lines[0], out.stderr
     assert optuna.get_all_study_names(f"sqlite:///{tmp_path / 'sweeps.db'}") == ["s"]  # refused before any sweep
+
+
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=DELETE"); db.execute("PRAGMA cache_size=1")
+db.execute("BEGIN IMMEDIATE")
+db.executemany("INSERT INTO studies VALUES (?, ?)", [(i, "x" * 500) for i in range(2000)])
+os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction, as a killed sweep worker
+"""
+
+
+def test_a_database_whose_writer_was_killed_is_read_with_its_journal_rolled_back(tmp_path):
+    """A writer killed mid-transaction leaves a hot rollback journal; a read-only connection cannot roll
+    it back ("attempt to write a readonly database"), which failed the restarted sweep worker in CI.
+    The store check reads such a file, and SQLite restores it to its last committed state."""
+    db = tmp_path / "sweeps.db"
+    with sqlite3.connect(db) as setup:
+        setup.execute("CREATE TABLE studies (id INTEGER, name TEXT)")
+        setup.execute("INSERT INTO studies VALUES (1, 'kept')")
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)], timeout=60)
+    assert (tmp_path / "sweeps.db-journal").stat().st_size > 0
+    assert tracking.sqlite_tables(f"sqlite:///{db}", "fix it") == {"studies"}
+    with sqlite3.connect(db) as check:
+        assert check.execute("SELECT name FROM studies").fetchall() == [("kept",)]
