@@ -351,7 +351,7 @@ print("imported", flush=True)
 def test_importing_gears_waits_while_another_process_imports_it():
     """Importing GEARS compiles dcor's numba functions into numba's on-disk cache, shared by every process
     of the environment. Two processes compiling them at once can load each other's half-written entries
-    and abort (numba/numba#10128); CI on fresh installs aborted so in 2 of 2 runs. The import therefore
+    and abort (numba/numba#10128), as pytest workers did in fresh-install CI runs. The import therefore
     holds an inter-process lock: a process importing GEARS while another holds it waits."""
     from filelock import FileLock
 

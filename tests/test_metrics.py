@@ -8,6 +8,7 @@ import pytest
 from scipy.stats import pearsonr
 
 from bench import metrics
+from bench.adapters.gears.isolation import locked_import
 from bench.errors import BenchError
 
 
@@ -106,7 +107,7 @@ def test_unknown_metric_name_suggests():
 
 
 def test_energy_distance_matches_dcor():
-    import dcor
+    dcor = locked_import("dcor")  # compiles numba code into a cache other test processes share
 
     rng = np.random.default_rng(4)
     a, b = rng.normal(0, 1, (40, 5)), rng.normal(0.5, 1.2, (25, 5))

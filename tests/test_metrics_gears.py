@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from bench import metrics
+from bench.adapters.gears.isolation import locked_import
 from bench.conditions import CONTROL
 from bench.de import de_genes
 
@@ -27,9 +28,8 @@ def gears_style(adata: ad.AnnData) -> ad.AnnData:
 @pytest.fixture(scope="module")
 def gears_modules():
     with warnings.catch_warnings():  # importing GEARS silences warnings process-wide otherwise
-        from gears.data_utils import get_DE_genes
-        from gears.inference import compute_metrics, deeper_analysis
-    return get_DE_genes, compute_metrics, deeper_analysis
+        data_utils, inference = locked_import("gears.data_utils"), locked_import("gears.inference")
+    return data_utils.get_DE_genes, inference.compute_metrics, inference.deeper_analysis
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ stderr.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 import random
@@ -26,7 +27,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import scanpy as sc
@@ -41,19 +42,21 @@ def import_lock_path() -> Path:
     return Path(tempfile.gettempdir()) / f"bench-import-gears-{environment}.lock"
 
 
-def gears_api() -> SimpleNamespace:
-    """The parts of cell-gears the adapter calls (imported here, inside the fence).
-
-    Importing GEARS imports ``dcor``, which compiles numba functions into numba's on-disk cache, shared by
-    every process of the environment. Two processes compiling them at once can load each other's
-    half-written cache entries and abort (numba/numba#10128; seen as "Fatal Python error: Aborted" in
-    ``llvmlite`` when two workers first imported GEARS on a fresh install), so the import is serialised.
-    """
+def locked_import(module: str) -> ModuleType:
+    """Import ``module`` holding the lock of :func:`import_lock_path`; for GEARS and anything that imports
+    ``dcor``, whose import compiles numba functions into numba's on-disk cache, shared by every process of
+    the environment. Two processes compiling them at once can load each other's half-written cache
+    entries and abort (numba/numba#10128; seen as "Fatal Python error: Aborted" in ``llvmlite`` when two
+    processes first imported GEARS on a fresh install), so every such import takes the lock."""
     with FileLock(import_lock_path()):
-        from gears import GEARS, PertData
-        from gears.utils import get_similarity_network
+        return importlib.import_module(module)
 
-    return SimpleNamespace(GEARS=GEARS, PertData=PertData, get_similarity_network=get_similarity_network)
+
+def gears_api() -> SimpleNamespace:
+    """The parts of cell-gears the adapter calls (imported here, inside the fence)."""
+    gears, utils = locked_import("gears"), locked_import("gears.utils")
+    return SimpleNamespace(GEARS=gears.GEARS, PertData=gears.PertData,
+                           get_similarity_network=utils.get_similarity_network)
 
 
 def _restore_threads(torch_threads: int, pools: list[dict]) -> None:
