@@ -16,10 +16,9 @@ import scipy
 import scipy.sparse as sp
 
 from bench import registry, splits
-from bench.adapters.gears import workspace
+from bench.adapters.gears import isolation, workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR
 from bench.adapters.gears.graph import build
-from bench.adapters.gears import isolation
 from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import gears_condition, predict_key
 from bench.api import PredictQuery, TrainData
@@ -339,7 +338,6 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
 
 
 IMPORT_SCRIPT = """
-import sys
 import torch, scanpy  # the heavy imports first, so that importing GEARS itself takes seconds
 from bench.adapters.gears import isolation
 print("ready", flush=True)

@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 
 def import_lock_path() -> Path:
-    """The lock file that every process of this Python environment takes to import GEARS."""
+    """The lock file that every process of this Python environment takes to import GEARS or ``dcor``."""
     environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"bench-import-gears-{environment}.lock"
 
