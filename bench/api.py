@@ -109,6 +109,9 @@ class PredictQuery:
 @dataclass
 class Prediction:
     """``means``: predicted mean log-expression, one row per queried condition, one column per gene.
+    Any finite value is scored as given, a negative one included: a linear or additive rule can cross
+    0 on a gene near 0, and clipping it is the model's choice, not the harness's (it changes scores).
+    cell-eval refuses negative log-expression, so clip at 0 before scoring such predictions there.
 
     ``cells`` (optional): predicted single cells, an AnnData with ``obs['condition']`` and the same genes.
     """

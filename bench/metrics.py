@@ -8,8 +8,9 @@ undefined (a constant vector, e.g. the ``control`` baseline's zero change) count
 (``rowwise_pearson``), e.g. the ``mean`` baseline's x̂ − m. Sources: GEARS (Roohani et al., Nat
 Biotech 2024) for mse/pearson/DE20 and direction; Ahlmann-Eltze et al. (Nat Methods 2025) for
 ``l2_top1000``; Systema (Viñas Torné et al., Nat Biotech 2025) for ``pearson_delta_pert`` and
-``centroid_accuracy``; cell-eval (Arc Institute) for ``pds``; the energy distance (Székely & Rizzo
-2013) as scPerturBench and cell-eval use it for distributional comparisons.
+``centroid_accuracy``; cell-eval (Arc Institute, ``cell_eval/metrics/_anndata.py``) for
+``discrimination_score_l1``, tested equal to cell-eval's own; the energy distance (Székely & Rizzo 2013)
+as scPerturBench and cell-eval use it for distributional comparisons.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from scipy.spatial.distance import cdist
 from bench.errors import BenchError
 from bench.suggest import unknown
 
-METRICS_VERSION = "2"  # 2: Pearson correlations in float64, a vector of rounding noise counts as constant (0)
+METRICS_VERSION = "3"  # 3: discrimination_score_l1 (cell-eval's) replaces pds; 2: float64 Pearson, rounding noise is constant
 TOP_EXPRESSED = 1000
 ENERGY_PCS = 50
 ENERGY_MAX_CELLS = 500
@@ -67,10 +68,11 @@ METRICS: dict[str, Metric] = {
             "condition's, else 0 (Systema)",
         ),
         Metric(
-            "pds",
-            "min",
-            "normalised rank (0 best, 1 worst) of the true condition among all test conditions by L1 "
-            "distance to x̂, the perturbed genes left out (cell-eval's perturbation discrimination score)",
+            "discrimination_score_l1",
+            "max",
+            "1 − r/n (1 best): n test conditions, r of them with an observed mean strictly closer to x̂ by "
+            "L1 distance than the true condition's; the gene named by the whole condition (a single's "
+            "target, none for a double) left out, as cell-eval's discrimination_score_l1",
         ),
         Metric(
             "energy_distance",
@@ -136,7 +138,8 @@ def _norms(rows: np.ndarray) -> np.ndarray:
 @dataclass
 class EvaluationInput:
     """Row i of every matrix is test perturbation i; ``group`` marks rows comparable with each other
-    (the same cell type): centroid accuracy and pds rank a prediction among its group only."""
+    (the same cell type): centroid accuracy and the discrimination score rank a prediction among its
+    group only."""
 
     predicted: np.ndarray  # (n, genes) x̂
     observed: np.ndarray  # (n, genes) x
@@ -144,14 +147,16 @@ class EvaluationInput:
     perturbation_mean: np.ndarray  # (n, genes) m, mean of training-perturbation centroids
     de20: np.ndarray  # (n, k<=20) int gene indices
     top_expressed: np.ndarray  # (n, k<=1000) int gene indices
-    perturbed: list[np.ndarray]  # per row, indices of the perturbed genes among the measured genes
+    label_gene: np.ndarray  # (n,) int, the measured gene whose name is the row's condition, −1 for none
     group: np.ndarray  # (n,) group labels
 
 
 def _discrimination(data: EvaluationInput) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid accuracy and discrimination score per row; undefined (NaN) in a group of one condition,
+    where cell-eval reports a discrimination score of 1."""
     n = len(data.predicted)
     centroid = np.full(n, np.nan)
-    pds = np.full(n, np.nan)
+    discrimination = np.full(n, np.nan)
     for group in np.unique(data.group):
         rows = np.flatnonzero(data.group == group)
         if len(rows) < 2:
@@ -163,12 +168,12 @@ def _discrimination(data: EvaluationInput) -> tuple[np.ndarray, np.ndarray]:
         centroid[rows] = (own < others.min(axis=1)).astype(float)
         l1 = cdist(predicted, observed, "cityblock")
         for i, row in enumerate(rows):
-            genes = data.perturbed[row]
-            if len(genes):
-                l1[i] -= np.abs(predicted[i, genes][None, :] - observed[:, genes]).sum(axis=1)
+            gene = data.label_gene[row]
+            if gene >= 0:
+                l1[i] -= np.abs(predicted[i, gene] - observed[:, gene])
         closer = (l1 < np.diag(l1)[:, None]).sum(axis=1)
-        pds[rows] = closer / (len(rows) - 1)
-    return centroid, pds
+        discrimination[rows] = 1 - closer / len(rows)
+    return centroid, discrimination
 
 
 def evaluate(data: EvaluationInput) -> pd.DataFrame:
@@ -177,7 +182,7 @@ def evaluate(data: EvaluationInput) -> pd.DataFrame:
     take = np.take_along_axis
     de_hat, de, de_c = (take(v, data.de20, axis=1) for v in (x_hat, x, c))
     top_hat, top = take(x_hat, data.top_expressed, axis=1), take(x, data.top_expressed, axis=1)
-    centroid, pds = _discrimination(data)
+    centroid, discrimination = _discrimination(data)
     return pd.DataFrame(
         {
             "mse": ((x_hat - x) ** 2).mean(axis=1),
@@ -189,7 +194,7 @@ def evaluate(data: EvaluationInput) -> pd.DataFrame:
             "l2_top1000": np.sqrt(((top_hat - top) ** 2).sum(axis=1)),
             "pearson_delta_pert": change_pearson(x_hat, x, data.perturbation_mean),
             "centroid_accuracy": centroid,
-            "pds": pds,
+            "discrimination_score_l1": discrimination,
         }
     )
 

@@ -24,7 +24,7 @@ import pandas as pd
 from bench import metrics, numeric_env, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
                        check_prediction)
-from bench.conditions import CONTROL, genes_of
+from bench.conditions import CONTROL
 from bench.data.pseudobulk import group_means
 from bench.de import cached_de_genes
 from bench.registry import ModelCard, build
@@ -68,7 +68,7 @@ def score(
     gene_index = pd.Index(genes)
     observed = cell_type_means(observed_cells)
     training = cell_type_means(train_cells)
-    rows, arrays = [], {k: [] for k in ("pred", "obs", "ctrl", "pert", "de", "top", "perturbed")}
+    rows, arrays = [], {k: [] for k in ("pred", "obs", "ctrl", "pert", "de", "top", "label_gene")}
     for (cell_type, condition), values in predicted.iterrows():
         train_means = training[cell_type]
         control = train_means.loc[CONTROL].to_numpy()
@@ -80,8 +80,7 @@ def score(
         arrays["pert"].append(perturbations.to_numpy().mean(axis=0) if len(perturbations) else control)
         arrays["de"].append(de)
         arrays["top"].append(metrics.top_expressed(control))
-        indices = gene_index.get_indexer(list(genes_of(condition)))
-        arrays["perturbed"].append(indices[indices >= 0])
+        arrays["label_gene"].append(gene_index.get_indexer([condition])[0])
         rows.append((cell_type, condition, subgroups[condition]))
     data = metrics.EvaluationInput(
         predicted=np.stack(arrays["pred"]),
@@ -90,7 +89,7 @@ def score(
         perturbation_mean=np.stack(arrays["pert"]),
         de20=np.stack(arrays["de"]),
         top_expressed=np.stack(arrays["top"]),
-        perturbed=arrays["perturbed"],
+        label_gene=np.array(arrays["label_gene"]),
         group=np.array([r[0] for r in rows]),
     )
     table = metrics.evaluate(data)

@@ -24,7 +24,7 @@ def random_input(n=7, genes=60, seed=0, groups=None):
         perturbation_mean=np.tile(rng.normal(1, 1, genes), (n, 1)),
         de20=np.stack([rng.choice(genes, min(20, genes), replace=False) for _ in range(n)]),
         top_expressed=np.tile(np.arange(0, genes, 2), (n, 1)),
-        perturbed=[rng.choice(genes, 1 + i % 2, replace=False) for i in range(n)],
+        label_gene=np.array([rng.integers(genes) if i % 2 else -1 for i in range(n)]),
         group=np.zeros(n) if groups is None else np.asarray(groups),
     )
 
@@ -38,7 +38,7 @@ def reference(data: metrics.EvaluationInput) -> pd.DataFrame:
         de, top = data.de20[i], data.top_expressed[i]
         same = [j for j in range(n) if data.group[j] == data.group[i]]
         dist = {j: np.linalg.norm(x_hat - data.observed[j]) for j in same}
-        keep = np.setdiff1d(np.arange(len(x)), data.perturbed[i])
+        keep = [g for g in range(len(x)) if g != data.label_gene[i]]
         l1 = {j: np.abs(x_hat[keep] - data.observed[j][keep]).sum() for j in same}
         out.append(
             {
@@ -51,7 +51,7 @@ def reference(data: metrics.EvaluationInput) -> pd.DataFrame:
                 "l2_top1000": np.linalg.norm(x_hat[top] - x[top]),
                 "pearson_delta_pert": pearsonr(x_hat - m, x - m)[0],
                 "centroid_accuracy": float(all(dist[i] < dist[j] for j in same if j != i)) if len(same) > 1 else np.nan,
-                "pds": sum(l1[j] < l1[i] for j in same if j != i) / (len(same) - 1) if len(same) > 1 else np.nan,
+                "discrimination_score_l1": 1 - sum(l1[j] < l1[i] for j in same) / len(same) if len(same) > 1 else np.nan,
             }
         )
     return pd.DataFrame(out)
@@ -71,7 +71,7 @@ def test_perfect_prediction_scores_best():
     data.predicted = data.observed.copy()
     table = metrics.evaluate(data)
     assert np.allclose(table["mse"], 0) and np.allclose(table["pearson_delta"], 1)
-    assert (table["centroid_accuracy"] == 1).all() and (table["pds"] == 0).all()
+    assert (table["centroid_accuracy"] == 1).all() and (table["discrimination_score_l1"] == 1).all()
 
 
 def test_constant_change_gives_zero_correlation_like_gears():
@@ -80,21 +80,24 @@ def test_constant_change_gives_zero_correlation_like_gears():
     assert (metrics.evaluate(data)["pearson_delta"] == 0).all()
 
 
-def test_pds_leaves_the_perturbed_genes_out():
-    """A prediction wrong only on its own target gene is still perfectly discriminated."""
-    data = random_input(n=3, genes=10)
-    data.predicted = data.observed.copy()
-    data.perturbed = [np.array([0]), np.array([1]), np.array([2])]
-    data.predicted[0, 0] += 100.0
-    assert metrics.evaluate(data)["pds"].tolist() == [0.0, 0.0, 0.0]
+def test_the_discrimination_score_leaves_out_the_gene_named_by_the_condition_only():
+    """A prediction wrong only on its own single target is still perfectly discriminated; a double's
+    genes stay in (its label names no gene, as in cell-eval), so an error there counts."""
+    data = random_input(n=3, genes=3)
+    data.observed = 5.0 * np.eye(3)
+    data.predicted = np.array([[0.0, 1, 0], [0, 5, 0], [0, 1, 0]])
+    data.label_gene = np.array([0, 1, -1])
+    # L1 distances from row 0 over genes 1-2: 1 to its own, 4 and 6 to the others; over all genes its own
+    # would be 6 and row 1's 4. Row 2 over all genes: 6 to its own, 6 and 4 to the others.
+    assert metrics.evaluate(data)["discrimination_score_l1"].tolist() == pytest.approx([1.0, 1.0, 1 - 1 / 3])
 
 
 def test_aggregate_means_per_subgroup_and_all():
     table = pd.DataFrame({"subgroup": ["a", "a", "b"], **{m: [1.0, 3.0, 5.0] for m in metrics.METRICS}})
-    table.loc[2, "pds"] = np.nan
+    table.loc[2, "discrimination_score_l1"] = np.nan
     result = metrics.aggregate(table)
     assert result["a/mse"] == 2.0 and result["b/mse"] == 5.0 and result["all/mse"] == 3.0
-    assert "b/pds" not in result and result["all/pds"] == 2.0
+    assert "b/discrimination_score_l1" not in result and result["all/discrimination_score_l1"] == 2.0
 
 
 def test_top_expressed_picks_the_highest_control_genes():
@@ -143,7 +146,7 @@ def mean_baseline_input(dtype, genes=500, n_train=13, n_test=8, seed=0) -> metri
         perturbation_mean=rows(train.mean(axis=0)),
         de20=np.tile(np.arange(20), (n_test, 1)),
         top_expressed=np.tile(np.arange(genes), (n_test, 1)),
-        perturbed=[np.array([i]) for i in range(n_test)],
+        label_gene=np.arange(n_test),
         group=np.zeros(n_test),
     )
 

@@ -97,7 +97,7 @@ def test_metrics_equal_gears_inference(norman_subset, gears_modules, gears_de_ad
         perturbation_mean=np.tile(control, (n, 1)),
         de20=np.stack(rows["de"]),
         top_expressed=np.tile(metrics.top_expressed(control), (n, 1)),
-        perturbed=[np.array([], dtype=int)] * n,
+        label_gene=np.full(n, -1),
         group=np.zeros(n),
     )
     ours = metrics.evaluate(data)
