@@ -6,12 +6,13 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench.cli_check import check
+from bench.cli_common import console, err_console, load, summary_table
 from bench.cli_data import data_app
+from bench.cli_external import export, score
 from bench.cli_leaderboard import HEADLINE, leaderboard
 from bench.cli_sweep import sweep
 from bench.errors import BenchError
@@ -27,50 +28,14 @@ app.add_typer(data_app, name="data")
 app.command()(sweep)
 app.command()(leaderboard)
 app.command()(check)
-console = Console()
-err_console = Console(stderr=True)
+app.command()(export)
+app.command()(score)
 STATE = {"debug": False}
 
 
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
-
-
-def _load(dataset: str | None, perturbation_key, control_value, cell_type_key):
-    from bench.data.datasets import default_dataset, load_dataset
-
-    if dataset is None:
-        dataset, note = default_dataset()
-        console.print(note, markup=False, highlight=False)
-    else:
-        console.print(f"dataset: {dataset}", markup=False, highlight=False)
-    with console.status(f"loading {dataset}"):
-        return load_dataset(
-            dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key
-        )
-
-
-def _summary_table(results, shown: list[str]) -> Table:
-    from bench import metrics as metric_registry
-    from bench.stats import over_seeds
-
-    table = Table(title="test metrics (mean ± sd over seeds)")
-    for column in ("model", "subgroup", "n seeds", *shown):
-        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
-    by_model: dict[str, list] = {}
-    for result in results:
-        by_model.setdefault(result.model, []).append(result)
-    for model, runs in by_model.items():
-        done = [r for r in runs if r.ok]
-        for r in runs:
-            if not r.ok:
-                table.add_row(model, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "", *[""] * (len(shown) - 1))
-        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)})
-        for subgroup in subgroups:
-            cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
-            table.add_row(model, subgroup, str(len(done)), *cells)
-    return table
 
 
 @app.command()
@@ -110,7 +75,7 @@ def run(
     resolved_device = devices.resolve(device)
     if track:
         tracking.check_store()
-    loaded = _load(dataset, perturbation_key, control_value, cell_type_key)
+    loaded = load(dataset, perturbation_key, control_value, cell_type_key)
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
@@ -147,7 +112,7 @@ def run(
 
                 finished(runner.run(card, params[card.name], prepared, split, seed, resolved_device, knowledge,
                                     report, preset))
-    console.print(_summary_table(results, shown))
+    console.print(summary_table(results, shown))
     if track:
         console.print(f"tracked in {tracking.tracking_uri()}")
     if any(r.status == "FAILED" for r in results):

@@ -28,7 +28,7 @@ def sweep(
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
     from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps, tracking
-    from bench.cli import _load
+    from bench.cli_common import load
     from bench.knowledge import StoreGeneKnowledge
 
     card = registry.find_card(model)
@@ -43,7 +43,7 @@ def sweep(
     sweeps.check_storage(storage)
     if track:
         tracking.check_store()
-    loaded = _load(dataset, None, None, None)
+    loaded = load(dataset, None, None, None)
     spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
                             storage, devices.resolve(device), preset, timeout)

@@ -74,7 +74,8 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         "the seeds whose test set holds it), so it can differ from the difference of the seed means, which weigh "
         "seeds equally. (n=k): a subgroup present in k of the row's seeds.",
         "- A label `[preset]` names the card's preset when it is not the default (e.g. `fast` where the "
-        "default takes too long on CPU).",
+        "default takes too long on CPU); `[external]` marks predictions made outside the harness and scored "
+        "with `bench score`.",
         "",
     ]
     for board, table, images in board_tables:

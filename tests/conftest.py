@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,20 @@ def real_data_file(name: str) -> Path:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def bench(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
+    """``bench *args`` as a user runs it: a whole process, with ``env`` added to the environment."""
+    full = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=full, cwd=cwd, timeout=600
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A working folder with its own MLflow store, for ``bench(*args, **workdir)``."""
+    return {"cwd": tmp_path, "env": {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}", "COLUMNS": "200"}}
 
 
 @pytest.fixture(autouse=True)

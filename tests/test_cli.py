@@ -11,20 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench import paths
-from conftest import real_data_file
+from conftest import bench, real_data_file
 
-
-
-def bench(*args, env=None, cwd=None):
-    full = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=full, cwd=cwd, timeout=600
-    )
-
-
-@pytest.fixture
-def workdir(tmp_path):
-    return {"cwd": tmp_path, "env": {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}", "COLUMNS": "200"}}
 
 
 def tracked_runs(tmp_path, dataset):
@@ -161,7 +149,7 @@ def test_list_shows_every_section(workdir):
 
 def test_every_command_has_help(workdir):
     for command in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "--help"], ["sweep", "--help"],
-                    ["leaderboard", "--help"], ["check", "--help"]):
+                    ["leaderboard", "--help"], ["check", "--help"], ["export", "--help"], ["score", "--help"]):
         out = bench(*command, **workdir)
         assert out.returncode == 0 and "Usage" in out.stdout
 

@@ -1,0 +1,45 @@
+"""What the ``bench`` commands share: the consoles, loading a dataset with a note, the summary table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load(dataset: str | None, perturbation_key, control_value, cell_type_key):
+    from bench.data.datasets import default_dataset, load_dataset
+
+    if dataset is None:
+        dataset, note = default_dataset()
+        console.print(note, markup=False, highlight=False)
+    else:
+        console.print(f"dataset: {dataset}", markup=False, highlight=False)
+    with console.status(f"loading {dataset}"):
+        return load_dataset(
+            dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key
+        )
+
+
+def summary_table(results, shown: list[str]) -> Table:
+    from bench import metrics as metric_registry
+    from bench.stats import over_seeds
+
+    table = Table(title="test metrics (mean ± sd over seeds)")
+    for column in ("model", "subgroup", "n seeds", *shown):
+        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
+    by_model: dict[str, list] = {}
+    for result in results:
+        by_model.setdefault(result.model, []).append(result)
+    for model, runs in by_model.items():
+        done = [r for r in runs if r.ok]
+        for r in runs:
+            if not r.ok:
+                table.add_row(model, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "", *[""] * (len(shown) - 1))
+        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)})
+        for subgroup in subgroups:
+            cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
+            table.add_row(model, subgroup, str(len(done)), *cells)
+    return table
