@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench.cli_check import check
-from bench.cli_common import console, err_console, load, summary_table
+from bench.cli_common import console, err_console, load, log_ceilings, summary_table
 from bench.cli_data import data_app
 from bench.cli_external import export, score
 from bench.cli_leaderboard import HEADLINE, leaderboard
@@ -112,6 +112,8 @@ def run(
 
                 finished(runner.run(card, params[card.name], prepared, split, seed, resolved_device, knowledge,
                                     report, preset))
+    if track:
+        log_ceilings(prepared, split, seed_list)
     console.print(summary_table(results, shown))
     if track:
         console.print(f"tracked in {tracking.tracking_uri()}")

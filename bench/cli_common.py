@@ -1,4 +1,5 @@
-"""What the ``bench`` commands share: the consoles, loading a dataset with a note, the summary table."""
+"""What the ``bench`` commands share: the consoles, loading a dataset with a note, the summary table,
+tracking the data ceiling."""
 
 from __future__ import annotations
 
@@ -43,3 +44,14 @@ def summary_table(results, shown: list[str]) -> Table:
             cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
             table.add_row(model, subgroup, str(len(done)), *cells)
     return table
+
+
+def log_ceilings(prepared, split: str, seeds: list[int]) -> None:
+    """Track the data ceiling (``bench.ceiling``) of each split seed whose current one the store lacks."""
+    from bench import ceiling, tracking
+
+    for seed in ceiling.missing_seeds(prepared, split, seeds):
+        with console.status(f"data ceiling of {split} seed {seed} ({ceiling.HALVINGS} split-half halvings)"):
+            run = ceiling.result(prepared, split, seed)
+        if run is not None:
+            tracking.log_run(run)

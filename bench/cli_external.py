@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli_common import console, load, summary_table
+from bench.cli_common import console, load, log_ceilings, summary_table
 from bench.errors import BenchError
 
 EXTERNAL = "external"
@@ -87,4 +87,5 @@ def score(
     if track:
         tracking.log_run(result, extra_tags={"external": "true", "predictions_file": predictions.name,
                                              "predictions_sha256": external.sha256_of(predictions)})
+        log_ceilings(prepared, split, [seed])
         console.print(f"tracked as {name} [{EXTERNAL}] in {tracking.tracking_uri()}", markup=False, highlight=False)

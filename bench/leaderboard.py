@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import splits, stats, tracking
+from bench import ceiling, splits, stats, tracking
 from bench.errors import BenchError
 from bench.metrics import METRICS, is_test_metric
 from bench.registry import all_cards, preset_label
@@ -50,12 +50,33 @@ class Row:
     skipped: str = ""
 
     @property
+    def is_ceiling(self) -> bool:
+        return self.model == ceiling.MODEL and self.preset == ceiling.PRESET
+
+    @property
     def label(self) -> str:
-        label = preset_label(self.model, self.preset)
+        label = ceiling.LABEL if self.is_ceiling else preset_label(self.model, self.preset)
         return f"{label} ({self.variant})" if self.variant else label
 
+    @property
+    def samples(self) -> int:
+        """How many values a cell holding every run averages: one per seed, one per seed and halving for
+        a data ceiling."""
+        if not self.is_ceiling:
+            return len(self.runs)
+        return sum(int(run.get("params.halvings", ceiling.HALVINGS)) for run in self.runs.values())
+
     def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
-        return stats.over_seeds([run.get(f"metrics.{subgroup}/{metric}", np.nan) for run in self.runs.values()])
+        """Mean ± sd over seeds; for a data ceiling over seeds and halvings."""
+        return stats.over_seeds([v for run in self.runs.values() for v in _samples(run, subgroup, metric)])
+
+
+def _samples(run: pd.Series, subgroup: str, metric: str) -> list[float]:
+    """A run's value of ``<subgroup>/<metric>``, or each halving's value for a data ceiling."""
+    ending = f"/{subgroup}/{metric}"
+    halved = [float(v) for key, v in run.items() if key.startswith(f"metrics.{ceiling.HALVING_PREFIX}")
+              and key.endswith(ending) and np.isfinite(v)]
+    return halved or [run.get(f"metrics.{subgroup}/{metric}", np.nan)]
 
 
 @dataclass
@@ -215,7 +236,7 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
             split_files={int(seed): _split_file(dataset, split_name, int(seed), sha)
                          for seed, sha in sorted(shas.items(), key=lambda item: int(item[0]))},
             commits=sorted(set(kept["tags.git_commit"].fillna("unknown"))) if len(kept) else [],
-            rows=sorted(rows.values(), key=lambda r: (not r.baseline, r.model, r.preset, r.variant)),
+            rows=sorted(rows.values(), key=lambda r: (not r.is_ceiling, not r.baseline, r.model, r.preset, r.variant)),
             left_out=left_out,
             superseded=superseded,
             ignored=ignored,
@@ -288,7 +309,8 @@ def cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPe
                 })
     table = pd.DataFrame(lines)
     table["best"] = False
-    for _, column in table.groupby(["metric", "subgroup"]):
+    models = table[table["label"] != ceiling.LABEL]  # the best model, never the data's own ceiling
+    for _, column in models.groupby(["metric", "subgroup"]):
         finite = column[np.isfinite(column["mean"])]
         if len(finite):
             signed = METRICS[finite["metric"].iloc[0]].sign * finite["mean"]

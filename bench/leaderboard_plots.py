@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import splits, tracking
+from bench import ceiling, splits, tracking
 from bench.atomic import replacing
 from bench.conditions import CONTROL, genes_of
 from bench.data.datasets import load_dataset
@@ -57,7 +57,9 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
         mine = shown[shown["label"] == label].set_index("subgroup").reindex(subgroups)
         x = np.arange(len(subgroups)) - 0.4 + (i + 0.5) * width
         height = mine["mean"].to_numpy(dtype=float)
-        ax.bar(x, height, width, color=colours[label], label=label)
+        ceiling_row = label == ceiling.LABEL
+        ax.bar(x, height, width, color="lightgrey" if ceiling_row else colours[label], label=label,
+               hatch="//" if ceiling_row else None, edgecolor="grey" if ceiling_row else None)
         spread = (mine["n_seeds"] >= 2).to_numpy() & np.isfinite(height)
         ax.errorbar(x[spread], height[spread], yerr=mine["sd"].to_numpy(dtype=float)[spread], fmt="none",
                     ecolor="black", elinewidth=0.8, capsize=2)
@@ -67,7 +69,7 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
     ax.set_xticks(np.arange(len(subgroups)), subgroups)
     ax.set_xlim(-0.5, len(subgroups) - 0.5)
     ax.set_ylabel(f"{metric} ({METRICS[metric].goal})")
-    ax.set_title(f"{title}: {metric}, mean ± sd over seeds")
+    ax.set_title(f"{title}: {metric}, mean ± sd over seeds (the ceiling: seeds and halvings)")
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
     ax.set_axisbelow(True)
     if labels:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench import ceiling
 from bench.leaderboard import Board, Row
 from bench.metrics import METRICS
 
@@ -50,7 +51,7 @@ def _metric_table(board: Board, table: pd.DataFrame, metric: str, image: str | N
              "| model | seeds | " + " | ".join(subgroups) + " |", "|---|---|" + "---|" * len(subgroups)]
     for row in board.rows:
         mine = table[(table["label"] == row.label) & (table["metric"] == metric)].set_index("subgroup")
-        values = [_cell(mine.loc[s], len(row.runs)) if s in mine.index else "–" for s in subgroups]
+        values = [_cell(mine.loc[s], row.samples) if s in mine.index else "–" for s in subgroups]
         lines.append(f"| {_row_label(row, reference)} | {_seeds(row)} | " + " | ".join(values) + " |")
     lines.append("")
     if image:
@@ -76,6 +77,10 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         "- A label `[preset]` names the card's preset when it is not the default (e.g. `fast` where the "
         "default takes too long on CPU); `[external]` marks predictions made outside the harness and scored "
         "with `bench score`.",
+        f"- `{ceiling.LABEL}`: the data ceiling, each test perturbation's measured effect in one random half of "
+        "its cells (and of the control cells) scored as a prediction of the other half, mean ± sd over split "
+        "seeds and halvings; never bold. Half the cells make it conservative: a model scored against all "
+        "cells can exceed it where cells are few.",
         "",
     ]
     for board, table, images in board_tables:

@@ -210,7 +210,8 @@ def top_expressed(control_mean: np.ndarray, k: int = TOP_EXPRESSED) -> np.ndarra
     return np.sort(np.argsort(-control_mean, kind="stable")[:k])
 
 
-NOT_TEST = ("val/", "diagnostic/")  # prefixes of run metrics that are not test-subgroup scores
+NOT_TEST = ("val/", "diagnostic/", "halving/")  # prefixes of run metrics that are not test-subgroup scores
+# (validation scores, a model's diagnostics, one halving of a data ceiling: ``bench.ceiling``)
 
 
 def is_test_metric(key: str) -> bool:

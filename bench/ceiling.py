@@ -1,0 +1,125 @@
+"""The data ceiling: how well a test perturbation's measured effect predicts a re-measurement of itself.
+
+A mean effect measured from a finite number of cells cannot be predicted better than it can be measured
+again. For each halving, the cells of every test condition are shuffled and cut into two halves of
+⌊n/2⌋ cells (an odd cell is left out), and so are the training control cells of each cell type. Half
+A's effect placed on half B's control mean, ``x̂ = x_A − c_A + c_B``, is scored as a prediction of half
+B (observed mean ``x_B``, control mean ``c_B``) with every metric, by the same code that scores models;
+half A's cells are the predicted cells of ``energy_distance``. DE20 genes are the dataset's, as for
+every model. A condition with fewer than 2 cells cannot be halved and has no ceiling.
+
+Each half holds half of the cells, so its mean is noisier than the full data's and the ceiling is
+conservative: a perfect model scored against all cells could do better. cell-eval
+(``cell_eval/_evaluator.py``, ``compute_ceiling``) halves the data the same way and maps its correlations
+to full depth with the Spearman–Brown formula; we report the measured half-depth values, which need no
+assumption about each metric.
+
+A ceiling is tracked as a run of model ``ceiling``, preset ``split-half``, one per split seed: its
+metrics are means over halvings, and ``halving/<h>/<subgroup>/<metric>`` keeps each halving's value, so
+that a leaderboard can show mean ± sd over split seeds and halvings.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bench import metrics, numeric_env, runner, splits
+from bench.api import RunResult
+from bench.conditions import CONTROL
+
+MODEL = "ceiling"
+PRESET = "split-half"
+LABEL = "ceiling (split-half)"
+VERSION = "split-half-1"  # the definition's version, tracked as the run's card hash
+HALVINGS = 5
+HALVING_PREFIX = "halving/"
+
+
+def halves(cells: ad.AnnData, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of two disjoint halves of ⌊n/2⌋ cells of every (cell_type, condition) with n ≥ 2."""
+    first, second = [], []
+    groups = cells.obs.groupby(["cell_type", "condition"], observed=True, sort=True).indices
+    for rows in groups.values():
+        order = rng.permutation(rows)
+        half = len(order) // 2
+        first.append(order[:half])
+        second.append(order[half : 2 * half])
+    empty = np.array([], dtype=int)
+    return np.sort(np.concatenate(first or [empty])), np.sort(np.concatenate(second or [empty]))
+
+
+def _means(cells: ad.AnnData) -> pd.DataFrame:
+    frames = []
+    for cell_type, table in runner.cell_type_means(cells).items():
+        table.index = pd.MultiIndex.from_product([[cell_type], table.index], names=["cell_type", "condition"])
+        frames.append(table)
+    return pd.concat(frames)
+
+
+def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HALVINGS) -> pd.DataFrame:
+    """Per halving and test perturbation, every metric of half A scored as a prediction of half B."""
+    is_control = data.train.obs["condition"].astype(str).to_numpy() == CONTROL
+    controls, perturbed = data.train[is_control], data.train[~is_control]
+    frames = []
+    for halving in range(halvings):
+        rng = np.random.default_rng([seed, halving])
+        test_a, test_b = halves(data.test, rng)
+        control_a, control_b = halves(controls, rng)
+        a, b = data.test[test_a], data.test[test_b]
+        mean_a, mean_b = _means(a), _means(b)
+        c_a, c_b = (_means(controls[rows]).xs(CONTROL, level="condition") for rows in (control_a, control_b))
+        keys = mean_a.index.intersection(mean_b.index)
+        if not len(keys):
+            continue
+        cell_types = keys.get_level_values("cell_type")
+        predicted = mean_a.loc[keys] - c_a.loc[cell_types].to_numpy() + c_b.loc[cell_types].to_numpy()
+        reference = ad.concat([perturbed, controls[control_b]])
+        cells = {cell_type: a[a.obs["cell_type"].astype(str) == cell_type] for cell_type in set(cell_types)}
+        table = runner.score(predicted, b, reference, de20, data.subgroups, cells)
+        frames.append(table.assign(halving=halving))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halvings: int = HALVINGS) -> RunResult | None:
+    """The ceiling of one split seed as a run: metrics over halvings' means, and each halving's too;
+    None when no test condition has 2 cells."""
+    start = time.perf_counter()
+    split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
+    table = split_half(splits.apply(split, prepared.adata), prepared.de20, seed, halvings)
+    if table.empty:
+        return None
+    keys = ["cell_type", "condition", "subgroup"]
+    per_perturbation = table.drop(columns="halving").groupby(keys, sort=False).mean().reset_index()
+    values = metrics.aggregate(per_perturbation)
+    for halving, one in table.groupby("halving"):
+        values.update({f"{HALVING_PREFIX}{halving}/{key}": v for key, v in metrics.aggregate(one).items()})
+    run = RunResult(model=MODEL, params={"halvings": halvings}, card_hash=VERSION, dataset=prepared.name,
+                    dataset_sha256=prepared.sha256, split=split_name, split_hash=split.sha256, seed=seed,
+                    device="cpu", per_perturbation=per_perturbation, metrics=values, split_json=split.to_json(),
+                    preset=PRESET, numeric=numeric_env.describe())
+    run.wall_time_s = time.perf_counter() - start
+    return run
+
+
+def missing_seeds(prepared: runner.PreparedDataset, split_name: str, seeds: list[int]) -> list[int]:
+    """The seeds of ``split_name`` whose current ceiling (this dataset, split file, metrics and
+    definition) the tracking store does not hold yet."""
+    from bench import tracking
+
+    runs = tracking.search_runs(prepared.name)
+    have = set()
+    if not runs.empty and "tags.model" in runs:
+        mine = runs[(runs["tags.model"] == MODEL) & (runs["tags.split"] == split_name)
+                    & (runs["tags.dataset_sha256"] == prepared.sha256) & (runs["tags.card_sha256"] == VERSION)
+                    & (runs["tags.metrics_version"] == metrics.METRICS_VERSION) & (runs["status"] == "FINISHED")]
+        have = set(zip(mine["tags.seed"].astype(int), mine["tags.split_sha256"]))
+    wanted = []
+    for seed in seeds:
+        split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
+        if (seed, split.sha256) not in have:
+            wanted.append(seed)
+    return wanted
