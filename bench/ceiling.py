@@ -60,8 +60,10 @@ def _means(cells: ad.AnnData) -> pd.DataFrame:
     return pd.concat(frames)
 
 
-def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HALVINGS) -> pd.DataFrame:
-    """Per halving and test perturbation, every metric of half A scored as a prediction of half B."""
+def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HALVINGS,
+               singles: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """Per halving and test perturbation, every metric of half A scored as a prediction of half B
+    (the interaction metrics of doubles too, given the singles' observed means)."""
     is_control = data.train.obs["condition"].astype(str).to_numpy() == CONTROL
     controls, perturbed = data.train[is_control], data.train[~is_control]
     frames = []
@@ -79,7 +81,7 @@ def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HA
         predicted = mean_a.loc[keys] - c_a.loc[cell_types].to_numpy() + c_b.loc[cell_types].to_numpy()
         reference = ad.concat([perturbed, controls[control_b]])
         cells = {cell_type: a[a.obs["cell_type"].astype(str) == cell_type] for cell_type in set(cell_types)}
-        table = runner.score(predicted, b, reference, de20, data.subgroups, cells)
+        table = runner.score(predicted, b, reference, de20, data.subgroups, cells, singles)
         frames.append(table.assign(halving=halving))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -89,7 +91,7 @@ def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halving
     None when no test condition has 2 cells."""
     start = time.perf_counter()
     split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
-    table = split_half(splits.apply(split, prepared.adata), prepared.de20, seed, halvings)
+    table = split_half(splits.apply(split, prepared.adata), prepared.de20, seed, halvings, prepared.singles)
     if table.empty:
         return None
     keys = ["cell_type", "condition", "subgroup"]

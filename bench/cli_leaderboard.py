@@ -98,12 +98,13 @@ def leaderboard(
             board_tables = []
             for board in boards:
                 row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
+                shown = metrics + [m for m in metric_registry.GI_METRICS if m not in metrics and board.has(m)]
                 with console.status(f"bootstrapping {board.dataset}/{board.split}"):
-                    table = lb.cells(board, metrics, row, scores)
+                    table = lb.cells(board, shown, row, scores)
                 images = {}
                 if plots:
                     with console.status(f"plotting {board.dataset}/{board.split}"):
-                        images = _plots(board, table, metrics, staging, f"{name}_{board.split}")
+                        images = _plots(board, table, shown, staging, f"{name}_{board.split}")
                 board_tables.append((board, table, images))
             (staging / f"{name}.md").write_text(render.markdown(board_tables, command))
             (staging / f"{name}.csv").write_text(render.csv(board_tables))

@@ -103,6 +103,11 @@ class Board:
         }
         return ["all", *sorted(found - {"all"})]
 
+    def has(self, metric: str) -> bool:
+        """Whether any run of the board has a value of ``all/<metric>``."""
+        key = f"metrics.all/{metric}"
+        return any(np.isfinite(run.get(key, np.nan)) for row in self.rows for run in row.runs.values())
+
     def row(self, label: str) -> Row:
         matches = [r for r in self.rows if label in (r.label, r.model)]
         if len(matches) != 1:

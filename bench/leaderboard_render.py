@@ -7,7 +7,7 @@ import pandas as pd
 
 from bench import ceiling
 from bench.leaderboard import Board, Row
-from bench.metrics import METRICS
+from bench.metrics import GI_METRICS, METRICS
 
 
 def _number(value: float) -> str:
@@ -104,6 +104,11 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         if notes:
             lines += ["Notes:", "", *[f"- {note}" for note in notes], ""]
         for metric in metrics:
+            if metric == next((m for m in metrics if m in GI_METRICS), None):
+                lines += ["### gi: genetic interactions of the test doubles whose singles are observed", "",
+                          "Each double's robust fit δ_AB ≈ c_A·δ_A + c_B·δ_B on its observed singles (Norman et "
+                          "al. 2019) scored for the observed and the predicted double; classes: additive, "
+                          "synergy, buffering, epistasis (README, \"Genetic interactions\").", ""]
             lines += _metric_table(board, table, metric, images.get(f"bars:{metric}"))
         if "scatter" in images:
             lines += ["### Predicted vs observed change, top 20 DE genes", "",

@@ -80,9 +80,24 @@ METRICS: dict[str, Metric] = {
             "energy distance (V-statistic) of predicted and observed cells in the first 50 principal "
             "components of the training cells, at most 500 cells of each; only for models that return cells",
         ),
+        Metric(
+            "gi_magnitude_error",
+            "min",
+            "|m̂ − m| for a double whose singles are observed: m = √(c_A² + c_B²) of the robust fit "
+            "δ_AB ≈ c_A·δ_A + c_B·δ_B (Norman et al. 2019, as GEARS computes it) with observed singles, "
+            "m̂ the same with the predicted double",
+        ),
+        Metric(
+            "gi_class_agreement",
+            "max",
+            "1 where the predicted double's interaction class (additive, synergy, buffering, epistasis; "
+            "bench.interactions) is the observed double's, else 0",
+        ),
     )
 }
 CELL_METRICS = ("energy_distance",)
+GI_METRICS = ("gi_magnitude_error", "gi_class_agreement")  # of doubles whose singles are observed: bench.interactions
+NOT_EVALUATED = CELL_METRICS + GI_METRICS  # computed beside ``evaluate``, by the runner
 
 
 def check_names(names: list[str]) -> list[str]:
@@ -177,7 +192,7 @@ def _discrimination(data: EvaluationInput) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate(data: EvaluationInput) -> pd.DataFrame:
-    """Every metric of predicted means (all but ``CELL_METRICS``), one row per test perturbation."""
+    """Every metric of predicted means (all but ``NOT_EVALUATED``), one row per test perturbation."""
     x_hat, x, c = (np.asarray(v, dtype=np.float64) for v in (data.predicted, data.observed, data.control))
     take = np.take_along_axis
     de_hat, de, de_c = (take(v, data.de20, axis=1) for v in (x_hat, x, c))

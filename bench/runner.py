@@ -21,7 +21,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench import metrics, numeric_env, splits
+from bench import interactions, metrics, numeric_env, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
                        check_prediction)
 from bench.conditions import CONTROL
@@ -32,16 +32,19 @@ from bench.registry import ModelCard, build
 
 @dataclass
 class PreparedDataset:
-    """A loaded dataset with what every run on it needs: DE genes (computed once, cached)."""
+    """A loaded dataset with what every run on it needs: DE genes (computed once, cached) and the
+    singles' observed means."""
 
     name: str
     adata: ad.AnnData
     sha256: str
     de20: dict[str, dict[str, list[str]]]
+    singles: dict[str, pd.DataFrame]  # per cell type, every single's observed mean (interaction scores)
 
     @classmethod
     def of(cls, dataset) -> PreparedDataset:
-        return cls(dataset.name, dataset.adata, dataset.sha256, cached_de_genes(dataset.adata, dataset.name, dataset.sha256))
+        de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
+        return cls(dataset.name, dataset.adata, dataset.sha256, de20, interactions.observed_singles(dataset.adata))
 
 
 def cell_type_means(cells: ad.AnnData) -> dict[str, pd.DataFrame]:
@@ -61,9 +64,11 @@ def score(
     de20: dict[str, dict[str, list[str]]],
     subgroups: dict[str, str],
     predicted_cells: dict[str, ad.AnnData] | None = None,
+    singles: dict[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Per-perturbation metrics for predictions indexed by (cell_type, condition); with predicted cells,
-    also their energy distance to the observed cells."""
+    also their energy distance to the observed cells; with the singles' observed means
+    (``PreparedDataset.singles``), the interaction metrics of doubles."""
     genes = observed_cells.var_names
     gene_index = pd.Index(genes)
     observed = cell_type_means(observed_cells)
@@ -93,6 +98,9 @@ def score(
         group=np.array([r[0] for r in rows]),
     )
     table = metrics.evaluate(data)
+    if singles is not None:
+        found = interactions.gi_metrics([r[:2] for r in rows], data.predicted, data.observed, data.control, singles)
+        table = pd.concat([table, found], axis=1)
     keys = pd.DataFrame(rows, columns=["cell_type", "condition", "subgroup"])
     if predicted_cells:
         table["energy_distance"] = energy_distances(keys, predicted_cells, observed_cells, train_cells)
@@ -226,11 +234,11 @@ def run(
         table = predictions = None
         if test:
             predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
-            table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells)
+            table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells, dataset.singles)
             result.metrics.update(metrics.aggregate(table))
         if data.val.n_obs:
             val_predictions, val_cells = predict_all(model, card.name, data.val, data.query_control, seed)
-            val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val, val_cells)
+            val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val, val_cells, dataset.singles)
             overall = metrics.aggregate(val_table)
             result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
         result.metrics.update({f"diagnostic/{name}": float(value) for name, value in train.diagnostics.items()})

@@ -51,9 +51,11 @@ def test_run_on_norman_subset_is_tracked_and_makes_a_leaderboard(workdir, tmp_pa
     text = (board / "norman_subset.md").read_text()
     assert "`splits/norman_subset/simulation-seed2.json`" in text and "Reference: **additive**" in text
     assert "| linear (baseline) | 2 |" in text
+    assert "### gi: genetic interactions of the test doubles" in text and "### gi_class_agreement" in text
     assert sorted(p.name for p in board.glob("*.png")) == [
         f"norman_subset_simulation_{kind}.png" for kind in
-        ("bars_mse_de20", "bars_pearson_delta", "bars_pearson_delta_de20", "scatter")]
+        ("bars_gi_class_agreement", "bars_gi_magnitude_error", "bars_mse_de20", "bars_pearson_delta",
+         "bars_pearson_delta_de20", "scatter")]
 
 
 @pytest.mark.slow
