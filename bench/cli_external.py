@@ -59,12 +59,13 @@ def score(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Score a predictions file on a frozen split exactly as `bench run` scores a model card."""
-    from bench import external, metrics, numeric_env, registry, runner, tracking
+    from bench import ceiling, external, metrics, numeric_env, registry, runner, tracking
     from bench.api import RunResult
     from bench.cli_leaderboard import HEADLINE
 
-    if name in registry.all_cards():
-        raise BenchError(f"--name '{name}' is a model card's name; name the external model differently")
+    if name in registry.all_cards() or name == ceiling.MODEL:
+        what = "the data ceiling's" if name == ceiling.MODEL else "a model card's"
+        raise BenchError(f"--name '{name}' is {what} name; name the external model differently")
     if not name or "/" in name:
         raise BenchError(f"--name '{name}' must be a non-empty name without '/'")
     if track:

@@ -69,7 +69,8 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
     ax.set_xticks(np.arange(len(subgroups)), subgroups)
     ax.set_xlim(-0.5, len(subgroups) - 0.5)
     ax.set_ylabel(f"{metric} ({METRICS[metric].goal})")
-    ax.set_title(f"{title}: {metric}, mean ± sd over seeds (the ceiling: seeds and halvings)")
+    spread_of = " (the ceiling: seeds and halvings)" if ceiling.LABEL in labels else ""
+    ax.set_title(f"{title}: {metric}, mean ± sd over seeds{spread_of}")
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
     ax.set_axisbelow(True)
     if labels:

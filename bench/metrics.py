@@ -24,7 +24,7 @@ from scipy.spatial.distance import cdist
 from bench.errors import BenchError
 from bench.suggest import unknown
 
-METRICS_VERSION = "3"  # 3: discrimination_score_l1 (cell-eval's) replaces pds; 2: float64 Pearson, rounding noise is constant
+METRICS_VERSION = "3"  # 3: cell-eval's discrimination_score_l1 replaces pds, gi_* metrics; 2: float64 Pearson
 TOP_EXPRESSED = 1000
 ENERGY_PCS = 50
 ENERGY_MAX_CELLS = 500

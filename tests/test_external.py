@@ -119,3 +119,5 @@ def test_score_and_export_refuse_bad_input_in_one_line(workdir, tmp_path):
     assert (folder / "keep.txt").read_text() == "mine" and len(list(folder.iterdir())) == 1
     out = bench("score", "--dataset", "norman_subset", "--predictions", "p.h5ad", "--name", "additive", **workdir)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "is a model card's name" in out.stderr
+    out = bench("score", "--dataset", "norman_subset", "--predictions", "p.h5ad", "--name", "ceiling", **workdir)
+    assert out.returncode == 2 and "is the data ceiling's name" in out.stderr
