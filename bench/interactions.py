@@ -163,8 +163,10 @@ def observed_doubles(cells, singles: dict[str, pd.DataFrame]) -> dict[str, dict[
 def gi_metrics(keys: list[tuple[str, str]], predicted: np.ndarray, observed: np.ndarray, control: np.ndarray,
                singles: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per (cell_type, condition) row: ``gi_magnitude_error``, the absolute difference of the predicted
-    and the observed double's magnitude, and ``gi_class_agreement``, 1 where their classes agree; NaN
-    for a row that is not a double with observed singles. ``control`` is each row's control mean."""
+    and the observed double's strength (how much stronger than additive: the fit's magnitude would fault
+    an exact additive prediction for the dilution of the observed fit), and ``gi_class_agreement``, 1
+    where their classes agree; NaN for a row that is not a double with observed singles. ``control`` is
+    each row's control mean."""
     error, agreement = np.full(len(keys), np.nan), np.full(len(keys), np.nan)
     for i, (cell_type, condition) in enumerate(keys):
         table = singles.get(cell_type)
@@ -172,6 +174,6 @@ def gi_metrics(keys: list[tuple[str, str]], predicted: np.ndarray, observed: np.
             continue
         truth = double_scores(condition, observed[i], table, control[i])
         guess = double_scores(condition, predicted[i], table, control[i])
-        error[i] = abs(guess.magnitude - truth.magnitude)
+        error[i] = abs(guess.strength - truth.strength)
         agreement[i] = float(guess.kind == truth.kind)
     return pd.DataFrame({"gi_magnitude_error": error, "gi_class_agreement": agreement})

@@ -83,9 +83,9 @@ METRICS: dict[str, Metric] = {
         Metric(
             "gi_magnitude_error",
             "min",
-            "|m̂ − m| for a double whose singles are observed: m = √(c_A² + c_B²) of the robust fit "
-            "δ_AB ≈ c_A·δ_A + c_B·δ_B (Norman et al. 2019, as GEARS computes it) with observed singles, "
-            "m̂ the same with the predicted double",
+            "|ŝ − s| for a double whose singles are observed: s = median|δ_AB| / median|δ_A + δ_B| over the "
+            "100 genes its singles change most (how much stronger than additive; bench.interactions), ŝ the "
+            "same with the predicted double",
         ),
         Metric(
             "gi_class_agreement",

@@ -102,6 +102,8 @@ def test_the_additive_rule_scores_additive_on_every_double():
     assert all(interactions.double_scores(d, p, table, control).kind == "additive" for d, p in zip(doubles, predicted))
     expected = [float(observed[d].kind == "additive") for d in doubles]
     assert found["gi_class_agreement"].tolist() == expected and 0 < sum(expected) < len(expected)
+    errors = [abs(1.0 - observed[d].strength) for d in doubles]  # the additive rule's strength is 1
+    assert found["gi_magnitude_error"].to_numpy() == pytest.approx(errors, abs=1e-5)  # float32 means here
 
 
 def test_rows_that_are_not_doubles_with_observed_singles_have_no_interaction_metrics():
