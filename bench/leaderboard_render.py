@@ -77,12 +77,14 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         "- A label `[preset]` names the card's preset when it is not the default (e.g. `fast` where the "
         "default takes too long on CPU); `[external]` marks predictions made outside the harness and scored "
         "with `bench score`.",
-        f"- `{ceiling.LABEL}`: the data ceiling, each test perturbation's measured effect in one random half of "
-        "its cells (and of the control cells) scored as a prediction of the other half, mean ± sd over split "
-        "seeds and halvings; never bold. Half the cells make it conservative: a model scored against all "
-        "cells can exceed it where cells are few.",
-        "",
     ]
+    if any(row.is_ceiling for board, _, _ in board_tables for row in board.rows):
+        lines.append(
+            f"- `{ceiling.LABEL}`: the data ceiling, each test perturbation's measured effect in one random half "
+            "of its cells (and of the control cells) scored as a prediction of the other half, mean ± sd over "
+            "split seeds and halvings; never bold. Half the cells make it conservative: a model scored against "
+            "all cells can exceed it where cells are few.")
+    lines.append("")
     for board, table, images in board_tables:
         reference = table["reference"].iloc[0] if len(table) else ""
         metrics = list(dict.fromkeys(table["metric"]))

@@ -98,6 +98,7 @@ def test_the_ceiling_row_spans_seeds_and_halvings_and_is_never_best(store):  # n
     assert line["diff"] == pytest.approx(0.4)  # paired on the per-perturbation means, 0.5 above 0.1
     assert table[table["best"]]["label"].unique().tolist() == ["additive"]
     text = render.markdown([(board, table, {})], "bench leaderboard")
+    assert f"- `{ceiling.LABEL}`: the data ceiling" in text
     assert f"| {ceiling.LABEL} | 2 | {np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}<br>Δ +0.400" in text
 
 

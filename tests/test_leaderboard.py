@@ -180,6 +180,7 @@ def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(store):
     assert "Δ −0.200 [−0.200, −0.200]\\*" in text  # mean vs additive: a real gap, flagged
     assert "`simulation-seed1 (generated, not committed; sha256 split-1)`" in text and "d" * 64 in text
     assert "![pearson_delta_de20 per subgroup](bars.png)" in text
+    assert "the data ceiling" not in text  # no ceiling row, no legend for it
     csv = pd.read_csv(pd.io.common.StringIO(render.csv([(board, table, {})])))
     assert set(csv["label"]) == {"mean", "additive"} and (csv["dataset_sha256"] == "d" * 64).all()
 
