@@ -68,7 +68,7 @@ def evaluation_input(n=300, genes=5000, seed=0):
         perturbation_mean=control + 0.1,
         de20=np.stack([rng.choice(genes, 20, replace=False) for _ in range(n)]),
         top_expressed=np.tile(metrics.top_expressed(control[0]), (n, 1)),
-        perturbed=[rng.choice(genes, 2, replace=False) for _ in range(n)],
+        label_gene=rng.integers(-1, genes, n),
         group=np.zeros(n),
     )
 
