@@ -37,6 +37,13 @@ def workdir(tmp_path):
     return {"cwd": tmp_path, "env": {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}", "COLUMNS": "200"}}
 
 
+@pytest.fixture
+def tracking_store(tmp_path, monkeypatch):
+    """A temporary MLflow tracking store for runs logged in-process (``tracking.log_run``)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'runs.db'}")
+    return tmp_path
+
+
 @pytest.fixture(autouse=True)
 def _isolated_user_folders(tmp_path_factory, monkeypatch):
     """Each test session gets its own cache directory, so tests never read a stale user cache, and its own

@@ -15,7 +15,7 @@ from bench import leaderboard_render as render
 from bench.conditions import CONTROL
 from bench.splits import SplitData
 from conftest import bench, real_data_file
-from test_leaderboard import DATASET, log, result_of, scores, store  # noqa: F401 (store is a fixture)
+from test_leaderboard import DATASET, log, result_of, scores
 
 GENES = [f"g{i}" for i in range(30)]
 
@@ -81,7 +81,7 @@ def log_ceiling(seed: int, halving_values: list[float]) -> None:
     tracking.log_run(result)
 
 
-def test_the_ceiling_row_spans_seeds_and_halvings_and_is_never_best(store):  # noqa: F811
+def test_the_ceiling_row_spans_seeds_and_halvings_and_is_never_best(tracking_store):
     for seed in (1, 2):
         log("additive", seed, scores(seed, 0.1))
     log_ceiling(1, [0.9, 0.8, 0.7])

@@ -14,7 +14,6 @@ from bench import paths
 from conftest import bench, real_data_file
 
 
-
 def tracked_runs(tmp_path, dataset):
     import mlflow
 

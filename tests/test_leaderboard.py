@@ -23,12 +23,6 @@ DATASET = "lbtest"
 CONDITIONS = [f"G{i}+G{i + 1}" for i in range(0, 16, 2)] + [f"S{i}" for i in range(8)]
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'runs.db'}")
-    return tmp_path
-
-
 def per_perturbation(values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({
         "cell_type": "K562",
@@ -75,7 +69,7 @@ def scores(seed: int, shift: float) -> np.ndarray:
     return np.random.default_rng(seed).uniform(0.2, 0.6, len(CONDITIONS)) + shift
 
 
-def test_cells_are_seed_means_with_a_paired_interval_to_the_best_baseline(store):
+def test_cells_are_seed_means_with_a_paired_interval_to_the_best_baseline(tracking_store):
     for seed in (1, 2, 3):
         log("mean", seed, scores(seed, 0.0))
         log("additive", seed, scores(seed, 0.1))
@@ -98,7 +92,7 @@ def test_cells_are_seed_means_with_a_paired_interval_to_the_best_baseline(store)
     assert list(linear.failed) == [4] and sorted(linear.runs) == [1, 2, 3]
 
 
-def test_mixing_split_files_of_one_seed_is_refused(store):
+def test_mixing_split_files_of_one_seed_is_refused(tracking_store):
     log("mean", 1, scores(1, 0.0), split_hash="a" * 64)
     log("additive", 1, scores(1, 0.1), split_hash="b" * 64)
     with pytest.raises(BenchError, match="simulation seed 1 mix split files"):
@@ -107,14 +101,14 @@ def test_mixing_split_files_of_one_seed_is_refused(store):
     assert [row.model for row in board.rows] == ["additive"] and board.left_out == 1
 
 
-def test_mixing_dataset_checksums_is_refused(store):
+def test_mixing_dataset_checksums_is_refused(tracking_store):
     log("mean", 1, scores(1, 0.0), dataset_sha="1" * 64)
     log("mean", 2, scores(2, 0.0), dataset_sha="2" * 64)
     with pytest.raises(BenchError, match="mix dataset checksums"):
         lb.boards(DATASET)
 
 
-def test_mixing_versions_of_a_model_card_is_refused(store):
+def test_mixing_versions_of_a_model_card_is_refused(tracking_store):
     log("linear", 1, scores(1, 0.0), card_hash="old")
     log("linear", 2, scores(2, 0.0), card_hash="new")
     log("mean", 1, scores(1, 0.0))
@@ -125,7 +119,7 @@ def test_mixing_versions_of_a_model_card_is_refused(store):
     assert sorted(linear.runs) == [2] and board.left_out == 1
 
 
-def test_a_rerun_replaces_the_older_run_of_its_seed(store):
+def test_a_rerun_replaces_the_older_run_of_its_seed(tracking_store):
     log("mean", 1, scores(1, 0.0))
     log("mean", 1, scores(1, 0.3))
     (board,) = lb.boards(DATASET)
@@ -133,7 +127,7 @@ def test_a_rerun_replaces_the_older_run_of_its_seed(store):
     assert board.rows[0].value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.3).mean())
 
 
-def test_a_run_killed_while_logging_is_ignored_and_counted(store, capsys):
+def test_a_run_killed_while_logging_is_ignored_and_counted(tracking_store, capsys):
     log("mean", 1, scores(1, 0.0))
     log("mean", 2, scores(2, 0.0))
     log_unfinished("mean", 1, scores(1, 0.3))
@@ -144,11 +138,11 @@ def test_a_run_killed_while_logging_is_ignored_and_counted(store, capsys):
     assert mean.value("all", "pearson_delta_de20").mean == pytest.approx(expected)
     table = lb.cells(board, ["pearson_delta_de20"], None, lb.PerPerturbation())
     assert "1 run(s) ignored: unfinished (still running, or killed while logging)" in render.markdown([(board, table, {})], "bench leaderboard")
-    leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=store / "boards", plots=False)
+    leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=tracking_store / "boards", plots=False)
     assert "; 1 incomplete run(s) ignored" in " ".join(capsys.readouterr().out.split())
 
 
-def test_a_finished_run_without_per_perturbation_scores_is_ignored(store):
+def test_a_finished_run_without_per_perturbation_scores_is_ignored(tracking_store):
     log("mean", 1, scores(1, 0.0))
     result = result_of("mean", 1, scores(1, 0.3))
     result.per_perturbation = None
@@ -158,7 +152,7 @@ def test_a_finished_run_without_per_perturbation_scores_is_ignored(store):
     assert board.row("mean").value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.0).mean())
 
 
-def test_runs_with_other_parameters_are_their_own_rows(store):
+def test_runs_with_other_parameters_are_their_own_rows(tracking_store):
     for seed in (1, 2):
         log("linear", seed, scores(seed, 0.0), params={"ridge": 0.1, "go_ridge": 1.0})
         log("linear", seed, scores(seed, 0.2), params={"ridge": 0.5, "go_ridge": 1.0})
@@ -167,7 +161,7 @@ def test_runs_with_other_parameters_are_their_own_rows(store):
     assert all(len(row.runs) == 2 for row in board.rows) and board.superseded == 0
 
 
-def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(store):
+def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(tracking_store):
     for seed in (1, 2):
         log("mean", seed, scores(seed, 0.0))
         log("additive", seed, scores(seed, 0.2))
@@ -185,7 +179,7 @@ def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(store):
     assert set(csv["label"]) == {"mean", "additive"} and (csv["dataset_sha256"] == "d" * 64).all()
 
 
-def test_an_unknown_reference_names_the_choices(store):
+def test_an_unknown_reference_names_the_choices(tracking_store):
     log("mean", 1, scores(1, 0.0))
     (board,) = lb.boards(DATASET)
     with pytest.raises(BenchError, match="choose one of: mean"):
@@ -193,17 +187,17 @@ def test_an_unknown_reference_names_the_choices(store):
 
 
 @pytest.mark.parametrize("where, reason", [("file", "it is a file, not a folder"), ("file/boards", "not a directory")])
-def test_an_out_that_is_not_a_folder_is_a_one_line_error(store, where, reason):
+def test_an_out_that_is_not_a_folder_is_a_one_line_error(tracking_store, where, reason):
     log("mean", 1, scores(1, 0.0))
-    (store / "file").write_text("mine")
+    (tracking_store / "file").write_text("mine")
     with pytest.raises(BenchError, match=f"cannot write leaderboards to .*{where}: {reason}; pass --out a writable folder"):
-        leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=store / where, plots=False)
-    assert (store / "file").read_text() == "mine"
+        leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=tracking_store / where, plots=False)
+    assert (tracking_store / "file").read_text() == "mine"
 
 
-def test_a_failure_part_way_leaves_the_old_files_as_they_were(store, monkeypatch):
+def test_a_failure_part_way_leaves_the_old_files_as_they_were(tracking_store, monkeypatch):
     log("mean", 1, scores(1, 0.0))
-    out = store / "boards"
+    out = tracking_store / "boards"
     out.mkdir()
     old = {f"{DATASET}.md": "old table", f"{DATASET}.csv": "old,csv", f"{DATASET}_simulation_bars_mse_de20.png": "old plot"}
     for name, text in old.items():
