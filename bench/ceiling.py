@@ -30,6 +30,7 @@ import pandas as pd
 from bench import metrics, numeric_env, runner, splits
 from bench.api import RunResult
 from bench.conditions import CONTROL
+from bench.data.pseudobulk import pseudobulk
 
 MODEL = "ceiling"
 PRESET = "split-half"
@@ -52,14 +53,6 @@ def halves(cells: ad.AnnData, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return np.sort(np.concatenate(first or [empty])), np.sort(np.concatenate(second or [empty]))
 
 
-def _means(cells: ad.AnnData) -> pd.DataFrame:
-    frames = []
-    for cell_type, table in runner.cell_type_means(cells).items():
-        table.index = pd.MultiIndex.from_product([[cell_type], table.index], names=["cell_type", "condition"])
-        frames.append(table)
-    return pd.concat(frames)
-
-
 def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HALVINGS,
                singles: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per halving and test perturbation, every metric of half A scored as a prediction of half B
@@ -72,8 +65,8 @@ def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HA
         test_a, test_b = halves(data.test, rng)
         control_a, control_b = halves(controls, rng)
         a, b = data.test[test_a], data.test[test_b]
-        mean_a, mean_b = _means(a), _means(b)
-        c_a, c_b = (_means(controls[rows]).xs(CONTROL, level="condition") for rows in (control_a, control_b))
+        mean_a, mean_b = pseudobulk(a), pseudobulk(b)
+        c_a, c_b = (pseudobulk(controls[rows]).xs(CONTROL, level="condition") for rows in (control_a, control_b))
         keys = mean_a.index.intersection(mean_b.index)
         if not len(keys):
             continue

@@ -74,7 +74,8 @@ def _check_genes(adata: ad.AnnData, genes: list[str], path: Path) -> None:
     found = list(adata.var_names.astype(str))
     if found == genes:
         return
-    missing, extra = [g for g in genes if g not in set(found)], [g for g in found if g not in set(genes)]
+    known, wanted = set(found), set(genes)
+    missing, extra = [g for g in genes if g not in known], [g for g in found if g not in wanted]
     if not missing and not extra and len(found) == len(genes):
         raise BenchError(f"{path}: genes are in a different order than the dataset's; reorder them with "
                          f"adata[:, genes], genes in the order of train.h5ad's var_names")

@@ -45,7 +45,7 @@ from scipy.spatial.distance import cdist
 from sklearn.linear_model import TheilSenRegressor
 
 from bench.conditions import CONTROL, genes_of, is_double, is_single
-from bench.data.pseudobulk import group_means
+from bench.data.pseudobulk import pseudobulk
 
 DOMINANCE = math.log10(3.0)
 SYNERGY = 1.25  # strength above which a double is synergistic
@@ -130,15 +130,9 @@ def double_scores(condition: str, double_mean: np.ndarray, singles: pd.DataFrame
 
 def _means(cells, keep) -> dict[str, pd.DataFrame]:
     """Per cell type, the mean of every condition that ``keep`` accepts (a DataFrame, conditions x genes)."""
-    condition = cells.obs["condition"].astype(str).to_numpy()
-    cell_type = cells.obs["cell_type"].astype(str).to_numpy()
-    chosen = np.array([keep(c) for c in condition], dtype=bool)
-    result = {}
-    for kind in sorted(set(cell_type)):
-        rows = chosen & (cell_type == kind)
-        labels, means = group_means(cells.X[rows], condition[rows]) if rows.any() else ([], np.zeros((0, cells.n_vars)))
-        result[kind] = pd.DataFrame(means, index=list(labels), columns=cells.var_names)
-    return result
+    chosen = np.array([keep(c) for c in cells.obs["condition"].astype(str)], dtype=bool)
+    table = pseudobulk(cells[chosen])
+    return {cell_type: table.xs(cell_type, level="cell_type") for cell_type in table.index.unique("cell_type")}
 
 
 def observed_singles(cells) -> dict[str, pd.DataFrame]:

@@ -68,15 +68,11 @@ class Row:
 
     def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
         """Mean ± sd over seeds; for a data ceiling over seeds and halvings."""
-        return stats.over_seeds([v for run in self.runs.values() for v in _samples(run, subgroup, metric)])
-
-
-def _samples(run: pd.Series, subgroup: str, metric: str) -> list[float]:
-    """A run's value of ``<subgroup>/<metric>``, or each halving's value for a data ceiling."""
-    ending = f"/{subgroup}/{metric}"
-    halved = [float(v) for key, v in run.items() if key.startswith(f"metrics.{ceiling.HALVING_PREFIX}")
-              and key.endswith(ending) and np.isfinite(v)]
-    return halved or [run.get(f"metrics.{subgroup}/{metric}", np.nan)]
+        if not self.is_ceiling:
+            return stats.over_seeds([run.get(f"metrics.{subgroup}/{metric}", np.nan) for run in self.runs.values()])
+        return stats.over_seeds([run.get(f"metrics.{ceiling.HALVING_PREFIX}{halving}/{subgroup}/{metric}", np.nan)
+                                 for run in self.runs.values()
+                                 for halving in range(int(run.get("params.halvings", ceiling.HALVINGS)))])
 
 
 @dataclass
