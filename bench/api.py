@@ -58,6 +58,10 @@ class TrainData:
     better) at a training step; models that train iteratively should call it. ``diagnostics``: values a
     model records about itself while it fits (e.g. how well its latent space can represent the
     validation effects); they are logged with the run as metrics ``diagnostic/<name>``.
+
+    ``cells`` and ``val`` may be AnnData views of the whole dataset (the harness's are): reading their
+    ``X`` copies the part's rows, so read it once; ``copy()`` a view before changing it. ``bulk``: the
+    training pseudobulk when the harness has computed it (``pseudobulk()`` returns it).
     """
 
     cells: ad.AnnData
@@ -68,6 +72,7 @@ class TrainData:
     report: Callable[[int, float], None] = _no_report
     dataset: str = ""
     diagnostics: dict[str, float] = field(default_factory=dict)
+    bulk: pd.DataFrame | None = None
 
     @property
     def genes(self) -> list[str]:
@@ -84,6 +89,8 @@ class TrainData:
 
     def pseudobulk(self) -> pd.DataFrame:
         """Mean expression of every (cell_type, condition) in training: a DataFrame indexed by both."""
+        if self.bulk is not None:
+            return self.bulk.copy()
         from bench.data.pseudobulk import pseudobulk
 
         return pseudobulk(self.cells)

@@ -31,11 +31,13 @@ from bench import metrics, numeric_env, runner, splits
 from bench.api import RunResult
 from bench.conditions import CONTROL
 from bench.data.pseudobulk import pseudobulk
+from bench.split_data import SplitData
 
 MODEL = "ceiling"
 PRESET = "split-half"
 LABEL = "ceiling (split-half)"
-VERSION = "split-half-1"  # the definition's version, tracked as the run's card hash
+VERSION = "split-half-2"  # the definition's version, tracked as the run's card hash (2: energy PCA
+# of all training cells, as for models)
 HALVINGS = 5
 HALVING_PREFIX = "halving/"
 
@@ -53,28 +55,45 @@ def halves(cells: ad.AnnData, rng: np.random.Generator) -> tuple[np.ndarray, np.
     return np.sort(np.concatenate(first or [empty])), np.sort(np.concatenate(second or [empty]))
 
 
-def split_half(data: splits.SplitData, de20: dict, seed: int, halvings: int = HALVINGS,
+def _by_cell_type(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return {cell_type: table.xs(cell_type, level="cell_type") for cell_type in table.index.unique("cell_type")}
+
+
+def split_half(data: SplitData, de20: dict, seed: int, halvings: int = HALVINGS,
                singles: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per halving and test perturbation, every metric of half A scored as a prediction of half B
     (the interaction metrics of doubles too, given the singles' observed means)."""
-    is_control = data.train.obs["condition"].astype(str).to_numpy() == CONTROL
-    controls, perturbed = data.train[is_control], data.train[~is_control]
+    train, test, everything = data.train, data.test, data.cells
+    is_control = data.masks["train"] & (everything.obs["condition"].astype(str).to_numpy() == CONTROL)
+    controls = everything[is_control]
+    test_rows, control_rows = np.flatnonzero(data.masks["test"]), np.flatnonzero(is_control)
+
+    def mean_of(rows: np.ndarray) -> pd.DataFrame:  # of whole-dataset rows, without copying them
+        keep = np.zeros(everything.n_obs, dtype=bool)
+        keep[rows] = True
+        return pseudobulk(everything, keep)
+
     frames = []
     for halving in range(halvings):
         rng = np.random.default_rng([seed, halving])
-        test_a, test_b = halves(data.test, rng)
+        test_a, test_b = halves(test, rng)
         control_a, control_b = halves(controls, rng)
-        a, b = data.test[test_a], data.test[test_b]
-        mean_a, mean_b = pseudobulk(a), pseudobulk(b)
-        c_a, c_b = (pseudobulk(controls[rows]).xs(CONTROL, level="condition") for rows in (control_a, control_b))
+        a, b = test[test_a], test[test_b]
+        mean_a, mean_b = mean_of(test_rows[test_a]), mean_of(test_rows[test_b])
+        c_a, c_b = (mean_of(control_rows[rows]).xs(CONTROL, level="condition") for rows in (control_a, control_b))
         keys = mean_a.index.intersection(mean_b.index)
         if not len(keys):
             continue
         cell_types = keys.get_level_values("cell_type")
         predicted = mean_a.loc[keys] - c_a.loc[cell_types].to_numpy() + c_b.loc[cell_types].to_numpy()
-        reference = ad.concat([perturbed, controls[control_b]])
+        training = {}  # the training means, with half B's control mean as the control
+        for cell_type, means in data.means("train").items():
+            training[cell_type] = means.copy()
+            if cell_type in c_b.index:
+                training[cell_type].loc[CONTROL] = c_b.loc[cell_type].to_numpy()
         cells = {cell_type: a[a.obs["cell_type"].astype(str) == cell_type] for cell_type in set(cell_types)}
-        table = runner.score(predicted, b, reference, de20, data.subgroups, cells, singles)
+        table = runner.score(predicted, _by_cell_type(mean_b.loc[keys]), training, de20, data.subgroups, cells,
+                             (b, train), singles)
         frames.append(table.assign(halving=halving))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -84,7 +103,7 @@ def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halving
     None when no test condition has 2 cells."""
     start = time.perf_counter()
     split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
-    table = split_half(splits.apply(split, prepared.adata), prepared.de20, seed, halvings, prepared.singles)
+    table = split_half(prepared.split_data(split), prepared.de20, seed, halvings, prepared.singles)
     if table.empty:
         return None
     keys = ["cell_type", "condition", "subgroup"]

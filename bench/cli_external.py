@@ -77,7 +77,7 @@ def score(
                                              f"{loaded.name}/{split} seed {seed}")
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
-    table = runner.score(means, data.test, data.train, prepared.de20, data.subgroups, cells, prepared.singles)
+    table = runner.score_part(means, data, "test", prepared, cells)
     result = RunResult(model=name, params={}, card_hash=EXTERNAL, dataset=prepared.name,
                        dataset_sha256=prepared.sha256, split=split, split_hash=frozen.sha256, seed=seed,
                        device=EXTERNAL, per_perturbation=table, metrics=metrics.aggregate(table),

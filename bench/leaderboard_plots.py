@@ -25,7 +25,7 @@ from bench.de import cached_de_genes
 from bench.errors import BenchError
 from bench.leaderboard import Board
 from bench.metrics import METRICS, rowwise_pearson
-from bench.runner import cell_type_means
+from bench.split_data import SplitData
 
 MAX_ROWS = 16  # rows of panels in the scatter plot; more models are named as left out in its title
 
@@ -119,12 +119,12 @@ def _predictions(run: pd.Series, folder: Path) -> pd.DataFrame | None:
     return pd.DataFrame(np.asarray(adata.X), index=index, columns=adata.var_names)
 
 
-def _observed_changes(data: splits.SplitData, de20: dict) -> tuple[dict[str, pd.Series], dict, dict]:
+def _observed_changes(data: SplitData, de20: dict) -> tuple[dict[str, pd.Series], dict, dict]:
     """The training-control mean per cell type, and per test (cell_type, condition) its DE genes and the
     observed change of its test cells on them."""
-    control = {ct: means.loc[CONTROL] for ct, means in cell_type_means(data.train).items()}
+    control = {ct: means.loc[CONTROL] for ct, means in data.means("train").items()}
     observed, genes = {}, {}
-    for cell_type, means in cell_type_means(data.test).items():
+    for cell_type, means in data.means("test").items():
         for condition in means.index:
             key = (cell_type, condition)
             genes[key] = de20[cell_type][condition]

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anndata as ad
@@ -25,54 +25,56 @@ from bench import interactions, metrics, numeric_env, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
                        check_prediction)
 from bench.conditions import CONTROL
-from bench.data.pseudobulk import group_means
 from bench.de import cached_de_genes
 from bench.registry import ModelCard, build
+from bench.split_data import SplitData
 
 
 @dataclass
 class PreparedDataset:
-    """A loaded dataset with what every run on it needs: DE genes (computed once, cached) and the
-    singles' observed means."""
+    """A loaded dataset with what every run on it needs: DE genes (computed once, cached), the singles'
+    observed means, and the most recent split's cut (shared by every model run on that split)."""
 
     name: str
     adata: ad.AnnData
     sha256: str
     de20: dict[str, dict[str, list[str]]]
     singles: dict[str, pd.DataFrame]  # per cell type, every single's observed mean (interaction scores)
+    _split: tuple[str, SplitData] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, dataset) -> PreparedDataset:
         de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
         return cls(dataset.name, dataset.adata, dataset.sha256, de20, interactions.observed_singles(dataset.adata))
 
+    def split_data(self, split: splits.Split) -> SplitData:
+        """The dataset cut by ``split``; the last cut is kept, so the models run on one split share it."""
+        key = f"{split.sha256}:{','.join(sorted(self.adata.layers))}"
+        if self._split is None or self._split[0] != key:
+            self._split = (key, splits.apply(split, self.adata))
+        return self._split[1]
 
-def cell_type_means(cells: ad.AnnData) -> dict[str, pd.DataFrame]:
-    """Per cell type, the mean expression of each condition (rows) over genes (columns)."""
-    result = {}
-    for cell_type in sorted(cells.obs["cell_type"].astype(str).unique()):
-        subset = cells[cells.obs["cell_type"].astype(str) == cell_type]
-        labels, means = group_means(subset.X, subset.obs["condition"].astype(str))
-        result[cell_type] = pd.DataFrame(means, index=labels, columns=cells.var_names)
-    return result
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_split": None}  # worker processes cut their own split
 
 
 def score(
     predicted: pd.DataFrame,
-    observed_cells: ad.AnnData,
-    train_cells: ad.AnnData,
+    observed: dict[str, pd.DataFrame],
+    training: dict[str, pd.DataFrame],
     de20: dict[str, dict[str, list[str]]],
     subgroups: dict[str, str],
     predicted_cells: dict[str, ad.AnnData] | None = None,
+    cells: tuple[ad.AnnData, ad.AnnData] | None = None,
     singles: dict[str, pd.DataFrame] | None = None,
+    known: dict | None = None,
 ) -> pd.DataFrame:
-    """Per-perturbation metrics for predictions indexed by (cell_type, condition); with predicted cells,
-    also their energy distance to the observed cells; with the singles' observed means
-    (``PreparedDataset.singles``), the interaction metrics of doubles."""
-    genes = observed_cells.var_names
-    gene_index = pd.Index(genes)
-    observed = cell_type_means(observed_cells)
-    training = cell_type_means(train_cells)
+    """Per-perturbation metrics for predictions indexed by (cell_type, condition), given per cell type
+    the observed and the training means of each condition (``SplitData.means``). With predicted cells,
+    also their energy distance to the observed cells (``cells``: the observed and the training cells);
+    with the singles' observed means (``PreparedDataset.singles``), the interaction metrics of doubles
+    (``known``: the observed doubles' scores kept between calls, see ``interactions.gi_metrics``)."""
+    gene_index = pd.Index(next(iter(training.values())).columns)
     rows, arrays = [], {k: [] for k in ("pred", "obs", "ctrl", "pert", "de", "top", "label_gene")}
     for (cell_type, condition), values in predicted.iterrows():
         train_means = training[cell_type]
@@ -87,7 +89,7 @@ def score(
         arrays["top"].append(metrics.top_expressed(control))
         arrays["label_gene"].append(gene_index.get_indexer([condition])[0])
         rows.append((cell_type, condition, subgroups[condition]))
-    data = metrics.EvaluationInput(
+    evaluation = metrics.EvaluationInput(
         predicted=np.stack(arrays["pred"]),
         observed=np.stack(arrays["obs"]),
         control=np.stack(arrays["ctrl"]),
@@ -97,14 +99,25 @@ def score(
         label_gene=np.array(arrays["label_gene"]),
         group=np.array([r[0] for r in rows]),
     )
-    table = metrics.evaluate(data)
+    table = metrics.evaluate(evaluation)
     if singles is not None:
-        found = interactions.gi_metrics([r[:2] for r in rows], data.predicted, data.observed, data.control, singles)
+        found = interactions.gi_metrics([r[:2] for r in rows], evaluation.predicted, evaluation.observed,
+                                        evaluation.control, singles, known)
         table = pd.concat([table, found], axis=1)
     keys = pd.DataFrame(rows, columns=["cell_type", "condition", "subgroup"])
-    if predicted_cells:
-        table["energy_distance"] = energy_distances(keys, predicted_cells, observed_cells, train_cells)
+    if predicted_cells and cells is not None:
+        table["energy_distance"] = energy_distances(keys, predicted_cells, *cells)
     return pd.concat([keys, table], axis=1)
+
+
+def score_part(predicted: pd.DataFrame, data: SplitData, part: str, dataset: PreparedDataset,
+               predicted_cells: dict[str, ad.AnnData] | None = None, subgroups: dict[str, str] | None = None
+               ) -> pd.DataFrame:
+    """``score`` against the cells of ``part`` (``test`` or ``val``) of a split; validation conditions
+    need their ``subgroups`` (the split's ``val``)."""
+    return score(predicted, data.means(part), data.means("train"), dataset.de20,
+                 data.subgroups if subgroups is None else subgroups, predicted_cells,
+                 (getattr(data, part), data.train), dataset.singles, data.interactions[part])
 
 
 def predict_all(
@@ -219,7 +232,7 @@ def run(
     if reason:
         result.status, result.error = "SKIPPED", reason
         return result
-    data = splits.apply(split, dataset.adata)
+    data = dataset.split_data(split)
     train = TrainData(
         cells=data.train,
         val=data.val,
@@ -228,17 +241,18 @@ def run(
         device=device,
         report=report or (lambda step, value: None),
         dataset=dataset.name,
+        bulk=data.pseudobulk("train"),
     )
     try:
         model.fit(train)
         table = predictions = None
         if test:
             predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
-            table = score(predictions, data.test, data.train, dataset.de20, data.subgroups, cells, dataset.singles)
+            table = score_part(predictions, data, "test", dataset, cells)
             result.metrics.update(metrics.aggregate(table))
-        if data.val.n_obs:
+        if data.masks["val"].any():
             val_predictions, val_cells = predict_all(model, card.name, data.val, data.query_control, seed)
-            val_table = score(val_predictions, data.val, data.train, dataset.de20, split.val, val_cells, dataset.singles)
+            val_table = score_part(val_predictions, data, "val", dataset, val_cells, split.val)
             overall = metrics.aggregate(val_table)
             result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
         result.metrics.update({f"diagnostic/{name}": float(value) for name, value in train.diagnostics.items()})

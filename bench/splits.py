@@ -20,6 +20,7 @@ import numpy as np
 from bench import atomic, paths
 from bench.conditions import CONTROL, genes_of, perturbed_genes
 from bench.errors import SplitError
+from bench.split_data import SplitData
 from bench.split_rules import SUBGROUPS, assign, label
 from bench.suggest import unknown
 
@@ -223,34 +224,6 @@ def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed
     return split, path
 
 
-@dataclass
-class SplitData:
-    """A dataset cut by a split: what the model trains on, and what the harness keeps for scoring."""
-
-    train: ad.AnnData
-    val: ad.AnnData
-    query_control: ad.AnnData
-    test: ad.AnnData
-    subgroups: dict[str, str]
-
-
 def apply(split: Split, adata: ad.AnnData) -> SplitData:
-    obs = adata.obs
-    condition = obs["condition"].to_numpy()
-    query = obs.index.isin(split.cells.get("query_control", []))
-    if split.name == "seen":
-        test = obs.index.isin(split.cells["test"])
-        val = obs.index.isin(split.cells["val"])
-    else:
-        test = np.isin(condition, list(split.test))
-        val = np.isin(condition, list(split.val))
-    train = np.isin(condition, split.train) & ~query & ~test & ~val
-
-    def cells(mask: np.ndarray) -> ad.AnnData:
-        subset = adata[mask].copy()
-        subset.uns = {}  # a simulator's ground truth must never reach a model
-        return subset
-
-    return SplitData(
-        train=cells(train), val=cells(val), query_control=cells(query), test=cells(test), subgroups=dict(split.test)
-    )
+    """The dataset's cells cut by ``split`` (views, no copies)."""
+    return SplitData(split, adata)

@@ -13,7 +13,8 @@ from bench import ceiling, tracking
 from bench import leaderboard as lb
 from bench import leaderboard_render as render
 from bench.conditions import CONTROL
-from bench.splits import SplitData
+from bench.split_data import SplitData
+from bench.splits import Split
 from conftest import bench, real_data_file
 from test_leaderboard import DATASET, log, result_of, scores
 
@@ -29,8 +30,9 @@ def cells(rows: dict[str, np.ndarray]) -> ad.AnnData:
 
 
 def split_data(train: dict, test: dict) -> SplitData:
-    return SplitData(train=cells(train), val=cells({}), query_control=cells({}), test=cells(test),
-                     subgroups={c: "single" for c in test})
+    """A dataset of ``train`` and ``test`` cells, cut by a split that trains on the first and tests the second."""
+    split = Split(DATASET, "sha", "simulation", 1, train=sorted(train), val={}, test={c: "single" for c in test})
+    return SplitData(split, cells({**train, **test}))
 
 
 def de20(conditions) -> dict:

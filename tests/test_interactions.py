@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import TheilSenRegressor
 
 from bench import interactions
 from bench.adapters.gears.isolation import locked_import
@@ -111,3 +112,19 @@ def test_rows_that_are_not_doubles_with_observed_singles_have_no_interaction_met
     keys = [("K562", "A"), ("K562", "A+C"), ("K562", "ctrl"), ("HepG2", "A+B")]
     found = interactions.gi_metrics(keys, np.ones((4, 3)), np.ones((4, 3)), np.zeros((4, 3)), {"K562": singles})
     assert found.isna().all().all()
+
+
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_theil_sen_is_scikit_learns(degenerate):
+    """Pairs solved at once give scikit-learn's coefficients, also where pairs are singular (repeated
+    rows, rows of zeros), which scikit-learn's LAPACK call answers by least squares."""
+    rng = np.random.default_rng(7)
+    singles = rng.normal(0, 1, (100, 2))
+    target = singles @ [0.6, 1.3] + rng.standard_t(2, 100) * 0.2
+    if degenerate:
+        singles[10:20] = singles[10]
+        singles[30:35] = 0.0
+        singles[40:45] = singles[40] * np.arange(1, 6)[:, None]
+    theirs = TheilSenRegressor(fit_intercept=False, max_subpopulation=100_000, max_iter=1000, random_state=1000)
+    theirs.fit(singles, target)
+    np.testing.assert_allclose(interactions.theil_sen(singles, target), theirs.coef_, rtol=1e-10, atol=1e-12)

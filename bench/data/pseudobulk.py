@@ -1,41 +1,66 @@
-"""Mean expression per (cell_type, condition), by one sparse matrix product (fast at Norman scale)."""
+"""Sums and means of expression per group of cells (pseudobulk), in one pass over the matrix.
+
+A compiled loop adds each stored value of a CSR matrix to its group's row: at Norman scale (100,000
+cells x 5,000 genes, 37% non-zero) it takes about a tenth of the time of the indicator-matrix product
+``scipy.sparse`` offers, and no temporary of the size of the matrix (``benchmarks/test_performance.py``).
+"""
 
 from __future__ import annotations
 
 import anndata as ad
+import numba
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 
-CHUNK_ROWS = 8192
+@numba.njit(cache=True, nogil=True)
+def _csr_sums(data, indices, indptr, codes, out):
+    for row in range(len(indptr) - 1):
+        code = codes[row]
+        if code >= 0:
+            for k in range(indptr[row], indptr[row + 1]):
+                out[code, indices[k]] += data[k]
 
 
-def group_means(X, labels: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row means of ``X`` per label: the sorted unique labels and a (labels x genes) float64 matrix.
-
-    Rows are summed in chunks, so the float64 upcast of a sparse float32 ``X`` never copies the
-    whole matrix (at Norman scale that copy alone would be as large as ``X``).
-    """
-    codes, uniques = pd.factorize(np.asarray(labels), sort=True)
-    n_groups = len(uniques)
-    weights = 1.0 / np.bincount(codes, minlength=n_groups).astype(np.float64)
-    means = np.zeros((n_groups, X.shape[1]))
-    for start in range(0, X.shape[0], CHUNK_ROWS):
-        rows = codes[start : start + CHUNK_ROWS]
-        indicator = sp.csr_matrix(
-            (weights[rows], (rows, np.arange(len(rows)))), shape=(n_groups, len(rows))
-        )
-        block = indicator @ X[start : start + CHUNK_ROWS]
-        means += block.toarray() if sp.issparse(block) else np.asarray(block)
-    return np.asarray(uniques), means
+@numba.njit(cache=True, nogil=True)
+def _dense_sums(X, codes, out):
+    for row in range(X.shape[0]):
+        code = codes[row]
+        if code >= 0:
+            for j in range(X.shape[1]):
+                out[code, j] += X[row, j]
 
 
-def pseudobulk(adata: ad.AnnData) -> pd.DataFrame:
-    """Mean log-expression of every (cell_type, condition): a DataFrame with a two-level index."""
+def group_sums(X, codes: np.ndarray, n_groups: int) -> np.ndarray:
+    """Float64 sums of the rows of ``X`` per group: row ``r`` adds to ``codes[r]``; a code of -1 skips it."""
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    out = np.zeros((n_groups, X.shape[1]))
+    if sp.issparse(X):
+        X = X if X.format == "csr" else sp.csr_matrix(X)
+        _csr_sums(X.data, X.indices, X.indptr, codes, out)
+    else:
+        _dense_sums(np.asarray(X), codes, out)
+    return out
+
+
+def group_means(X, labels: pd.Series | np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row means of ``X`` per label (of the rows ``keep`` marks, default all): the sorted unique labels
+    and a (labels x genes) float64 matrix."""
+    labels = np.asarray(labels)
+    keep = np.ones(len(labels), dtype=bool) if keep is None else np.asarray(keep, dtype=bool)
+    codes = np.full(len(labels), -1, dtype=np.int64)
+    codes[keep], uniques = pd.factorize(labels[keep], sort=True)
+    sums = group_sums(X, codes, len(uniques))
+    return np.asarray(uniques), sums / np.bincount(codes[codes >= 0], minlength=len(uniques))[:, None]
+
+
+def pseudobulk(adata: ad.AnnData, keep: np.ndarray | None = None) -> pd.DataFrame:
+    """Mean log-expression of every (cell_type, condition) (of the cells ``keep`` marks, default all):
+    a DataFrame with a two-level index."""
     obs = adata.obs
     keys = obs["cell_type"].astype(str) + "\x1f" + obs["condition"].astype(str)
-    labels, means = group_means(adata.X, keys)
+    labels, means = group_means(adata.X, keys, keep)
     index = pd.MultiIndex.from_tuples(
         [tuple(label.split("\x1f")) for label in labels], names=["cell_type", "condition"]
     )
