@@ -10,7 +10,9 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def load(dataset: str | None, perturbation_key, control_value, cell_type_key):
+def load(dataset: str | None, perturbation_key, control_value, cell_type_key, counts: bool = False):
+    """The dataset (the default one when ``None``), announced on the console; the raw counts only with
+    ``counts`` (a run loads them for the models that read them)."""
     from bench.data.datasets import default_dataset, load_dataset
 
     if dataset is None:
@@ -20,7 +22,8 @@ def load(dataset: str | None, perturbation_key, control_value, cell_type_key):
         console.print(f"dataset: {dataset}", markup=False, highlight=False)
     with console.status(f"loading {dataset}"):
         return load_dataset(
-            dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key
+            dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key,
+            counts=counts,
         )
 
 

@@ -24,11 +24,11 @@ SplitOption = Annotated[str, typer.Option("--split", "-s", help="Split setting (
 SeedOption = Annotated[int, typer.Option("--seed", help="Split seed.")]
 
 
-def _split(dataset: str, split: str, seed: int):
+def _split(dataset: str, split: str, seed: int, counts: bool = False):
     from bench import splits
 
     splits.check_name(split)
-    loaded = load(dataset, None, None, None)
+    loaded = load(dataset, None, None, None, counts)
     frozen, _ = splits.obtain(loaded.adata, loaded.name, loaded.sha256, split, seed)
     return loaded, frozen, splits.apply(frozen, loaded.adata)
 
@@ -42,7 +42,7 @@ def export(
     """Write a frozen split's training, validation and query-control cells and the conditions to predict."""
     from bench import external
 
-    _, frozen, data = _split(dataset, split, seed)
+    _, frozen, data = _split(dataset, split, seed, counts=True)
     written = external.export(frozen, data, out)
     console.print(f"wrote {out}: " + ", ".join(p.name for p in written), markup=False, highlight=False)
     console.print(f"predict the {len(external.test_conditions(data))} conditions of {external.CONDITIONS}, then "

@@ -21,19 +21,20 @@ import pandas as pd
 from bench import splits
 from bench.conditions import CONTROL
 from bench.errors import BenchError
+from bench.split_data import SplitData
 
 CELLS = ("train", "val", "query_control")
 CONDITIONS = "conditions.csv"
 
 
-def test_conditions(data: splits.SplitData) -> pd.DataFrame:
+def test_conditions(data: SplitData) -> pd.DataFrame:
     """The (cell_type, condition, subgroup) rows to predict, sorted."""
     obs = data.test.obs[["cell_type", "condition"]].astype(str).drop_duplicates()
     obs["subgroup"] = obs["condition"].map(data.subgroups)
     return obs.sort_values(["cell_type", "condition"]).reset_index(drop=True)
 
 
-def export(split: splits.Split, data: splits.SplitData, out: Path) -> list[Path]:
+def export(split: splits.Split, data: SplitData, out: Path) -> list[Path]:
     """Write the export folder ``out`` whole or not at all; an existing non-empty folder is refused."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BenchError(f"--out {out} already exists and is not an empty folder; name a new folder")
@@ -42,7 +43,7 @@ def export(split: splits.Split, data: splits.SplitData, out: Path) -> list[Path]
     staging.mkdir()
     try:
         for name in CELLS:
-            getattr(data, name).write_h5ad(staging / f"{name}.h5ad")
+            getattr(data, name).copy().write_h5ad(staging / f"{name}.h5ad")  # a view: its rows only
         test_conditions(data).to_csv(staging / CONDITIONS, index=False)
         (staging / "split.json").write_text(split.to_json())
         if out.exists():

@@ -10,6 +10,8 @@ Schema::
     description = "..."
     citation = "..."
     baseline = true                       # optional: a simple baseline (leaderboard references)
+    counts = true                         # optional: the adapter reads layers['counts'] (raw counts),
+                                          # which the harness then loads (it skips them otherwise)
     [params]                              # defaults, passed to the adapter's constructor
     [presets.fast]                        # named overrides on top of params ("default" = params)
     [search_space]                        # for sweeps: name = { type = "float", low, high, log }
@@ -24,7 +26,7 @@ up beside the card first, then among all known cards)::
     [presets.fast]                        # merged key by key over the parent's preset of that name
     [search_space]                        # entries replace the parent's entry of the same name whole
 
-``baseline`` is not inherited. A card's ``sha256`` covers its parents too, so runs notice a changed parent.
+``baseline`` is not inherited; ``counts`` is. A card's ``sha256`` covers its parents too, so runs notice a changed parent.
 
 Dataset manifests are read by ``bench.data.manifest``; both give did-you-mean errors for unknown names.
 """
@@ -60,6 +62,7 @@ class ModelCard:
     presets: dict = field(default_factory=dict)
     search_space: dict = field(default_factory=dict)
     baseline: bool = False
+    counts: bool = False
     extends: str = ""
     sweep: dict = field(default_factory=dict)
     path: Path | None = None
@@ -108,6 +111,8 @@ def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> Mo
     for key in ("name", "adapter", "description", "citation"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
+    if not isinstance(table.get("counts", False), bool):
+        raise BenchError(f"{path}: 'counts' must be true or false, got {table['counts']!r}")
     if table["name"] != path.stem:
         raise BenchError(f"{path}: name '{table['name']}' must match the file name '{path.stem}'")
     if ":" not in table["adapter"]:
@@ -143,6 +148,7 @@ def _inherit(parent: ModelCard, table: dict) -> dict:
         "adapter": parent.adapter,
         "description": parent.description,
         "citation": parent.citation,
+        "counts": parent.counts,
         **table,
         "params": {**parent.params, **table.get("params", {})},
         "presets": {

@@ -194,7 +194,8 @@ def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunRe
     from bench.data.datasets import load_dataset
 
     todo = configs(reference)
-    datasets = {name: runner.PreparedDataset.of(load_dataset(name)) for name in dict.fromkeys(c.dataset for c in todo)}
+    datasets = {name: runner.PreparedDataset.of(load_dataset(name, counts=False))
+                for name in dict.fromkeys(c.dataset for c in todo)}
     tasks: dict[tuple, parallel.Task] = {}  # one run serves every configuration that needs it
     plan: dict[Config, list[tuple]] = {}
     for config in todo:

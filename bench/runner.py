@@ -25,6 +25,7 @@ from bench import interactions, metrics, numeric_env, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
                        check_prediction)
 from bench.conditions import CONTROL
+from bench.data.datasets import Dataset, add_counts
 from bench.de import cached_de_genes
 from bench.registry import ModelCard, build
 from bench.split_data import SplitData
@@ -40,12 +41,14 @@ class PreparedDataset:
     sha256: str
     de20: dict[str, dict[str, list[str]]]
     singles: dict[str, pd.DataFrame]  # per cell type, every single's observed mean (interaction scores)
+    with_counts: Callable | None = field(default=None, repr=False)  # Dataset.with_counts
     _split: tuple[str, SplitData] | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, dataset) -> PreparedDataset:
+    def of(cls, dataset: Dataset) -> PreparedDataset:
         de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
-        return cls(dataset.name, dataset.adata, dataset.sha256, de20, interactions.observed_singles(dataset.adata))
+        return cls(dataset.name, dataset.adata, dataset.sha256, de20, interactions.observed_singles(dataset.adata),
+                   dataset.with_counts)
 
     def split_data(self, split: splits.Split) -> SplitData:
         """The dataset cut by ``split``; the last cut is kept, so the models run on one split share it."""
@@ -232,6 +235,8 @@ def run(
     if reason:
         result.status, result.error = "SKIPPED", reason
         return result
+    if card.counts:
+        add_counts(dataset.adata, dataset.with_counts)
     data = dataset.split_data(split)
     train = TrainData(
         cells=data.train,

@@ -169,3 +169,16 @@ def test_a_user_card_may_not_reuse_a_catalog_name(tmp_path, monkeypatch):
     _card(tmp_path, "linear", PARENT.replace('name = "base"', 'name = "linear"'))
     with pytest.raises(BenchError, match="model card 'linear' is defined twice"):
         registry.find_card("mean")
+
+
+def test_counts_is_inherited_and_must_be_a_boolean(tmp_path):
+    _card(tmp_path, "base", PARENT.replace("baseline = true", "counts = true"))
+    _card(tmp_path, "child", 'name = "child"\nextends = "base"\n')
+    _card(tmp_path, "opted_out", 'name = "opted_out"\nextends = "base"\ncounts = false\n')
+    assert registry.read_card(tmp_path / "child.toml").counts
+    assert not registry.read_card(tmp_path / "opted_out.toml").counts
+    assert registry.find_card("cpa").counts and registry.find_card("latent_additive").counts
+    assert not registry.find_card("additive").counts
+    _card(tmp_path, "wrong", PARENT.replace('name = "base"', 'name = "wrong"').replace("baseline = true", 'counts = "yes"'))
+    with pytest.raises(BenchError, match="'counts' must be true or false"):
+        registry.read_card(tmp_path / "wrong.toml")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import textwrap
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from bench import registry, runner
+from bench.data.datasets import Dataset
 from bench.errors import BenchError
 
 BROKEN = textwrap.dedent(
@@ -75,6 +75,7 @@ BROKEN = textwrap.dedent(
         seen = {}
         def fit(self, train):
             Peeking.seen["train"] = set(train.cells.obs_names) | set(train.val.obs_names)
+            Peeking.seen["uns"] = set(train.cells.uns) | set(train.val.uns)
         def predict(self, query):
             Peeking.seen.setdefault("query", set()).update(query.control.obs_names)
             Peeking.seen.setdefault("conditions", set()).update(query.conditions)
@@ -100,7 +101,7 @@ def test_cards(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def prepared(small_synthetic):
-    dataset = SimpleNamespace(name="synthetic_small", adata=small_synthetic, sha256="a" * 64)
+    dataset = Dataset("synthetic_small", small_synthetic, "a" * 64)
     return runner.PreparedDataset.of(dataset)
 
 
@@ -124,6 +125,7 @@ def test_models_never_see_test_cells(test_cards, prepared):
     assert test_cells and not test_cells & Peeking.seen["train"]
     assert set(adata.obs.loc[list(Peeking.seen["query"]), "condition"]) == {"ctrl"}
     assert not Peeking.seen["query"] & Peeking.seen["train"]
+    assert "simulation" in adata.uns and not Peeking.seen["uns"]  # the simulator's ground truth stays hidden
 
 
 def test_successful_run_scores_every_test_condition(prepared):

@@ -7,10 +7,12 @@ and cached as .h5ad under the cache directory, keyed by that hash.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +32,24 @@ SIMULATED = "synthetic"
 
 @dataclass
 class Dataset:
-    """A canonical dataset: ``adata.uns['bench']`` holds its name and sha256 too."""
+    """A canonical dataset: ``adata.uns['bench']`` holds its name and sha256 too. ``with_counts``
+    reads the same dataset again with its counts layer (for one loaded without it)."""
 
     name: str
     adata: ad.AnnData
     sha256: str
     manifest: DatasetManifest | None = None
+    with_counts: Callable[[], Dataset] | None = None
+
+
+def add_counts(adata: ad.AnnData, with_counts: Callable[[], Dataset] | None) -> None:
+    """Put the raw counts into ``adata.layers['counts']`` (read again through ``with_counts``) where the
+    data has them and the layer is not there yet."""
+    if "counts" in adata.layers or with_counts is None:
+        return
+    counts = with_counts().adata.layers.get("counts")
+    if counts is not None:
+        adata.layers["counts"] = counts
 
 
 def _is_path(text: str) -> bool:
@@ -50,8 +64,14 @@ def load_dataset(
     cell_type_key: str | None = None,
     gene_symbols_key: str | None = None,
     store: DataStore | None = None,
+    counts: bool = True,
 ) -> Dataset:
-    """A dataset by manifest name, or an .h5ad file in the generic format read with the given keys."""
+    """A dataset by manifest name, or an .h5ad file in the generic format read with the given keys;
+    ``counts=False`` leaves out the raw counts (``layers['counts']``), which only some models read: the
+    dataset's ``with_counts`` reads them when one does."""
+    again = None if counts else functools.partial(
+        load_dataset, name_or_path, perturbation_key=perturbation_key, control_value=control_value,
+        cell_type_key=cell_type_key, gene_symbols_key=gene_symbols_key, store=store)
     given = {
         ("perturbation", "--perturbation-key"): perturbation_key,
         ("control", "--control-value"): control_value,
@@ -65,7 +85,7 @@ def load_dataset(
         path = Path(text).expanduser()
         if not path.is_file():
             raise DataError(f"dataset file {path} does not exist; give an .h5ad path or a name from `bench data list`")
-        return _finish(path.stem, load_h5ad(path, "h5ad", keys), file_sha256(path), None)
+        return _finish(path.stem, load_h5ad(path, "h5ad", keys, counts), file_sha256(path), None, again)
     manifest = find_manifest(text)
     if keys:
         options = ", ".join(option for _, option in given)
@@ -74,16 +94,18 @@ def load_dataset(
     if manifest.kind != "dataset":
         raise DataError(f"'{text}' is a {manifest.kind}, not a perturbation dataset; see `bench data list`")
     if manifest.format == "synthetic":
-        adata, sha = simulated(manifest)
-        return _finish(manifest.name, adata, sha, manifest)
+        adata, sha = simulated(manifest, counts)
+        return _finish(manifest.name, adata, sha, manifest, again)
     store = store or DataStore.default()
     path = store.require(manifest)
-    return _finish(manifest.name, load_h5ad(path, manifest.format, manifest.keys), file_sha256(path), manifest)
+    adata = load_h5ad(path, manifest.format, manifest.keys, counts)
+    return _finish(manifest.name, adata, file_sha256(path), manifest, again)
 
 
-def _finish(name: str, adata: ad.AnnData, sha256: str, manifest: DatasetManifest | None) -> Dataset:
+def _finish(name: str, adata: ad.AnnData, sha256: str, manifest: DatasetManifest | None,
+            with_counts: Callable[[], Dataset] | None) -> Dataset:
     adata.uns["bench"] = {"dataset": name, "sha256": sha256}
-    return Dataset(name, adata, sha256, manifest)
+    return Dataset(name, adata, sha256, manifest, with_counts)
 
 
 def simulator_sha256(params: dict) -> str:
@@ -95,17 +117,19 @@ def simulator_sha256(params: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def simulated(manifest: DatasetManifest) -> tuple[ad.AnnData, str]:
+def simulated(manifest: DatasetManifest, counts: bool = True) -> tuple[ad.AnnData, str]:
     """The simulated dataset of a ``synthetic`` manifest, from the cache or made now (and cached)."""
     from bench.data.simulator import simulate
 
     sha = simulator_sha256(manifest.simulator)
     cached = paths.cache_dir() / "synthetic" / f"{sha}.h5ad"
     if cached.is_file():
-        return tidy(read_h5ad(cached)), sha
+        return tidy(read_h5ad(cached, layers=counts)), sha
     adata = tidy(simulate(**manifest.simulator))
     check_canonical(adata, f"dataset '{manifest.name}'")
     _write_cache(adata, cached)
+    if not counts:
+        del adata.layers["counts"]
     return adata, sha
 
 

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -18,19 +19,24 @@ from bench.data.canonical import DEFAULT_CELL_TYPE, check_canonical, check_value
 from bench.data.formats import Keys, canonical_conditions, resolve_keys
 from bench.errors import DataError
 
+ELEMENTS = ("X", "obs", "var", "uns", "obsm", "varm", "obsp", "varp")  # an .h5ad file's parts but layers
 TARGET_SUM = 1e4
 MAX_LOG_EXPRESSION = 30.0
 
 
-def read_h5ad(path: Path) -> ad.AnnData:
-    """Read ``path`` fully into memory; a missing, truncated or corrupt file is a one-line DataError."""
+def read_h5ad(path: Path, layers: bool = True) -> ad.AnnData:
+    """Read ``path`` into memory (without its layers unless ``layers``); a missing, truncated or corrupt
+    file is a one-line DataError."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; check the path")
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".* names are not unique", category=UserWarning)
-            return ad.read_h5ad(path)
+            if layers:
+                return ad.read_h5ad(path)
+            with h5py.File(path, "r") as file:
+                return ad.AnnData(**{key: ad.io.read_elem(file[key]) for key in ELEMENTS if key in file})
     except Exception as exc:  # h5py and anndata raise many types for damaged files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(
@@ -122,12 +128,13 @@ def _expression(adata: ad.AnnData, where: str) -> tuple[object, object]:
     return X, counts
 
 
-def load_h5ad(path: Path | str, fmt: str, keys: dict | None = None) -> ad.AnnData:
-    """The canonical AnnData of the ``fmt`` file at ``path``, labels read with ``keys`` (see ``formats``)."""
+def load_h5ad(path: Path | str, fmt: str, keys: dict | None = None, counts: bool = True) -> ad.AnnData:
+    """The canonical AnnData of the ``fmt`` file at ``path``, labels read with ``keys`` (see ``formats``);
+    without ``layers['counts']`` unless ``counts``."""
     path = Path(path)
     where = path.name
     spec = resolve_keys(fmt, keys)
-    source = _subset(read_h5ad(path), spec, where)
+    source = _subset(read_h5ad(path, layers=counts), spec, where)
     if spec.perturbation not in source.obs:
         raise DataError(
             f"{where}: obs has no perturbation column '{spec.perturbation}' (columns: {_columns(source.obs)}); "
@@ -135,14 +142,14 @@ def load_h5ad(path: Path | str, fmt: str, keys: dict | None = None) -> ad.AnnDat
         )
     conditions = canonical_conditions(source.obs[spec.perturbation], spec, where)
     var = _var(source.var, spec, where)
-    X, counts = _expression(source, where)
+    X, raw = _expression(source, where)
     obs = pd.DataFrame(
         {"condition": conditions, "cell_type": _cell_types(source.obs, spec, where)},
         index=ad.utils.make_index_unique(pd.Index(source.obs_names.astype(str).to_numpy())),
     )
     adata = ad.AnnData(X=X, obs=obs, var=var)
-    if counts is not None:
-        adata.layers["counts"] = sp.csr_matrix(counts) if sp.issparse(counts) else np.asarray(counts)
+    if raw is not None and counts:
+        adata.layers["counts"] = sp.csr_matrix(raw) if sp.issparse(raw) else np.asarray(raw)
     tidy(adata)
     check_canonical(adata, where)
     return adata

@@ -1,0 +1,124 @@
+"""A split's parts are views of the dataset (no copies), their means come from one pass over X, and
+the raw counts are read only for the models whose card says they use them."""
+
+from __future__ import annotations
+
+import textwrap
+import tracemalloc
+from types import SimpleNamespace
+
+import anndata as ad
+import numpy as np
+import pytest
+
+from bench import registry, runner, splits
+from bench.data.datasets import Dataset, add_counts, load_dataset
+
+
+@pytest.fixture(scope="module")
+def cut(small_synthetic):
+    split = splits.make(small_synthetic, "simulation", 1, "small", "sha")
+    return split, splits.apply(split, small_synthetic)
+
+
+def test_parts_are_views_of_the_right_cells(cut, small_synthetic):
+    split, data = cut
+    obs = small_synthetic.obs
+    for name in ("train", "val", "test", "query_control"):
+        assert getattr(data, name).is_view
+    assert set(data.test.obs["condition"]) == set(split.test)
+    assert set(data.val.obs["condition"]) == set(split.val)
+    assert set(data.query_control.obs_names) == set(split.cells["query_control"])
+    train = obs.index[obs["condition"].isin(split.train)].difference(split.cells["query_control"])
+    assert set(data.train.obs_names) == set(train)
+
+
+@pytest.mark.parametrize("part", ["train", "val", "test"])
+def test_means_are_the_mean_of_each_conditions_cells(cut, small_synthetic, part):
+    _, data = cut
+    cells = getattr(data, part)
+    dense = np.asarray(cells.X.toarray() if hasattr(cells.X, "toarray") else cells.X, dtype=np.float64)
+    conditions = cells.obs["condition"].to_numpy()
+    means = data.means(part)["type_0"] if "type_0" in data.means(part) else next(iter(data.means(part).values()))
+    assert list(means.index) == sorted(set(conditions))
+    for condition in means.index:
+        np.testing.assert_allclose(means.loc[condition], dense[conditions == condition].mean(axis=0), rtol=1e-10)
+
+
+def test_training_pseudobulk_is_indexed_by_cell_type_and_condition(cut):
+    _, data = cut
+    bulk = data.pseudobulk("train")
+    assert bulk.index.names == ["cell_type", "condition"]
+    assert ("type_0" if "type_0" in bulk.index.unique("cell_type") else bulk.index[0][0], "ctrl") in bulk.index
+
+
+def test_a_baseline_run_copies_no_expression(small_synthetic):
+    """The additive baseline reads the training pseudobulk only: the run allocates far less than X
+    (ten copies of the small screen's cells, so that X outweighs the run's own tables)."""
+    adata = ad.concat({str(copy): small_synthetic for copy in range(10)}, index_unique="-")
+    prepared = runner.PreparedDataset.of(Dataset("small_x10", adata, "b" * 64))
+    card = registry.find_card("additive")
+    runner.run(card, {}, prepared, "simulation", 1)  # compiles and caches what a first run needs
+    X = adata.X
+    size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
+    prepared._split = None
+    tracemalloc.start()
+    try:
+        result = runner.run(card, {}, prepared, "simulation", 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.ok
+    assert peak < 0.5 * size, f"the run allocated {peak} bytes; X is {size}"
+
+
+RECORDER = textwrap.dedent(
+    '''
+    import pandas as pd
+    from bench.api import Prediction
+
+    class Recorder:
+        layers = None
+        def fit(self, train):
+            Recorder.layers = set(train.cells.layers)
+        def predict(self, query):
+            return Prediction(pd.DataFrame(0.0, index=query.conditions, columns=query.genes))
+    '''
+)
+
+
+@pytest.fixture
+def recording_cards(tmp_path, monkeypatch):
+    (tmp_path / "recording_adapter.py").write_text(RECORDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    for name, counts in (("reads_counts", "true"), ("skips_counts", "false")):
+        (home / "models" / f"{name}.toml").write_text(
+            f'name = "{name}"\nadapter = "recording_adapter:Recorder"\ndescription = "test"\ncitation = "none"\n'
+            f"counts = {counts}\n"
+        )
+    monkeypatch.setenv("BENCH_CATALOG", str(home))
+
+
+def test_counts_are_read_for_the_models_that_use_them_only(small_synthetic, tmp_path, recording_cards):
+    from recording_adapter import Recorder
+
+    path = tmp_path / "screen.h5ad"
+    small_synthetic.write_h5ad(path)
+    dataset = load_dataset(path, counts=False)
+    assert "counts" not in dataset.adata.layers
+    prepared = runner.PreparedDataset.of(dataset)
+    runner.run(registry.find_card("skips_counts"), {}, prepared, "simulation", 1)
+    assert Recorder.layers == set() and "counts" not in prepared.adata.layers
+    runner.run(registry.find_card("reads_counts"), {}, prepared, "simulation", 1)
+    assert Recorder.layers == {"counts"}
+    expected = small_synthetic.layers["counts"]
+    np.testing.assert_array_equal(prepared.adata.layers["counts"].toarray(), expected.toarray())
+
+
+def test_add_counts_leaves_data_without_counts_alone(small_synthetic):
+    adata = small_synthetic.copy()
+    del adata.layers["counts"]
+    add_counts(adata, lambda: SimpleNamespace(adata=adata.copy()))
+    assert "counts" not in adata.layers
