@@ -43,8 +43,6 @@ import numpy as np
 import pandas as pd
 import scipy.linalg
 from scipy.spatial.distance import cdist
-from sklearn.linear_model._theil_sen import _spatial_median  # private, but pinned (pyproject): the parity
-# tests (tests/test_interactions.py) hold our Theil–Sen to scikit-learn's and GEARS' own
 
 from bench.conditions import CONTROL, genes_of, is_double, is_single
 from bench.data.pseudobulk import pseudobulk
@@ -97,6 +95,10 @@ def theil_sen(singles: np.ndarray, target: np.ndarray) -> np.ndarray:
     every pair of rows: the spatial median of the pairs' exact solutions. scikit-learn solves the pairs
     one LAPACK call at a time (16 ms for 100 genes); here Cramer's rule solves them at once, and the
     nearly singular ones (where LAPACK's least-squares answer differs) go to the same LAPACK routine."""
+    # scikit-learn's own spatial median: private, but its release line is pinned (pyproject) and the
+    # parity tests (tests/test_interactions.py) hold this function to scikit-learn's and GEARS' results.
+    from sklearn.linear_model._theil_sen import _spatial_median
+
     first, second = np.triu_indices(len(target), 1)  # the pairs in itertools.combinations' order
     a, b = singles[first], singles[second]
     y_a, y_b = target[first], target[second]
