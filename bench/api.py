@@ -188,6 +188,7 @@ class RunResult:
     predictions: pd.DataFrame | None = None
     split_json: str = ""
     wall_time_s: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # split, fit, predict, score
     peak_memory_mb: float = 0.0
     preset: str | None = None
     numeric: dict[str, str] = field(default_factory=dict)

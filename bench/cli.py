@@ -55,13 +55,16 @@ def run(
     metrics: Annotated[str, typer.Option(help="Metrics shown in the summary table.")] = HEADLINE,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log runs to MLflow.")] = True,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs in parallel worker processes.")] = 1,
+    threads: Annotated[
+        int, typer.Option(help="Compute threads per run (default 0: the free cores, shared between --jobs).")
+    ] = 0,
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
-    from bench import devices, metrics as metric_registry, registry, runner, splits, tracking
+    from bench import devices, metrics as metric_registry, registry, runner, splits, threads as thread_pools, tracking
     from bench.knowledge import StoreGeneKnowledge
 
-    if jobs < 1:
-        raise BenchError(f"--jobs {jobs} must be at least 1")
+    if jobs < 1 or threads < 0:
+        raise BenchError(f"--jobs {jobs} must be at least 1 and --threads {threads} at least 0 (0: the free cores)")
     shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
     splits.check_name(split)
     seed_list = parse_seeds(seeds)
@@ -75,7 +78,13 @@ def run(
     resolved_device = devices.resolve(device)
     if track:
         tracking.check_store()
+    free = thread_pools.free_cores()
+    per_run = threads or max(1, free // jobs)
+    if jobs == 1:
+        thread_pools.limit(per_run)
     loaded = load(dataset, perturbation_key, control_value, cell_type_key)
+    console.print(f"threads: {per_run} per run, {jobs} run(s) at a time ({free} of {thread_pools.usable_cores()} "
+                  "cores free)", markup=False, highlight=False)
     with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
@@ -98,8 +107,7 @@ def run(
             progress.update(task, description=f"{jobs} parallel jobs")
             tasks = [parallel.Task(card, params[card.name], prepared.name, split, seed, preset)
                      for card in cards for seed in seed_list]
-            threads = max(1, parallel.usable_cores() // jobs)
-            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, threads, finished)
+            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished)
             order = {card.name: i for i, card in enumerate(cards)}
             results.sort(key=lambda r: (order[r.model], r.seed))
         for card in cards if jobs <= 1 else ():

@@ -38,11 +38,11 @@ def check(
     update: Annotated[bool, typer.Option("--update", help="Re-run and rewrite the reference's values instead of checking.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Runs at a time, one thread each (default: the usable cores).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Runs at a time, one thread each (default: the free cores).")] = None,
 ) -> None:
     """Re-run the reference's configurations under a pinned numeric profile; exit 1 with a diff when a
     metric regressed or a model fails."""
-    from bench import atomic, devices, numeric_env, parallel, paths, regression, tracking
+    from bench import atomic, devices, numeric_env, paths, regression, threads, tracking
 
     reference = reference or paths.reference_file()
     if update and paths.inside_installed_package(reference):
@@ -53,7 +53,7 @@ def check(
     resolved = devices.resolve(device)
     if track:
         tracking.check_store()
-    jobs = jobs or parallel.usable_cores()
+    jobs = jobs or threads.free_cores()
     total = len({(c.model, c.preset, c.dataset, c.split, seed) for c in regression.configs(table) for seed in parse_seeds(c.seeds)})
     console.print(f"{total} run(s), {jobs} at a time, under the numeric profile '{numeric_env.PROFILE_NAME}'",
                   markup=False, highlight=False)

@@ -27,7 +27,8 @@ def sweep(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
-    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps, tracking
+    from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps
+    from bench import threads as thread_pools, tracking
     from bench.cli_common import load
     from bench.knowledge import StoreGeneKnowledge
 
@@ -43,6 +44,7 @@ def sweep(
     sweeps.check_storage(storage)
     if track:
         tracking.check_store()
+    thread_pools.limit(thread_pools.free_cores())
     loaded = load(dataset, None, None, None)
     spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",

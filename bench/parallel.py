@@ -29,9 +29,9 @@ from pathlib import Path
 from bench.api import RunResult
 from bench.errors import BenchError
 from bench.registry import ModelCard
+from bench.threads import environment as threads_environment
 
 POLL_S = 0.2
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,6 @@ class Task:
     split: str
     seed: int
     preset: str | None = None
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _exit_reason(code: int, stderr: Path) -> str:
@@ -72,7 +68,7 @@ def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads:
     """Run ``tasks`` (``datasets``: key -> PreparedDataset) with ``threads`` threads each and ``environment``
     set in every worker; ``done`` is called in this process as each run ends, in any order. Bad input
     found by a worker (a ``BenchError``) stops every worker and is raised here."""
-    env = {**os.environ, **{name: str(threads) for name in THREAD_VARIABLES}, **(environment or {})}
+    env = {**os.environ, **threads_environment(threads), **(environment or {})}
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         root = Path(folder)

@@ -8,6 +8,7 @@ never reach a sweep objective.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import resource
 import sys
@@ -180,6 +181,16 @@ def energy_distances(
     return values
 
 
+@contextlib.contextmanager
+def _timed(phases: dict[str, float], name: str):
+    """Add the block's wall time to ``phases[name]``."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
+
+
 def _reset_peak_memory() -> None:
     """Start the process's peak resident size again from its current size (Linux ``clear_refs`` 5), so
     that a run's peak is its own, not that of an earlier run of the same process."""
@@ -235,9 +246,12 @@ def run(
     if reason:
         result.status, result.error = "SKIPPED", reason
         return result
-    if card.counts:
-        add_counts(dataset.adata, dataset.with_counts)
-    data = dataset.split_data(split)
+    phases = result.phase_seconds
+    with _timed(phases, "split"):
+        if card.counts:
+            add_counts(dataset.adata, dataset.with_counts)
+        data = dataset.split_data(split)
+        bulk = data.pseudobulk("train")
     train = TrainData(
         cells=data.train,
         val=data.val,
@@ -246,20 +260,27 @@ def run(
         device=device,
         report=report or (lambda step, value: None),
         dataset=dataset.name,
-        bulk=data.pseudobulk("train"),
+        bulk=bulk,
     )
     try:
-        model.fit(train)
+        with _timed(phases, "fit"):
+            model.fit(train)
         table = predictions = None
-        if test:
-            predictions, cells = predict_all(model, card.name, data.test, data.query_control, seed)
-            table = score_part(predictions, data, "test", dataset, cells)
-            result.metrics.update(metrics.aggregate(table))
+        parts = [("test", data.subgroups)] if test else []
         if data.masks["val"].any():
-            val_predictions, val_cells = predict_all(model, card.name, data.val, data.query_control, seed)
-            val_table = score_part(val_predictions, data, "val", dataset, val_cells, split.val)
-            overall = metrics.aggregate(val_table)
-            result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items() if k.startswith("all/")})
+            parts.append(("val", split.val))
+        for part, subgroups in parts:
+            with _timed(phases, "predict"):
+                predicted, cells = predict_all(model, card.name, getattr(data, part), data.query_control, seed)
+            with _timed(phases, "score"):
+                scored = score_part(predicted, data, part, dataset, cells, subgroups)
+                overall = metrics.aggregate(scored)
+            if part == "test":
+                table, predictions = scored, predicted
+                result.metrics.update(overall)
+            else:
+                result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items()
+                                       if k.startswith("all/")})
         result.metrics.update({f"diagnostic/{name}": float(value) for name, value in train.diagnostics.items()})
         result.per_perturbation, result.predictions = table, predictions
     except StopTraining:

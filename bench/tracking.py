@@ -164,6 +164,7 @@ def tags(result: RunResult) -> dict[str, str]:
         "metrics_version": METRICS_VERSION,
         "wall_time_s": f"{result.wall_time_s:.3f}",
         "peak_memory_mb": f"{result.peak_memory_mb:.1f}",
+        **{f"time.{phase}_s": f"{seconds:.3f}" for phase, seconds in result.phase_seconds.items()},
     }
     table.update({f"version.{name}": version for name, version in package_versions().items()})
     table.update(result.numeric)

@@ -15,11 +15,12 @@ def main(task_file: str, result_file: str) -> None:
     from bench import atomic, runner
     from bench.errors import BenchError
     from bench.knowledge import StoreGeneKnowledge
+    from bench.threads import set_interop
 
     task, data_file, device, threads = pickle.loads(Path(task_file).read_bytes())
     prepared = pickle.loads(Path(data_file).read_bytes())
     torch.set_num_threads(threads)
-    torch.set_num_interop_threads(threads)
+    set_interop(torch, 1)
     try:
         with threadpool_limits(threads):
             outcome = runner.run(task.card, task.params, prepared, task.split, task.seed, device,

@@ -16,6 +16,7 @@ import pytest
 from bench import runner
 from bench.adapters.gears.isolation import locked_import
 from bench.conditions import CONTROL
+from bench.data.pseudobulk import pseudobulk
 
 GENES = [f"G{i}" for i in range(40)]
 TESTS = ["G0", "G1", "G2", "G3", "G0+G1", "G2+G3", "G4+G5"]
@@ -53,7 +54,9 @@ def ours(control: ad.AnnData, observed: ad.AnnData, predicted: pd.DataFrame) -> 
     means = predicted.copy()
     means.index = pd.MultiIndex.from_product([["K562"], means.index], names=["cell_type", "condition"])
     de20 = {"K562": {c: GENES[:20] for c in TESTS}}
-    table = runner.score(means, observed, control, de20, {c: "test" for c in TESTS})
+    observed_means, control_means = ({"K562": pseudobulk(cells).xs("K562", level="cell_type")}
+                                     for cells in (observed, control))
+    table = runner.score(means, observed_means, control_means, de20, {c: "test" for c in TESTS})
     return table.set_index("condition")[SHARED]
 
 

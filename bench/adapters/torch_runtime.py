@@ -9,6 +9,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from bench.threads import set_interop
+
+set_interop(torch, 1)  # eager kernels never use the inter-op pool: keep it from counting cores (bench.threads)
+
 
 @contextlib.contextmanager
 def seeded_torch(seed: int, device: str):
