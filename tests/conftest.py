@@ -31,6 +31,22 @@ def bench(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
+def adapter_catalog(folder: Path, monkeypatch, module: str, source: str, cards: dict[str, str]) -> Path:
+    """A catalog of test cards: ``source`` importable as ``module``, and per card name the adapter class
+    it names (``Class``, or ``Class`` plus further TOML lines); the catalog becomes ``BENCH_CATALOG``."""
+    (folder / f"{module}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    home = folder / "home"
+    (home / "models").mkdir(parents=True)
+    for name, adapter in cards.items():
+        cls, _, extra = adapter.partition("\n")
+        (home / "models" / f"{name}.toml").write_text(
+            f'name = "{name}"\nadapter = "{module}:{cls}"\ndescription = "test"\ncitation = "none"\n{extra}'
+        )
+    monkeypatch.setenv("BENCH_CATALOG", str(home))
+    return home
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A working folder with its own MLflow store, for ``bench(*args, **workdir)``."""

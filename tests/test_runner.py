@@ -10,6 +10,7 @@ import pytest
 from bench import registry, runner
 from bench.data.datasets import Dataset
 from bench.errors import BenchError
+from conftest import adapter_catalog
 
 BROKEN = textwrap.dedent(
     '''
@@ -86,17 +87,8 @@ BROKEN = textwrap.dedent(
 
 @pytest.fixture
 def test_cards(tmp_path, monkeypatch):
-    (tmp_path / "broken_adapters.py").write_text(BROKEN)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    for name in ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells", "Hungry",
-                 "Diagnosing"):
-        (home / "models" / f"{name.lower()}.toml").write_text(
-            f'name = "{name.lower()}"\nadapter = "broken_adapters:{name}"\ndescription = "test"\ncitation = "none"\n'
-        )
-    monkeypatch.setenv("BENCH_CATALOG", str(home))
-    return home
+    names = ("Crashing", "NaNs", "MissingOne", "Peeking", "ControlCells", "ShiftedCells", "Hungry", "Diagnosing")
+    return adapter_catalog(tmp_path, monkeypatch, "broken_adapters", BROKEN, {name.lower(): name for name in names})
 
 
 @pytest.fixture(scope="module")

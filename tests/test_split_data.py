@@ -13,6 +13,7 @@ import pytest
 
 from bench import registry, runner, splits
 from bench.data.datasets import Dataset, add_counts, load_dataset
+from conftest import adapter_catalog
 
 
 @pytest.fixture(scope="module")
@@ -89,16 +90,8 @@ RECORDER = textwrap.dedent(
 
 @pytest.fixture
 def recording_cards(tmp_path, monkeypatch):
-    (tmp_path / "recording_adapter.py").write_text(RECORDER)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    home = tmp_path / "home"
-    (home / "models").mkdir(parents=True)
-    for name, counts in (("reads_counts", "true"), ("skips_counts", "false")):
-        (home / "models" / f"{name}.toml").write_text(
-            f'name = "{name}"\nadapter = "recording_adapter:Recorder"\ndescription = "test"\ncitation = "none"\n'
-            f"counts = {counts}\n"
-        )
-    monkeypatch.setenv("BENCH_CATALOG", str(home))
+    cards = {"reads_counts": "Recorder\ncounts = true\n", "skips_counts": "Recorder\ncounts = false\n"}
+    return adapter_catalog(tmp_path, monkeypatch, "recording_adapter", RECORDER, cards)
 
 
 def test_counts_are_read_for_the_models_that_use_them_only(small_synthetic, tmp_path, recording_cards):
