@@ -164,7 +164,7 @@ def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4) ->
     predictions = [(label, frame) for label, frame in predictions if frame is not None]
     if not predictions:
         return None
-    dataset = load_dataset(board.dataset)
+    dataset = load_dataset(board.dataset, counts=False)
     de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
     control, observed, genes = _observed_changes(splits.apply(split, dataset.adata), de20)
     chosen = choose_perturbations(observed, split.test, max_perturbations)
