@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import sys
+import weakref
 from types import SimpleNamespace
 
 import anndata as ad
@@ -16,7 +18,7 @@ import scipy
 import scipy.sparse as sp
 
 from bench import registry, splits
-from bench.adapters.gears import isolation, workspace
+from bench.adapters.gears import GearsModel, go_cache, go_rows, graph, isolation, workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR
 from bench.adapters.gears.graph import build
 from bench.adapters.gears.isolation import isolated
@@ -40,6 +42,22 @@ def tiny_ontology(adata: ad.AnnData, unannotated: set[str]) -> GeneOntology:
             for term in (f"GO:{100 + int(module):07d}", f"GO:{9000 + i:07d}")]
     info = pd.DataFrame({"GeneID": range(1, len(genes) + 1), "Symbol": genes, "Synonyms": [[f"OLD{g}"] for g in genes]})
     return GeneOntology(pd.DataFrame(rows, columns=["GeneID", "GO_ID"]), info)
+
+
+def hand_ontology() -> GeneOntology:
+    """Seven genes: MEAS1, MEAS2 and OTHER have GO terms 1 and 2 (Jaccard 1 between them), TRAIN1 terms 1
+    and 3 (Jaccard 1/3 with each of them), VAL1 term 4 alone; BARE and TRAINBARE none. Synonyms OLD<gene>."""
+    symbols = ["MEAS1", "MEAS2", "OTHER", "TRAIN1", "VAL1", "BARE", "TRAINBARE"]
+    terms = {"MEAS1": [1, 2], "MEAS2": [1, 2], "OTHER": [1, 2], "TRAIN1": [1, 3], "VAL1": [4]}
+    rows = [(symbols.index(gene) + 1, f"GO:{term:07d}") for gene, numbers in terms.items() for term in numbers]
+    info = pd.DataFrame({"GeneID": range(1, 8), "Symbol": symbols, "Synonyms": [[f"OLD{s}"] for s in symbols]})
+    return GeneOntology(pd.DataFrame(rows, columns=["GeneID", "GO_ID"]), info)
+
+
+def hand_graph(universe: str):
+    """The hand ontology's graph for data measuring MEAS1, MEAS2 (as OLDMEAS2) and BARE, perturbing TRAIN1
+    and TRAINBARE in training and VAL1 in validation."""
+    return build("auto", hand_ontology(), {"TRAIN1", "TRAINBARE"}, ["MEAS1", "OLDMEAS2", "BARE"], universe, {"VAL1"})
 
 
 def fit_gears(data, knowledge, seed=3, report=None, **params) -> object:
@@ -174,6 +192,119 @@ def test_go_graph_maps_outdated_symbols_and_falls_back_to_coexpression(small_syn
     assert coexpression.kind == "coexpression" and "co-expression" in capsys.readouterr().err
     assert coexpression.node_of(genes[5]) == genes[5] and coexpression.isolated == ["NOT_A_GENE"]
     assert build("go", ontology, {"NOT_A_GENE"}, genes).kind == "go"
+
+
+def test_gene_universes(capsys):
+    """``genome``: every annotated gene; ``dataset``: cell-gears' default_pert_graph=False rule on what the
+    model is shown (annotated measured genes and genes perturbed in training or validation). In both, an
+    unannotated training gene is an isolated node and an unannotated measured gene is no node."""
+    genome, dataset = hand_graph("genome"), hand_graph("dataset")
+    assert genome.nodes == ["MEAS1", "MEAS2", "OTHER", "TRAIN1", "TRAINBARE", "VAL1"]
+    assert dataset.nodes == ["MEAS1", "MEAS2", "TRAIN1", "TRAINBARE", "VAL1"]
+    assert genome.isolated == dataset.isolated == ["TRAINBARE"] and "TRAINBARE" in capsys.readouterr().err
+    assert genome.node_of("OLDMEAS2") == dataset.node_of("OLDMEAS2") == "MEAS2"
+    genome.check(["OTHER", "MEAS2+TRAIN1", "VAL1"])
+    with pytest.raises(ModelError, match="cannot represent gene\\(s\\) OTHER .*gene_universe 'dataset'") as error:
+        dataset.check(["MEAS2+TRAIN1", "OTHER+MEAS1"])
+    assert "\n" not in str(error.value)
+    for built in (genome, dataset):
+        with pytest.raises(ModelError, match="cannot represent gene\\(s\\) BARE "):
+            built.check(["BARE"])
+
+
+def edge_set(edges: pd.DataFrame) -> set[tuple[str, str]]:
+    return set(zip(edges["source"], edges["target"]))
+
+
+def test_go_edges_of_each_universe():
+    shared = {("MEAS1", "MEAS2"), ("MEAS1", "TRAIN1"), ("MEAS2", "TRAIN1")}
+    other = {("OTHER", "MEAS1"), ("OTHER", "MEAS2"), ("OTHER", "TRAIN1")}
+    for universe, pairs in (("dataset", shared), ("genome", shared | other)):
+        built = hand_graph(universe)
+        edges = built.go_edges(20)
+        loops = edges[edges["source"] == edges["target"]]
+        assert sorted(loops["source"]) == built.nodes and set(loops["importance"]) == {1.0}
+        assert edge_set(edges[edges["source"] != edges["target"]]) == pairs | {(b, a) for a, b in pairs}
+    weights = dict(zip(zip(edges["source"], edges["target"]), edges["importance"]))
+    assert weights["MEAS1", "MEAS2"] == 1.0 and weights["TRAIN1", "OTHER"] == pytest.approx(1 / 3)
+
+
+def test_go_graph_is_cached_on_disk(monkeypatch, tmp_path):
+    """The second build in a fresh process state reads the file (the builder fails if called); an
+    unreadable or inconsistent file is rebuilt with a warning; another universe or top_k has its own file."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
+    ontology, genes = hand_ontology(), ["MEAS1", "MEAS2", "OTHER", "TRAIN1", "VAL1"]
+    built = go_cache.go_edges(ontology, genes, 0.1, 20)
+    path = go_cache.cache_path(ontology, genes, 0.1, 20)
+    assert list((tmp_path / "gears").iterdir()) == [path]
+    assert len({path, go_cache.cache_path(ontology, genes, 0.1, 5), go_cache.cache_path(ontology, genes[:4], 0.1, 20),
+                go_cache.cache_path(hand_ontology(), genes, 0.1, 20)}) == 3
+    original = GeneOntology.graph
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cached GO graph should have been read")
+
+    monkeypatch.setattr(GeneOntology, "graph", refuse)
+    pd.testing.assert_frame_equal(go_cache.go_edges(ontology, genes, 0.1, 20), built)
+    monkeypatch.setattr(graph, "_INDEXES", weakref.WeakKeyDictionary())  # as in a new process
+    through_graph = build("auto", ontology, {"TRAIN1"}, ["MEAS1"], "genome").go_edges(20)
+    assert edge_set(through_graph[through_graph["source"] != through_graph["target"]]) == edge_set(built)
+
+    out_of_range = tmp_path / "out_of_range.npz"
+    np.savez(out_of_range, source=np.array([0, 7]), target=np.array([1, 0]), importance=np.array([1.0, 1.0]))
+    for corrupt in (b"not a zip file", out_of_range.read_bytes()):
+        path.write_bytes(corrupt)
+        monkeypatch.setattr(GeneOntology, "graph", original)
+        with pytest.warns(UserWarning, match="GO graph cache .* is unusable"):
+            pd.testing.assert_frame_equal(go_cache.go_edges(ontology, genes, 0.1, 20), built)
+        monkeypatch.setattr(GeneOntology, "graph", refuse)
+        pd.testing.assert_frame_equal(go_cache.go_edges(ontology, genes, 0.1, 20), built)  # the rebuilt file
+
+
+def test_gene_universe_is_checked():
+    with pytest.raises(ValueError, match="gene_universe must be one of genome, dataset, not 'all'"):
+        GearsModel(gene_universe="all")
+    assert CARD.params["gene_universe"] == "genome"
+
+
+def test_go_rows_give_gears_own_values(fitted, tmp_path):
+    """GEARS' model with and without ``go_rows.install`` (two GO layers, so the rows of the first layer are
+    the sources of the second's), trained side by side with GEARS' optimiser: the same outputs and
+    gradients at every step, under the same parameter names (the embedding table starts far above GEARS'
+    max_norm of 1, so a missed renormalisation would show at once). Only summation order differs."""
+    import torch
+
+    with isolated(0, tmp_path):
+        from gears.model import GEARS_Model
+        from torch_geometric.data import Batch, Data
+    config = {**fitted.fitted.gears.config, "num_go_gnn_layers": 2}
+    torch.manual_seed(0)
+    reference = GEARS_Model(config)
+    ours = copy.deepcopy(reference)
+    go_rows.install(ours)
+    assert [name for name, _ in ours.named_parameters()] == [name for name, _ in reference.named_parameters()]
+    ours = copy.deepcopy(ours)  # as GEARS keeps its best model
+    optimisers = [torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=5e-4) for m in (reference, ours)]
+    generator = torch.Generator().manual_seed(1)
+    n_genes, n_perts = config["num_genes"], config["num_perts"]
+    for step in range(4):
+        perts = torch.randint(0, n_perts, (6, 2), generator=generator).tolist()
+        cells = [[-1], perts[0][:1], perts[1], perts[2][:1], perts[3], perts[4][:1]]
+        batch = Batch.from_data_list([Data(x=torch.rand(n_genes, 1, generator=generator), pert_idx=p) for p in cells])
+        target = torch.rand(len(cells), n_genes, generator=generator)
+        outputs = []
+        for model in (reference, ours):
+            output = model(batch)
+            ((output - target) ** 2).mean().backward()
+            outputs.append(output.detach())
+        torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+        for (name, theirs), mine in zip(reference.named_parameters(), ours.parameters()):
+            assert (mine.grad is None) == (theirs.grad is None), name  # GEARS never uses pert_w
+            if theirs.grad is not None:
+                torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-4, atol=1e-6, msg=name)
+        for optimiser in optimisers:
+            optimiser.step()
+            optimiser.zero_grad()
 
 
 def test_gears_sees_training_and_validation_cells_only(fitted):

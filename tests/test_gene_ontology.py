@@ -288,6 +288,22 @@ def test_embeddings_of_real_genes(go, raw):
         assert row[gene] @ row[similar] > row[gene] @ row[unrelated] + 0.3
 
 
+def test_annotation_digest_follows_the_genes_and_their_terms(go, tables):
+    """The key of GEARS' on-disk GO graph: equal for the same genes and annotations (in another service
+    object too), different when the genes, their order, their names or their terms differ."""
+    genes = ["SMAD2", "SMAD3", "TP53", "ELMSAN1"]
+    digest = go.annotation_digest(genes)
+    assert GeneOntology(*tables).annotation_digest(genes) == digest
+    annotations, info = tables
+    smad2 = info.loc[info["Symbol"] == "SMAD2", "GeneID"].iloc[0]
+    fewer = GeneOntology(annotations[annotations["GeneID"] != smad2], info)
+    extra = pd.DataFrame({"GeneID": [smad2], "GO_ID": ["GO:0000001"], "Category": ["Process"]})
+    more = GeneOntology(pd.concat([annotations, extra], ignore_index=True), info)
+    others = {go.annotation_digest(genes[::-1]), go.annotation_digest(genes[:3]), fewer.annotation_digest(genes),
+              more.annotation_digest(genes), go.annotation_digest([*genes[:3], "MIDEAS"])}
+    assert digest not in others and len(others) == 5
+
+
 def test_embeddings_are_deterministic_and_cached(tables, monkeypatch, tmp_path):
     genes = ["TP53", "CDK1", "MYC"]
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "first"))

@@ -102,6 +102,17 @@ class GeneOntology:
         target, source, weight = _jaccard_top_k(self._incidence[rows[known]], threshold, top_k)
         return pd.DataFrame({"source": kept[source], "target": kept[target], "importance": weight})
 
+    def annotation_digest(self, genes: Sequence[str]) -> str:
+        """sha256 of ``genes`` (in order) and of each one's GO-term set: everything ``graph(genes)`` reads."""
+        names = list(dict.fromkeys(genes))
+        rows = self._rows(names)
+        annotated = self._incidence[rows[rows >= 0]]
+        digest = hashlib.sha256("\n".join(names).encode())
+        for part in (rows >= 0, annotated.indptr, annotated.indices):
+            digest.update(np.ascontiguousarray(part, dtype=np.int64).tobytes())
+        digest.update("\n".join(self._terms[np.unique(annotated.indices)]).encode())
+        return digest.hexdigest()
+
     def gene_sets(
         self, genes: Sequence[str], category: str = "Process", min_size: int = 5, max_size: int = 200
     ) -> dict[str, list[str]]:

@@ -3,7 +3,8 @@
 ``fit``: for each cell type, the GEARS-format files are written from TrainData into a fresh scratch
 folder (``workspace``), the perturbation graph comes from the harness's Gene Ontology (``graph``), and
 cell-gears' own ``PertData`` (``new_data_process``, a ``custom`` split, ``get_dataloader``) and ``GEARS``
-(``model_initialize``, ``train``) do the rest inside ``isolation.isolated``. GEARS keeps its epoch with
+(``model_initialize``, ``train``) do the rest inside ``isolation.isolated``; the model computes its GO
+GNN only at the rows each batch reads (``go_rows``, same values). GEARS keeps its epoch with
 the lowest validation MSE on the top 20 DE genes; that value, negated, is reported every epoch.
 
 ``predict``: ``GEARS.predict`` from the query's held-out control cells, one condition at a time, its
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.adapters.effects import prediction
-from bench.adapters.gears import workspace
+from bench.adapters.gears import go_rows, workspace
 from bench.adapters.gears.compat import EpochReporter, pandas_indexable
-from bench.adapters.gears.graph import GRAPHS, PerturbationGraph, build, edge_tensors
+from bench.adapters.gears.graph import GRAPHS, UNIVERSES, PerturbationGraph, build, edge_tensors
 from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import predict_key
 from bench.api import PredictQuery, Prediction, TrainData
@@ -44,7 +45,8 @@ class GearsModel:
     """GEARS' parameters, named as in ``GEARS.model_initialize``, ``GEARS.train`` and
     ``PertData.get_dataloader`` (``eval_batch_size`` is its ``test_batch_size``, used for validation; a
     batch never exceeds a cell type's training cells, as GEARS drops an incomplete last batch);
-    ``perturbation_graph``: ``auto``, ``go`` or ``coexpression`` (see ``bench.adapters.gears.graph``)."""
+    ``perturbation_graph``: ``auto``, ``go`` or ``coexpression``; ``gene_universe``: the GO graph's
+    nodes, ``genome`` or ``dataset`` (see ``bench.adapters.gears.graph``)."""
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class GearsModel:
         coexpress_threshold: float = 0.4,
         direction_lambda: float = 0.1,
         perturbation_graph: str = "auto",
+        gene_universe: str = "genome",
     ):
         counts = dict(
             hidden_size=hidden_size, epochs=epochs, batch_size=batch_size, eval_batch_size=eval_batch_size,
@@ -76,9 +79,11 @@ class GearsModel:
             raise ValueError("lr must be > 0, weight_decay and direction_lambda >= 0, coexpress_threshold in [0, 1)")
         if perturbation_graph not in GRAPHS:
             raise ValueError(f"perturbation_graph must be one of {', '.join(GRAPHS)}, not '{perturbation_graph}'")
+        if gene_universe not in UNIVERSES:
+            raise ValueError(f"gene_universe must be one of {', '.join(UNIVERSES)}, not '{gene_universe}'")
         self.epochs, self.lr, self.weight_decay = epochs, lr, weight_decay
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.perturbation_graph = perturbation_graph
+        self.perturbation_graph, self.gene_universe = perturbation_graph, gene_universe
         self.network = dict(
             hidden_size=hidden_size, num_go_gnn_layers=num_go_gnn_layers, num_gene_gnn_layers=num_gene_gnn_layers,
             decoder_hidden_size=decoder_hidden_size, num_similar_genes_go_graph=num_similar_genes_go_graph,
@@ -94,7 +99,8 @@ class GearsModel:
             selection = workspace.select(train, cell_type)
             if set(selection.train.obs["condition"]) <= {CONTROL}:
                 raise ModelError(f"GEARS has no training perturbation of cell type '{cell_type}' to learn from")
-            graph = build(self.perturbation_graph, train.gene_knowledge, selection.seen, train.genes)
+            graph = build(self.perturbation_graph, train.gene_knowledge, selection.seen, train.genes,
+                          self.gene_universe, selection.validation_genes)
             graph.check(selection.val.obs["condition"].unique())
             gears = self._train(selection, graph, train, first_step=number * self.epochs)
             self.models[cell_type] = FittedGears(gears, graph, train.genes)
@@ -116,6 +122,7 @@ class GearsModel:
                 edges = go_edges if go_edges is not None else self._coexpression_edges(api, pert_data)
                 g_go, g_go_weight = edge_tensors(edges, pert_data.node_map_pert)
                 gears.model_initialize(**self.network, G_go=g_go, G_go_weight=g_go_weight)
+                go_rows.install(gears.model)
                 gears.wandb = EpochReporter(train.report, first_step)
                 gears.train(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay)
         gears.wandb = None

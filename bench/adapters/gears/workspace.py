@@ -46,6 +46,10 @@ class Selection:
         """Genes perturbed in training."""
         return {g for c in self.train.obs["condition"].unique() for g in genes_of(c)}
 
+    @property
+    def validation_genes(self) -> set[str]:
+        return {g for c in self.val.obs["condition"].unique() for g in genes_of(c)}
+
 
 def _enough_cells(cells: ad.AnnData, where: str) -> ad.AnnData:
     counts = cells.obs["condition"].value_counts()
