@@ -15,8 +15,10 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
+SAMPLE_S = 0.25
 VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")  # numba's kernels here are serial
 
 
@@ -30,11 +32,32 @@ def usable_cores() -> int:
     return cores if quota == "max" else max(1, min(cores, math.floor(int(quota) / int(period))))
 
 
+def busy_cores(seconds: float = SAMPLE_S) -> float:
+    """How many cores the machine's processes kept busy over the next ``seconds`` (this one sleeps
+    meanwhile), from ``/proc/stat``; elsewhere the one-minute load average. A sample, not the load
+    average, where possible: the load average still counts work that ended up to a minute ago."""
+    try:
+        before = _cpu_times()
+        time.sleep(seconds)
+        after = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    total = sum(after) - sum(before)
+    idle = (after[3] + after[4]) - (before[3] + before[4])  # idle and iowait
+    cores = os.cpu_count() or 1
+    return cores * (1.0 - idle / total) if total > 0 else 0.0
+
+
+def _cpu_times() -> list[int]:
+    """The machine's CPU time counters (user, nice, system, idle, iowait, ...) from ``/proc/stat``."""
+    with open("/proc/stat") as handle:
+        return [int(value) for value in handle.readline().split()[1:]]
+
+
 def free_cores() -> int:
-    """Usable cores less those other processes keep busy (the one-minute load average), at least 1."""
+    """Usable cores less those other processes keep busy, at least 1."""
     usable = usable_cores()
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(usable, usable - round(busy)))
+    return max(1, min(usable, usable - round(busy_cores())))
 
 
 def environment(threads: int) -> dict[str, str]:

@@ -14,9 +14,17 @@ from bench import threads
 
 def test_free_cores_leave_out_the_busy_ones(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 8)
-    for load, free in ((0.0, 8), (2.6, 5), (7.9, 1), (30.0, 1)):
-        monkeypatch.setattr(threads.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+    for busy, free in ((0.0, 8), (2.6, 5), (7.9, 1), (30.0, 1)):
+        monkeypatch.setattr(threads, "busy_cores", lambda busy=busy: busy)
         assert threads.free_cores() == free
+
+
+def test_busy_cores_count_the_cores_others_keep_busy(monkeypatch):
+    """From two readings of /proc/stat: 4 cores, 300 ticks of which 100 idle and 20 iowait: 2.4 busy cores."""
+    readings = iter([[100, 0, 50, 1000, 10, 0, 0], [250, 0, 80, 1100, 30, 0, 0]])
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(readings))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    assert threads.busy_cores(seconds=0) == pytest.approx(2.4)
 
 
 def test_a_cgroup_quota_bounds_the_usable_cores(monkeypatch, tmp_path):
