@@ -34,23 +34,35 @@ def test_parts_are_views_of_the_right_cells(cut, small_synthetic):
     assert set(data.train.obs_names) == set(train)
 
 
+@pytest.fixture(scope="module")
+def two_cell_types():
+    from bench.data.simulator import simulate
+
+    adata = simulate(n_cells=800, n_genes=40, n_modules=4, n_singles=6, n_doubles=4, n_cell_types=2, seed=3)
+    return splits.apply(splits.make(adata, "simulation", 1, "two_types", "sha"), adata)
+
+
 @pytest.mark.parametrize("part", ["train", "val", "test"])
-def test_means_are_the_mean_of_each_conditions_cells(cut, small_synthetic, part):
-    _, data = cut
-    cells = getattr(data, part)
+def test_means_are_the_mean_of_each_cell_type_and_conditions_cells(two_cell_types, part):
+    cells = getattr(two_cell_types, part)
     dense = np.asarray(cells.X.toarray() if hasattr(cells.X, "toarray") else cells.X, dtype=np.float64)
-    conditions = cells.obs["condition"].to_numpy()
-    means = data.means(part)["type_0"] if "type_0" in data.means(part) else next(iter(data.means(part).values()))
-    assert list(means.index) == sorted(set(conditions))
-    for condition in means.index:
-        np.testing.assert_allclose(means.loc[condition], dense[conditions == condition].mean(axis=0), rtol=1e-10)
+    obs = cells.obs[["cell_type", "condition"]].astype(str)
+    means = two_cell_types.means(part)
+    assert sorted(means) == sorted(set(obs["cell_type"])) and len(means) == 2
+    for cell_type, table in means.items():
+        mine = (obs["cell_type"] == cell_type).to_numpy()
+        assert list(table.index) == sorted(set(obs["condition"][mine]))
+        for condition in table.index:
+            rows = mine & (obs["condition"] == condition).to_numpy()
+            np.testing.assert_allclose(table.loc[condition], dense[rows].mean(axis=0), rtol=1e-10)
 
 
-def test_training_pseudobulk_is_indexed_by_cell_type_and_condition(cut):
-    _, data = cut
-    bulk = data.pseudobulk("train")
+def test_training_pseudobulk_stacks_the_training_means(two_cell_types):
+    bulk = two_cell_types.pseudobulk("train")
     assert bulk.index.names == ["cell_type", "condition"]
-    assert ("type_0" if "type_0" in bulk.index.unique("cell_type") else bulk.index[0][0], "ctrl") in bulk.index
+    for cell_type, table in two_cell_types.means("train").items():
+        assert "ctrl" in table.index
+        np.testing.assert_array_equal(bulk.xs(cell_type, level="cell_type").to_numpy(), table.to_numpy())
 
 
 def test_a_baseline_run_copies_no_expression(small_synthetic):
