@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # help is plain text: rich markup would swallow '[search_space]'
 )
 app.add_typer(data_app, name="data")
 app.command()(sweep)
