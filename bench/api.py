@@ -47,6 +47,10 @@ def _no_report(step: int, value: float) -> None:
     return None
 
 
+def no_progress(phase: str, done: int = 0, total: int | None = None) -> None:
+    return None
+
+
 @dataclass
 class TrainData:
     """Everything a model may learn from.
@@ -55,7 +59,10 @@ class TrainData:
     (``obs['condition']``, ``obs['cell_type']``, ``X`` log-normalised). ``val``: the validation cells
     (validation conditions, or held-out cells of training conditions for the ``seen`` split).
     ``report(step, value)`` feeds progress bars and sweep pruning with a validation value (higher is
-    better) at a training step; models that train iteratively should call it. ``diagnostics``: values a
+    better) at a training step; models that train iteratively should call it. ``progress(phase, done,
+    total)`` says where a long fit is (e.g. ``progress("pre-training", 12, 100)``); the harness shows it
+    as a bar in a terminal and as timestamped lines in a log; it is cheap enough to call every step.
+    ``diagnostics``: values a
     model records about itself while it fits (e.g. how well its latent space can represent the
     validation effects); they are logged with the run as metrics ``diagnostic/<name>``.
 
@@ -70,6 +77,7 @@ class TrainData:
     seed: int = 0
     device: str = "cpu"
     report: Callable[[int, float], None] = _no_report
+    progress: Callable[..., None] = no_progress
     dataset: str = ""
     diagnostics: dict[str, float] = field(default_factory=dict)
     bulk: pd.DataFrame | None = None
@@ -101,12 +109,14 @@ class TrainData:
 
 @dataclass
 class PredictQuery:
-    """Predict ``conditions`` in ``cell_type``, starting from held-out control cells of that cell type."""
+    """Predict ``conditions`` in ``cell_type``, starting from held-out control cells of that cell type.
+    ``progress(phase, done, total)`` as in ``TrainData``, for a model whose prediction takes long."""
 
     conditions: list[str]
     control: ad.AnnData
     cell_type: str
     seed: int = 0
+    progress: Callable[..., None] = no_progress
 
     @property
     def genes(self) -> list[str]:

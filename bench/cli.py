@@ -6,16 +6,17 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from bench.cli_check import check
-from bench.cli_common import console, err_console, load, log_ceilings, summary_table
+from bench.cli_common import (console, err_console, load, log_ceilings, result_key, run_key, run_label, summary_table,
+                              task_key)
 from bench.cli_data import data_app
 from bench.cli_external import export, score
 from bench.cli_leaderboard import HEADLINE, leaderboard
 from bench.cli_sweep import sweep
 from bench.errors import BenchError
+from bench.progress import Display, RunProgress, busy, line_interval
 from bench.seeds import parse_seeds
 
 app = typer.Typer(
@@ -37,6 +38,7 @@ STATE = {"debug": False}
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
     STATE["debug"] = debug
+    line_interval()  # a bad BENCH_PROGRESS_INTERVAL is refused before any work
 
 
 @app.command()
@@ -86,41 +88,40 @@ def run(
     loaded = load(dataset, perturbation_key, control_value, cell_type_key)
     console.print(f"threads: {per_run} per run, {jobs} run(s) at a time ({free} of {thread_pools.usable_cores()} "
                   "cores free)", markup=False, highlight=False)
-    with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
+    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
     results = []
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("runs", total=len(cards) * len(seed_list))
+    with Display(console, len(cards) * len(seed_list)) as display:
 
         def finished(result) -> None:
             if track:
                 tracking.log_run(result)
             if not result.ok:
                 err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
-            progress.advance(task)
+            display.finish(result_key(result), result.status)
             results.append(result)
 
         if jobs > 1:
             from bench import parallel
 
-            progress.update(task, description=f"{jobs} parallel jobs")
+            def watch(task, state) -> None:
+                if state is None:
+                    display.start(task_key(task), run_label(task_key(task)))
+                else:
+                    display.update(task_key(task), **state)
+
             tasks = [parallel.Task(card, params[card.name], prepared.name, split, seed, preset)
                      for card in cards for seed in seed_list]
-            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished)
+            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished, progress=watch)
             order = {card.name: i for i, card in enumerate(cards)}
             results.sort(key=lambda r: (order[r.model], r.seed))
         for card in cards if jobs <= 1 else ():
             for seed in seed_list:
-                label = f"{card.name} seed {seed}"
-                progress.update(task, description=label)
-
-                def report(step: int, value: float, label: str = label) -> None:
-                    progress.update(task, description=f"{label}: step {step}, validation {value:.4g}")
-
+                key = run_key(card.name, preset, prepared.name, split, seed)
+                reporter = RunProgress(display, key, run_label(key))
                 finished(runner.run(card, params[card.name], prepared, split, seed, resolved_device, knowledge,
-                                    report, preset))
+                                    reporter.report, preset, progress=reporter.phase))
     if track:
         log_ceilings(prepared, split, seed_list)
     console.print(summary_table(results, shown))

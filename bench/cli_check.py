@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.cli_common import result_key, run_label, task_key
 from bench.errors import BenchError
+from bench.progress import Display, busy
 from bench.registry import preset_label
 from bench.seeds import parse_seeds
 
@@ -60,17 +61,22 @@ def check(
     if not numeric_env.cpu_supports_profile():
         err_console.print("warning: this CPU lacks AVX2/FMA (or is not x86-64), so the pinned numeric profile cannot "
                           "apply: values may differ from the reference beyond rounding", markup=False, highlight=False)
-    columns = (TextColumn("{task.description}"), TextColumn("{task.completed}/{task.total} runs done"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("loading the datasets", total=total)
+    with busy(console, "loading the datasets and ranking their DE genes"):
+        datasets = regression.prepared_datasets(table)
+    with Display(console, total) as display:
 
         def done(result) -> None:
             if track:
                 tracking.log_run(result)
-            progress.update(task, advance=1, description=f"last: {preset_label(result.model, result.preset or 'default')} "
-                                                          f"{result.dataset}/{result.split} seed {result.seed}")
+            display.finish(result_key(result), result.status)
 
-        results = regression.rerun(table, resolved, jobs, done)
+        def watch(task, state) -> None:
+            if state is None:
+                display.start(task_key(task), run_label(task_key(task), where=True))
+            else:
+                display.update(task_key(task), **state)
+
+        results = regression.rerun(table, datasets, resolved, jobs, done, progress=watch)
     if update:
         atomic.write_text(reference, regression.updated(table, results).to_csv(index=False))
         console.print(f"updated {reference}: {len(table)} line(s), {len(results)} configuration(s)")

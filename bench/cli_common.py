@@ -6,6 +6,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from bench.progress import busy
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -20,11 +22,32 @@ def load(dataset: str | None, perturbation_key, control_value, cell_type_key, co
         console.print(note, markup=False, highlight=False)
     else:
         console.print(f"dataset: {dataset}", markup=False, highlight=False)
-    with console.status(f"loading {dataset}"):
+    with busy(console, f"loading {dataset}"):
         return load_dataset(
             dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key,
             counts=counts,
         )
+
+
+def run_key(model: str, preset: str | None, dataset: str, split: str, seed: int) -> tuple:
+    """What names one run among those a command starts (a progress display's key)."""
+    return model, preset or "default", dataset, split, seed
+
+
+def task_key(task) -> tuple:
+    return run_key(task.card.name, task.preset, task.dataset, task.split, task.seed)
+
+
+def result_key(result) -> tuple:
+    return run_key(result.model, result.preset, result.dataset, result.split, result.seed)
+
+
+def run_label(key: tuple, where: bool = False) -> str:
+    """``model [preset] seed k`` (``where``: with dataset/split) for progress lines."""
+    from bench.registry import preset_label
+
+    model, preset, dataset, split, seed = key
+    return f"{preset_label(model, preset)}" + (f" {dataset}/{split}" if where else "") + f" seed {seed}"
 
 
 def summary_table(results, shown: list[str]) -> Table:
@@ -54,7 +77,7 @@ def log_ceilings(prepared, split: str, seeds: list[int]) -> None:
     from bench import ceiling, tracking
 
     for seed in ceiling.missing_seeds(prepared, split, seeds):
-        with console.status(f"data ceiling of {split} seed {seed} ({ceiling.HALVINGS} split-half halvings)"):
+        with busy(console, f"data ceiling of {split} seed {seed} ({ceiling.HALVINGS} split-half halvings)"):
             run = ceiling.result(prepared, split, seed)
         if run is not None:
             tracking.log_run(run)

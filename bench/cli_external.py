@@ -16,6 +16,7 @@ import typer
 
 from bench.cli_common import console, load, log_ceilings, summary_table
 from bench.errors import BenchError
+from bench.progress import busy
 
 EXTERNAL = "external"
 
@@ -75,7 +76,7 @@ def score(
     wanted = external.test_conditions(data)
     means, cells = external.read_predictions(predictions, wanted, list(data.train.var_names),
                                              f"{loaded.name}/{split} seed {seed}")
-    with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
+    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     table = runner.score_part(means, data, "test", prepared, cells)
     result = RunResult(model=name, params={}, card_hash=EXTERNAL, dataset=prepared.name,

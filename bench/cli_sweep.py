@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from bench.errors import BenchError
+from bench.progress import Display, RunProgress, busy
 
 console = Console()
 
@@ -50,7 +51,7 @@ def sweep(
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
                             storage, devices.resolve(device), preset, timeout)
     optuna_study = sweeps.open_study(spec)
-    with console.status(f"ranking DE genes of {loaded.name} (cached after the first run)"):
+    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
     parent = None
@@ -60,7 +61,16 @@ def sweep(
         parent.run_id()
 
     def train(params, report):
-        return runner.run(card, params, prepared, split, seed, spec.device, knowledge, report, preset, test=False)
+        number = objective.started[-1]
+        reporter = RunProgress(display, number, f"{card.name} trial {number}", forward=report)
+        outcome = "pruned"
+        try:
+            result = runner.run(card, params, prepared, split, seed, spec.device, knowledge, reporter.report, preset,
+                                test=False, progress=reporter.phase)
+            outcome = result.status
+            return result
+        finally:
+            display.finish(number, outcome)
 
     def log(result, number):
         if parent is not None:
@@ -69,7 +79,8 @@ def sweep(
     console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
                   f"{trials} trials in total")
     objective = sweeps.objective_for(spec, optuna_study, train, log)
-    ran = sweeps.work(spec, optuna_study, objective, lambda line: console.print(line, markup=False))
+    with Display(console, trials) as display:
+        ran = sweeps.work(spec, optuna_study, objective, lambda line: console.print(line, markup=False))
     if parent is not None:
         parent.fail_dead_trial_runs({trial.number for trial in sweeps.running(optuna_study)})
     path = sweeps.write_best_card(spec, optuna_study)

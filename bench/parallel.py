@@ -6,7 +6,8 @@ numeric profile of ``bench check``) is set before numpy and torch load, its peak
 and a worker killed by a signal (the out-of-memory killer) takes only its own run down: that run
 becomes a FAILED result saying so, and the others go on. Tasks and results travel as pickle files in
 a private temporary folder; the parent, not the workers, hands each result to ``done`` (e.g. to log
-it), so one process writes the tracking store.
+it), so one process writes the tracking store. A worker writes where its run is (phase, steps) to a
+small JSON file that the parent reads as it polls and hands to ``progress``.
 
 Not joblib (loky), which ran ``--jobs`` before: a worker killed there breaks the whole executor (every
 run in flight ends in ``TerminatedWorkerError``, and which run was killed is unknown), and its workers
@@ -15,6 +16,7 @@ are reused, so a run's environment cannot be set before numpy and torch load.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import signal
@@ -64,10 +66,14 @@ def _failed(task: Task, prepared, device: str, reason: str) -> RunResult:
 
 
 def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads: int,
-             done: Callable[[RunResult], None], environment: dict[str, str] | None = None) -> list[RunResult]:
+             done: Callable[[RunResult], None], environment: dict[str, str] | None = None,
+             progress: Callable[[Task, dict | None], None] | None = None) -> list[RunResult]:
     """Run ``tasks`` (``datasets``: key -> PreparedDataset) with ``threads`` threads each and ``environment``
-    set in every worker; ``done`` is called in this process as each run ends, in any order. Bad input
-    found by a worker (a ``BenchError``) stops every worker and is raised here."""
+    set in every worker; ``done`` is called in this process as each run ends, in any order;
+    ``progress(task, None)`` as a worker starts, ``progress(task, state)`` as its state changes (``state``:
+    ``phase``, ``done``, ``total``, ``note``). Bad input found by a worker (a ``BenchError``) stops every
+    worker and is raised here."""
+    progress = progress or (lambda task, state: None)
     env = {**os.environ, **threads_environment(threads), **(environment or {})}
     results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
@@ -77,11 +83,18 @@ def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads:
             path.write_bytes(pickle.dumps(datasets[key], protocol=pickle.HIGHEST_PROTOCOL))
         waiting = list(enumerate(tasks))
         running: dict[int, subprocess.Popen] = {}
+        seen: dict[int, bytes] = {}
         try:
             while waiting or running:
                 while waiting and len(running) < jobs:
                     number, task = waiting.pop(0)
                     running[number] = _start(root, number, (task, data_files[task.dataset], device, threads), env)
+                    progress(task, None)
+                for number in running:
+                    state = _state(root / f"progress-{number}.json", seen.get(number))
+                    if state is not None:
+                        seen[number] = state
+                        progress(tasks[number], json.loads(state))
                 finished = [number for number, process in running.items() if process.poll() is not None]
                 if not finished:
                     time.sleep(POLL_S)
@@ -96,11 +109,21 @@ def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads:
     return results
 
 
+def _state(path: Path, last: bytes | None) -> bytes | None:
+    """The worker's progress file when it changed since ``last`` (None when unchanged or not written yet)."""
+    try:
+        state = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return state if state and state != last else None
+
+
 def _start(root: Path, number: int, payload: tuple, env: dict[str, str]) -> subprocess.Popen:
     task_file = root / f"task-{number}.pickle"
     task_file.write_bytes(pickle.dumps(payload))
+    files = [str(task_file), str(root / f"result-{number}.pickle"), str(root / f"progress-{number}.json")]
     with open(root / f"stderr-{number}.txt", "w") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "bench.worker", str(task_file), str(root / f"result-{number}.pickle")],
+        return subprocess.Popen([sys.executable, "-m", "bench.worker", *files],
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
 
 

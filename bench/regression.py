@@ -185,17 +185,24 @@ def updated(reference: pd.DataFrame, results: dict[Config, list[RunResult]]) -> 
     return table
 
 
-def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunResult], None],
-          environment: dict[str, str] | None = None) -> dict[Config, list[RunResult]]:
-    """Run every configuration of the reference on every one of its seeds, ``jobs`` at a time, each in a
-    worker process on one thread with ``environment`` (default: the pinned numeric profile); ``done``
-    sees each run as it ends. Every dataset is loaded (and its DE genes ranked) before any run starts."""
-    from bench import parallel, registry, runner
+def prepared_datasets(reference: pd.DataFrame) -> dict:
+    """Every dataset of the reference, loaded and its DE genes ranked, by name."""
+    from bench import runner
     from bench.data.datasets import load_dataset
 
+    return {name: runner.PreparedDataset.of(load_dataset(name, counts=False))
+            for name in dict.fromkeys(c.dataset for c in configs(reference))}
+
+
+def rerun(reference: pd.DataFrame, datasets: dict, device: str, jobs: int, done: Callable[[RunResult], None],
+          environment: dict[str, str] | None = None, progress: Callable | None = None) -> dict[Config, list[RunResult]]:
+    """Run every configuration of the reference on every one of its seeds (``datasets``: from
+    ``prepared_datasets``), ``jobs`` at a time, each in a worker process on one thread with
+    ``environment`` (default: the pinned numeric profile); ``done`` sees each run as it ends,
+    ``progress`` where runs are (``parallel.run_many``)."""
+    from bench import parallel, registry
+
     todo = configs(reference)
-    datasets = {name: runner.PreparedDataset.of(load_dataset(name, counts=False))
-                for name in dict.fromkeys(c.dataset for c in todo)}
     tasks: dict[tuple, parallel.Task] = {}  # one run serves every configuration that needs it
     plan: dict[Config, list[tuple]] = {}
     for config in todo:
@@ -207,6 +214,7 @@ def rerun(reference: pd.DataFrame, device: str, jobs: int, done: Callable[[RunRe
             tasks.setdefault(key, parallel.Task(card, params, config.dataset, config.split, seed, config.preset))
             plan[config].append(key)
     finished = parallel.run_many(list(tasks.values()), datasets, device, jobs, threads=1, done=done,
-                                 environment=numeric_env.profile_environment() if environment is None else environment)
+                                 environment=numeric_env.profile_environment() if environment is None else environment,
+                                 progress=progress)
     by_key = {(r.model, r.preset, r.dataset, r.split, r.seed): r for r in finished}
     return {config: [by_key[key] for key in keys] for config, keys in plan.items()}

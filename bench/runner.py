@@ -24,7 +24,7 @@ import pandas as pd
 
 from bench import interactions, metrics, numeric_env, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
-                       check_prediction)
+                       check_prediction, no_progress)
 from bench.conditions import CONTROL
 from bench.data.datasets import Dataset, add_counts
 from bench.de import cached_de_genes
@@ -125,15 +125,20 @@ def score_part(predicted: pd.DataFrame, data: SplitData, part: str, dataset: Pre
 
 
 def predict_all(
-    model: PerturbationModel, name: str, targets: ad.AnnData, query_control: ad.AnnData, seed: int
+    model: PerturbationModel, name: str, targets: ad.AnnData, query_control: ad.AnnData, seed: int,
+    progress: Callable[..., None] = no_progress, phase: str = "predicting",
 ) -> tuple[pd.DataFrame, dict[str, ad.AnnData]]:
     """Predict every (cell_type, condition) present in ``targets``, one query per cell type: the means
-    indexed by (cell_type, condition), and the predicted cells per cell type of models that return them."""
+    indexed by (cell_type, condition), and the predicted cells per cell type of models that return them.
+    ``progress`` hears ``phase`` with the cell types done, and whatever the model reports."""
     frames, cells = [], {}
-    for cell_type in sorted(targets.obs["cell_type"].astype(str).unique()):
+    cell_types = sorted(targets.obs["cell_type"].astype(str).unique())
+    for i, cell_type in enumerate(cell_types):
+        progress(phase, i, len(cell_types))
         conditions = sorted(targets.obs.loc[targets.obs["cell_type"].astype(str) == cell_type, "condition"].unique())
         control = query_control[query_control.obs["cell_type"].astype(str) == cell_type]
-        query = PredictQuery(conditions=list(conditions), control=control, cell_type=cell_type, seed=seed)
+        query = PredictQuery(conditions=list(conditions), control=control, cell_type=cell_type, seed=seed,
+                             progress=progress)
         prediction = check_prediction(model.predict(query), query, name)
         means = prediction.means
         means.index = pd.MultiIndex.from_product([[cell_type], means.index], names=["cell_type", "condition"])
@@ -232,11 +237,14 @@ def run(
     report: Callable[[int, float], None] | None = None,
     preset: str | None = None,
     test: bool = True,
+    progress: Callable[..., None] | None = None,
 ) -> RunResult:
     """Train and score one model on one split seed. Model failures become a FAILED result; bad input
     (unknown parameters, an impossible split) raises ``BenchError``; ``StopTraining`` raised by ``report``
     passes through. ``test=False`` (sweeps) predicts and scores only the validation conditions, so test
-    conditions never reach the model's ``predict``."""
+    conditions never reach the model's ``predict``. ``progress(phase, done, total)`` hears where the run
+    is: the harness's phases and those the model reports (``TrainData.progress``)."""
+    progress = progress or no_progress
     start = time.perf_counter()
     _reset_peak_memory()
     result, split = new_result(card, params, dataset, split_name, seed, device, preset)
@@ -248,6 +256,7 @@ def run(
         return result
     phases = result.phase_seconds
     with _timed(phases, "split"):
+        progress("preparing the split")
         if card.counts:
             add_counts(dataset.adata, dataset.with_counts)
         data = dataset.split_data(split)
@@ -259,11 +268,13 @@ def run(
         seed=seed,
         device=device,
         report=report or (lambda step, value: None),
+        progress=progress,
         dataset=dataset.name,
         bulk=bulk,
     )
     try:
         with _timed(phases, "fit"):
+            progress("fitting")
             model.fit(train)
         table = predictions = None
         parts = [("test", data.subgroups)] if test else []
@@ -271,8 +282,10 @@ def run(
             parts.append(("val", split.val))
         for part, subgroups in parts:
             with _timed(phases, "predict"):
-                predicted, cells = predict_all(model, card.name, getattr(data, part), data.query_control, seed)
+                predicted, cells = predict_all(model, card.name, getattr(data, part), data.query_control, seed,
+                                               progress, f"predicting {part}")
             with _timed(phases, "score"):
+                progress(f"scoring {part}")
                 scored = score_part(predicted, data, part, dataset, cells, subgroups)
                 overall = metrics.aggregate(scored)
             if part == "test":

@@ -1,5 +1,5 @@
 """A worker process of ``bench.parallel``: run one task read from a pickle file and write its result to
-another (a RunResult, or the BenchError that stopped it)."""
+another (a RunResult, or the BenchError that stopped it), and its progress to a third."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 
 
-def main(task_file: str, result_file: str) -> None:
+def main(task_file: str, result_file: str, progress_file: str) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
     from bench import atomic, runner
     from bench.errors import BenchError
     from bench.knowledge import StoreGeneKnowledge
+    from bench.progress import StateFile
     from bench.threads import set_interop
 
     task, data_file, device, threads = pickle.loads(Path(task_file).read_bytes())
@@ -22,9 +23,9 @@ def main(task_file: str, result_file: str) -> None:
     torch.set_num_threads(threads)
     set_interop(torch, 1)
     try:
-        with threadpool_limits(threads):
+        with threadpool_limits(threads), StateFile(Path(progress_file)) as state:
             outcome = runner.run(task.card, task.params, prepared, task.split, task.seed, device,
-                                 StoreGeneKnowledge(), preset=task.preset)
+                                 StoreGeneKnowledge(), state.report, task.preset, progress=state.phase)
     except BenchError as exc:
         outcome = exc
     with atomic.replacing(Path(result_file)) as temporary:

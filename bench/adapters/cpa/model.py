@@ -110,7 +110,8 @@ class CPAModel:
                 adversary = Adversary(self.sizes["latent"], self.adversary_hidden, len(free),
                                       len(cell_types)).to(self.device)
             validation = self._validation(train, data, rng)
-            train_network(self.net, adversary, self.vocabulary, data, validation, self.settings, rng, train.report)
+            train_network(self.net, adversary, self.vocabulary, data, validation, self.settings, rng, train.report,
+                          train.progress)
 
     def _validation(self, train: TrainData, data: TrainingSet, rng: np.random.Generator) -> Validation | None:
         """Validation conditions per cell type, predicted from up to ``max_cells`` training controls."""

@@ -13,6 +13,7 @@ a better validation MSE and the best weights are kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,7 @@ from bench.adapters.cpa.likelihood import gaussian_loss, nb_loss
 from bench.adapters.cpa.network import Adversary, CPANetwork
 from bench.adapters.early_stopping import BestWeights
 from bench.adapters.torch_runtime import dense_rows
+from bench.api import no_progress
 
 
 @dataclass
@@ -76,13 +78,15 @@ class Validation:
 
 
 def train(net: CPANetwork, adversary: Adversary | None, vocabulary: Vocabulary, data: TrainingSet,
-          validation: Validation | None, settings: Settings, rng: np.random.Generator, report) -> None:
+          validation: Validation | None, settings: Settings, rng: np.random.Generator, report,
+          progress: Callable[..., None] = no_progress) -> None:
     device = vocabulary.device
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     adversary_optimiser = torch.optim.Adam(adversary.parameters(), lr=settings.learning_rate) if adversary else None
     incidence = vocabulary.incidence(data.conditions, vocabulary.free)
     best = BestWeights(settings.patience)
     for epoch in range(1, settings.epochs + 1):
+        progress("training", epoch - 1, settings.epochs)
         net.train()
         order = rng.permutation(len(data.condition))
         inputs = data.inputs(order, rng, settings.encoder_input)

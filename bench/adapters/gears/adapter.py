@@ -96,16 +96,19 @@ class GearsModel:
         self.models = {}
         cell_types = sorted(train.cells.obs["cell_type"].astype(str).unique())
         for number, cell_type in enumerate(cell_types):
+            train.progress("preparing GEARS' data and graph")
             selection = workspace.select(train, cell_type)
             if set(selection.train.obs["condition"]) <= {CONTROL}:
                 raise ModelError(f"GEARS has no training perturbation of cell type '{cell_type}' to learn from")
             graph = build(self.perturbation_graph, train.gene_knowledge, selection.seen, train.genes,
                           self.gene_universe, selection.validation_genes)
             graph.check(selection.val.obs["condition"].unique())
-            gears = self._train(selection, graph, train, first_step=number * self.epochs)
+            gears = self._train(selection, graph, train, first_step=number * self.epochs,
+                                total_epochs=len(cell_types) * self.epochs)
             self.models[cell_type] = FittedGears(gears, graph, train.genes)
 
-    def _train(self, selection: workspace.Selection, graph: PerturbationGraph, train: TrainData, first_step: int):
+    def _train(self, selection: workspace.Selection, graph: PerturbationGraph, train: TrainData, first_step: int,
+               total_epochs: int):
         adata, split = workspace.gears_data(selection, graph)
         go_edges = graph.go_edges(self.network["num_similar_genes_go_graph"]) if graph.kind == "go" else None
         with tempfile.TemporaryDirectory(prefix="bench-gears-") as scratch:
@@ -123,7 +126,7 @@ class GearsModel:
                 g_go, g_go_weight = edge_tensors(edges, pert_data.node_map_pert)
                 gears.model_initialize(**self.network, G_go=g_go, G_go_weight=g_go_weight)
                 go_rows.install(gears.model)
-                gears.wandb = EpochReporter(train.report, first_step)
+                gears.wandb = EpochReporter(train.report, first_step, train.progress, total_epochs)
                 gears.train(epochs=self.epochs, lr=self.lr, weight_decay=self.weight_decay)
         gears.wandb = None
         gears.dataloader, gears.adata, gears.ctrl_adata = {}, None, None  # training data, no longer needed

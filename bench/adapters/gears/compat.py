@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from bench.api import no_progress
+
 VALIDATION_KEY = "val_de_mse"
 
 
@@ -42,17 +44,21 @@ def pandas_indexable(matrix) -> PandasIndexCSR:
 
 
 class EpochReporter:
-    """Receives ``GEARS.train``'s Weights & Biases logs and reports one value per epoch.
+    """Receives ``GEARS.train``'s Weights & Biases logs and reports one value per epoch, and the epochs
+    done of ``total_epochs`` to ``progress``.
 
     Steps continue from ``first_step`` so that several GEARS models (one per cell type) report one
     increasing sequence of epochs.
     """
 
-    def __init__(self, report: Callable[[int, float], None], first_step: int = 0) -> None:
-        self.report = report
+    def __init__(self, report: Callable[[int, float], None], first_step: int = 0,
+                 progress: Callable[..., None] = no_progress, total_epochs: int | None = None) -> None:
+        self.report, self.progress, self.total_epochs = report, progress, total_epochs
         self.step = first_step
+        progress("training", self.step, total_epochs)
 
     def log(self, values: dict) -> None:
         if VALIDATION_KEY in values:
             self.step += 1
+            self.progress("training", self.step, self.total_epochs)
             self.report(self.step, -float(values[VALIDATION_KEY]))

@@ -31,12 +31,16 @@ rule for the capacities: its extra genes go to the first clusters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import ot
 import pandas as pd
 from scipy import sparse
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
+
+from bench.api import no_progress
 
 SEED = 42
 """The release's GRC seed (``--random_state 42``, sh:29): k-means and the random fill of missing genes."""
@@ -153,10 +157,12 @@ def round_to_capacities(plan: np.ndarray, cost: np.ndarray, sizes: np.ndarray) -
 
 
 def gene_relation_clusters(embeddings: np.ndarray, neighbours: sparse.spmatrix, k: int, rounds: int = 3,
-                           reg: float = 0.1, iterations: int = 1000, seed: int = SEED) -> np.ndarray:
+                           reg: float = 0.1, iterations: int = 1000, seed: int = SEED,
+                           progress: Callable[..., None] = no_progress) -> np.ndarray:
     """Cluster label (0..k-1) of every gene, the official GRC (``formula1_grc_clustering``, GRC:254-315).
 
     ``embeddings`` (G, d): one row per gene; ``neighbours`` (G, G): symmetric 0/1 relation graph.
+    ``progress`` hears the transport rounds done.
     """
     n_genes = embeddings.shape[0]
     unit = unit_rows(np.asarray(embeddings, dtype=np.float32))
@@ -166,7 +172,8 @@ def gene_relation_clusters(embeddings: np.ndarray, neighbours: sparse.spmatrix, 
     sizes = capacities(n_genes, k, labels)
     a = np.full(n_genes, 1.0 / n_genes)
     b = sizes / n_genes
-    for _ in range(rounds):
+    for done in range(rounds):
+        progress("gene-relation clustering", done, rounds)
         centres = centroids(unit, labels, centres)
         cost = semantic_cost(unit, centres) + relation_cost(neighbours, labels, k)
         labels = round_to_capacities(transport_plan(a, b, cost, reg, iterations), cost, sizes)

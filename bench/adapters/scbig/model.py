@@ -143,6 +143,7 @@ class ScBIGModel:
         self.genes, self.device = train.genes, train.device
         rng = train.rng()
         with seeded_torch(train.seed, self.device):
+            train.progress("gene priors")
             vectors = priors.embeddings(train, self.sources, rng)
             self.labels = self._cluster(train, vectors.clustering)
             self.latent = LatentSpace(self._autoencoder(train, vectors.positional, rng), self.device)
@@ -152,19 +153,21 @@ class ScBIGModel:
             groups = [Group(t, c, np.flatnonzero((condition == c) & (cell_type == t)))
                       for t in cell_types for c in sorted(set(condition[cell_type == t]) - {CONTROL})]
             data = FlowData(self.latent.encode(cells.X), cells.X, groups, controls)
+            train.progress("condition features")
             features = priors.ConditionFeatures(train, perturbed, self.n_components, self.sources)
             self.flow = ConditionalFlow(features, cell_types, data.z.shape[1], **self.flow_sizes).to(self.device)
             alignment = train_flow(self.flow, self.latent, data, self._structure(train),
                                    self._validation(train, data, rng), self.flow_settings, rng, train.report,
-                                   self.device)
+                                   self.device, train.progress)
             train.diagnostics["structure_steps_skipped"] = alignment.skipped
 
     def _cluster(self, train: TrainData, embeddings: np.ndarray) -> np.ndarray:
         k = clustering.n_clusters(len(self.genes), self.k)
         if self.clusters == "random":
             return clustering.random_clusters(len(self.genes), k, clustering.SEED)
+        train.progress("gene-relation clustering")
         neighbours = clustering.adjacency(priors.relation_graph(train, self.sources), self.genes)
-        return clustering.gene_relation_clusters(embeddings, neighbours, k)
+        return clustering.gene_relation_clusters(embeddings, neighbours, k, progress=train.progress)
 
     def _pca(self, x, components: int, rng: np.random.Generator) -> PCALatent:
         rows = np.sort(rng.choice(x.shape[0], size=min(x.shape[0], priors.MAX_CELLS), replace=False))
@@ -182,7 +185,7 @@ class ScBIGModel:
         gene_mean = dense_rows(x, rows, "cpu").double().mean(dim=0).numpy()
         net = GeneClusterAwareEncoder(clustering.gene_order(self.labels), gene_mean, positional, **self.gcae)
         net = net.to(self.device)
-        pretrain(net, x[rows], val_x, self.pretrain_settings, rng, self.device)
+        pretrain(net, x[rows], val_x, self.pretrain_settings, rng, self.device, train.progress)
         return net
 
     def _structure(self, train: TrainData) -> Structure:
@@ -215,7 +218,11 @@ class ScBIGModel:
         rows = starting_rows(query, self.genes, self.max_cells)
         z0 = self.latent.encode(query.control.X[rows])
         settings = self.flow_settings
-        cells = np.stack([predict_cells(self.flow, self.latent, z0, c, query.cell_type, settings.rtol,
-                                        settings.atol).cpu().numpy() for c in query.conditions])
+        cells = []
+        for i, condition in enumerate(query.conditions):
+            query.progress("solving the flow", i, len(query.conditions))
+            cells.append(predict_cells(self.flow, self.latent, z0, condition, query.cell_type, settings.rtol,
+                                       settings.atol).cpu().numpy())
+        cells = np.stack(cells)
         return Prediction(means=pd.DataFrame(cells.mean(axis=1), index=query.conditions, columns=self.genes),
                           cells=cells_anndata(cells, query, self.genes))

@@ -14,6 +14,7 @@ at half the training controls (see ``encoder_validation_rows``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 
 from bench.adapters.early_stopping import BestWeights
 from bench.adapters.torch_runtime import dense_rows
+from bench.api import no_progress
 
 
 @dataclass
@@ -92,7 +94,7 @@ def validation_error(net: torch.nn.Module, x, batch_size: int, device: str) -> f
 
 
 def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, rng: np.random.Generator,
-             device: str) -> float:
+             device: str, progress: Callable[..., None] = no_progress) -> float:
     """Train ``net`` (an autoencoder, ``net(x) ≈ x``) in place on the rows of ``train_x`` (the
     encoder's training rows); return the best validation error (inf if never evaluated).
 
@@ -102,13 +104,15 @@ def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, r
     epoch (``(epoch+1) % eval_every == 0``, none before training) ``validation_error`` on ``val_x``;
     improvement = strictly lower; stop once ``patience`` evaluations in a row brought none (0: never)
     (IMPL:1806-1866); the best weights are restored at the end, the last ones if never evaluated
-    (IMPL:1868-1871). ``val_x`` None, empty or ``eval_every <= 0``: no evaluation.
+    (IMPL:1868-1871). ``val_x`` None, empty or ``eval_every <= 0``: no evaluation. ``progress`` hears
+    the epochs done.
     """
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     best = BestWeights(settings.patience)
     evaluates = val_x is not None and val_x.shape[0] > 0 and settings.eval_every > 0
     n_rows = train_x.shape[0]
     for epoch in range(1, settings.epochs + 1):
+        progress("pre-training the autoencoder", epoch - 1, settings.epochs)
         net.train()
         order = rng.permutation(n_rows)
         for start in range(0, n_rows, settings.batch_size):

@@ -35,6 +35,7 @@ from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import cluster_correlation_loss, pathway_ot_loss
 from bench.adapters.torch_runtime import dense_rows
+from bench.api import no_progress
 from bench.metrics import rowwise_pearson
 
 
@@ -189,8 +190,10 @@ class StructureAlignment:
 
 def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, structure: Structure,
                validation: list[ValidationGroup], settings: FlowSettings, rng: np.random.Generator,
-               report: Callable[[int, float], None], device: str) -> StructureAlignment:
-    """Train ``flow`` in place (the best validated weights are kept); return the alignment's record."""
+               report: Callable[[int, float], None], device: str,
+               progress: Callable[..., None] = no_progress) -> StructureAlignment:
+    """Train ``flow`` in place (the best validated weights are kept); return the alignment's record.
+    ``progress`` hears the calls done."""
     generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
     optimiser = torch.optim.Adam(flow.parameters(), lr=settings.learning_rate)
     alignment = StructureAlignment(flow, latent, data, structure, settings, device)
@@ -202,6 +205,7 @@ def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, struc
     flow.train()
     optimiser.zero_grad()
     for call in range(1, settings.calls + 1):
+        progress("training the flow", call - 1, settings.calls)
         groups = by_type[cell_types[rng.integers(len(cell_types))]]
         loss = flow_matching_loss(flow, data, groups[rng.integers(len(groups))], settings, rng, generator)
         (loss / settings.accumulation).backward()

@@ -1,0 +1,208 @@
+"""Long work reports where it is: bars in a terminal, timestamped lines in a log (CI, nohup, Slurm),
+from the harness's phases, the models' own phases and worker processes alike."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import textwrap
+import time
+
+import pytest
+from rich.console import Console
+
+from bench import progress, registry, runner
+from bench.api import TrainData
+from bench.data.datasets import load_dataset
+from bench.errors import BenchError
+from conftest import adapter_catalog, bench
+
+STAMP = re.compile(r"^\d\d:\d\d:\d\d ")
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def plain(clock: Clock, runs: int = 2) -> tuple[progress.Display, io.StringIO]:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=False, width=200)
+    return progress.Display(console, runs, interval=10.0, clock=clock), out
+
+
+def lines(out: io.StringIO) -> list[str]:
+    return [STAMP.sub("", line) for line in out.getvalue().splitlines()]
+
+
+def test_plain_lines_are_timestamped_and_quick_phases_stay_quiet():
+    clock = Clock()
+    display, out = plain(clock)
+    display.start("a", "scbig seed 1")
+    display.update("a", "preparing the split")
+    display.update("a", "fitting")  # under GAP_S after the start: no line
+    assert out.getvalue() == ""
+    clock.now += 3
+    display.update("a", "pre-training the autoencoder", 0, 100)
+    clock.now += 1
+    display.update("a", done=5)  # advancing within the interval: no line
+    clock.now += 10
+    display.update("a", done=60, note="validation 0.5 at step 60")
+    display.finish("a", "FINISHED")
+    assert all(STAMP.match(line) for line in out.getvalue().splitlines())
+    assert lines(out) == [
+        "scbig seed 1: pre-training the autoencoder 0/100 [3s]",
+        "scbig seed 1: pre-training the autoencoder 60/100 (validation 0.5 at step 60) [14s]",
+        "scbig seed 1: finished in 14s (1/2 runs done)",
+    ]
+
+
+def test_a_silent_run_gets_a_heartbeat_line():
+    clock = Clock()
+    display, out = plain(clock)
+    display.start("a", "gears seed 2")
+    display.update("a", "training", 3, 20)
+    clock.now += 9
+    display.heartbeat()
+    assert out.getvalue() == ""
+    clock.now += 2
+    display.heartbeat()
+    assert lines(out) == ["gears seed 2: training 3/20 [11s]"]
+
+
+def test_plain_mode_prints_heartbeats_from_its_own_thread():
+    out = io.StringIO()
+    display = progress.Display(Console(file=out, force_terminal=False, width=200), 1, interval=0.05)
+    with display:
+        display.start("a", "slow seed 1")
+        display.update("a", "fitting")
+        for _ in range(200):
+            if "slow seed 1: fitting" in out.getvalue():
+                break
+            time.sleep(0.01)
+    assert "slow seed 1: fitting" in out.getvalue()
+
+
+def test_a_terminal_shows_bars_not_lines():
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with progress.Display(console, 1) as display:
+        display.start("a", "cpa seed 1")
+        display.update("a", "training", 7, 50, note="validation -0.3 at step 7")
+        task = display._progress.tasks[-1]
+        assert (task.description, task.completed, task.total) == (
+            "cpa seed 1: training 7/50 (validation -0.3 at step 7)", 7, 50)
+        display.finish("a", "FINISHED")
+        assert display._progress.tasks[0].completed == 1  # the runs bar
+    assert not any(STAMP.match(line) for line in out.getvalue().splitlines())
+
+
+def test_busy_prints_start_and_end_in_a_log():
+    out = io.StringIO()
+    with progress.busy(Console(file=out, force_terminal=False, width=200), "ranking DE genes"):
+        pass
+    assert [line.split(" ", 1)[1] for line in out.getvalue().splitlines()] == [
+        "ranking DE genes …", "ranking DE genes: done in 0s"]
+
+
+def test_a_state_file_is_written_at_once_on_a_new_phase_and_by_its_thread_within_one(tmp_path):
+    path = tmp_path / "progress.json"
+    state = progress.StateFile(path, interval=0.05)
+    state.phase("fitting")
+    assert json.loads(path.read_text()) == {"phase": "fitting", "done": 0, "total": None, "note": ""}
+    state.phase("fitting", 1, 10)  # same phase: left to the thread, which is not running
+    assert json.loads(path.read_text())["done"] == 0
+    state.phase("predicting test", 0, 2)
+    assert json.loads(path.read_text()) == {"phase": "predicting test", "done": 0, "total": 2, "note": ""}
+    with state:
+        state.phase("predicting test", 1, 2)
+        state.report(4, 0.5)
+        for _ in range(500):
+            if json.loads(path.read_text())["done"] == 1:
+                break
+            time.sleep(0.01)
+    assert json.loads(path.read_text()) == {"phase": "predicting test", "done": 1, "total": 2,
+                                            "note": "validation 0.5 at step 4"}
+
+
+def test_the_line_interval_can_be_set_and_nonsense_is_refused(monkeypatch, workdir):
+    monkeypatch.delenv("BENCH_PROGRESS_INTERVAL", raising=False)
+    assert progress.line_interval() == progress.INTERVAL_S
+    monkeypatch.setenv("BENCH_PROGRESS_INTERVAL", "30")
+    assert progress.line_interval() == 30.0
+    for bad in ("soon", "-1", "0", "nan"):
+        monkeypatch.setenv("BENCH_PROGRESS_INTERVAL", bad)
+        with pytest.raises(BenchError, match="BENCH_PROGRESS_INTERVAL must be a number of seconds above 0"):
+            progress.line_interval()
+    out = bench("run", "--model", "mean", "--dataset", "synthetic", "--no-track",
+                env={**workdir["env"], "BENCH_PROGRESS_INTERVAL": "soon"}, cwd=workdir["cwd"])
+    assert out.returncode == 2 and out.stderr.startswith("error: BENCH_PROGRESS_INTERVAL") and "Traceback" not in out.stderr
+
+
+def test_durations_read_as_people_write_them():
+    assert [progress.duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+
+
+CHATTY = textwrap.dedent(
+    '''
+    import time
+    import pandas as pd
+    from bench.api import Prediction
+
+    class Chatty:
+        def fit(self, train):
+            for epoch in range(3):
+                train.progress("warming up", epoch, 3)
+            train.report(3, 0.25)
+            time.sleep(float(__import__("os").environ.get("CHATTY_SLEEP", "0")))
+        def predict(self, query):
+            query.progress("solving", 0, len(query.conditions))
+            return Prediction(pd.DataFrame(0.0, index=query.conditions, columns=query.genes))
+    '''
+)
+
+
+@pytest.fixture
+def chatty(tmp_path, monkeypatch):
+    return adapter_catalog(tmp_path, monkeypatch, "chatty_adapter", CHATTY, {"chatty": "Chatty"})
+
+
+def test_the_runner_passes_on_its_phases_and_the_models(small_synthetic, tmp_path, chatty):
+    path = tmp_path / "screen.h5ad"
+    small_synthetic.write_h5ad(path)
+    prepared = runner.PreparedDataset.of(load_dataset(path, counts=False))
+    heard = []
+    result = runner.run(registry.find_card("chatty"), {}, prepared, "simulation", 1,
+                        progress=lambda phase, done=0, total=None: heard.append((phase, done, total)))
+    assert result.ok, result.error
+    phases = list(dict.fromkeys(phase for phase, _, _ in heard))
+    assert phases == ["preparing the split", "fitting", "warming up", "predicting test", "solving", "scoring test",
+                      "predicting val", "scoring val"]
+    assert ("warming up", 2, 3) in heard
+
+
+def test_train_data_reports_nowhere_by_default(small_synthetic):
+    TrainData(cells=small_synthetic, val=small_synthetic).progress("fitting", 1, 2)  # a no-op, not an error
+
+
+def test_bench_run_in_a_log_shows_worker_phases(workdir, tmp_path):
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "chatty.toml").write_text('name = "chatty"\nadapter = "chatty_adapter:Chatty"\ndescription = "t"\n'
+                                       'citation = "t"\n')
+    (tmp_path / "chatty_adapter.py").write_text(CHATTY)
+    env = {**workdir["env"], "BENCH_CARDS_DIR": str(cards), "PYTHONPATH": str(tmp_path), "CHATTY_SLEEP": "3",
+           "BENCH_PROGRESS_INTERVAL": "1"}
+    out = bench("run", "--model", "chatty", "--dataset", "synthetic", "--seeds", "1-2", "--jobs", "2", "--no-track",
+                cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    shown = [STAMP.sub("", line) for line in out.stdout.splitlines() if STAMP.match(line)]
+    for seed in (1, 2):
+        assert any(line.startswith(f"chatty seed {seed}: warming up 2/3 (validation 0.25 at step 3) [")
+                   for line in shown), shown
+        assert any(re.match(rf"chatty seed {seed}: finished in \d+s \([12]/2 runs done\)", line) for line in shown)
+    assert "ranking DE genes of synthetic (cached after the first run): done in" in out.stdout
