@@ -10,7 +10,7 @@ from rich.table import Table
 
 from bench.cli_check import check
 from bench.cli_common import (console, err_console, load, log_ceilings, result_key, run_key, run_label, summary_table,
-                              task_key)
+                              task_key, where_to_look)
 from bench.cli_data import data_app
 from bench.cli_external import export, score
 from bench.cli_leaderboard import HEADLINE, leaderboard
@@ -124,9 +124,9 @@ def run(
                                     reporter.report, preset, progress=reporter.phase))
     if track:
         log_ceilings(prepared, split, seed_list)
-    console.print(summary_table(results, shown))
+    console.print(summary_table(results, shown, {card.name for card in cards if card.baseline}))
     if track:
-        console.print(f"tracked in {tracking.tracking_uri()}")
+        console.print(where_to_look(prepared.name), markup=False, highlight=False, soft_wrap=True)
     if any(r.status == "FAILED" for r in results):
         raise typer.Exit(1)
 

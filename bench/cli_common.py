@@ -50,26 +50,77 @@ def run_label(key: tuple, where: bool = False) -> str:
     return f"{preset_label(model, preset)}" + (f" {dataset}/{split}" if where else "") + f" seed {seed}"
 
 
-def summary_table(results, shown: list[str]) -> Table:
-    from bench import metrics as metric_registry
+def _reference(by_model: dict[str, list], baselines: set[str], metric: str) -> str | None:
+    """The best baseline among the models run, on ``all/<metric>`` (None when no baseline ran)."""
+    from bench.metrics import METRICS
     from bench.stats import over_seeds
 
-    table = Table(title="test metrics (mean ± sd over seeds)")
-    for column in ("model", "subgroup", "n seeds", *shown):
-        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
+    means = {model: over_seeds([r.metrics.get(f"all/{metric}", float("nan")) for r in runs if r.ok]).mean
+             for model, runs in by_model.items() if model in baselines}
+    means = {model: mean for model, mean in means.items() if mean == mean}
+    return max(means, key=lambda model: METRICS[metric].sign * means[model]) if means else None
+
+
+def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:
+    """``+0.012 [-0.004, +0.030]*`` of a model's runs against the reference's, paired by seed."""
+    from bench.leaderboard import paired_over_seeds
+
+    theirs = {r.seed: r.per_perturbation for r in reference if r.ok}
+    diff = paired_over_seeds([(r.per_perturbation, theirs[r.seed]) for r in runs if r.ok and r.seed in theirs],
+                             subgroup, metric)
+    if not diff.n:
+        return ""
+    return f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]" + ("*" if diff.significant else "")
+
+
+def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) -> Table:
+    """Models ranked by ``all/<first shown metric>``, a line per subgroup with mean ± sd over seeds and the
+    difference to the best baseline run on that metric (as the leaderboard computes it)."""
+    from bench import metrics as metric_registry
+    from bench.metrics import METRICS
+    from bench.stats import over_seeds
+
     by_model: dict[str, list] = {}
     for result in results:
         by_model.setdefault(result.model, []).append(result)
-    for model, runs in by_model.items():
+    headline = shown[0]
+    reference = _reference(by_model, baselines, headline)
+
+    def rank_key(model: str) -> float:
+        mean = over_seeds([r.metrics.get(f"all/{headline}", float("nan")) for r in by_model[model] if r.ok]).mean
+        return -METRICS[headline].sign * mean if mean == mean else float("inf")
+
+    caption = (f"Δ: {headline} minus that of {reference} (the best baseline run), mean over test perturbations "
+               "paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else
+               "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it")
+    table = Table(title=f"test metrics (mean ± sd over seeds), ranked by all/{headline}", caption=caption)
+    delta = [f"Δ {headline}"] if reference else []
+    for column in ("rank", "model", "subgroup", "n seeds", *shown, *delta):
+        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
+    for rank, model in enumerate(sorted(by_model, key=rank_key), start=1):
+        runs = by_model[model]
         done = [r for r in runs if r.ok]
+        name = model + (" (reference)" if model == reference else "")
         for r in runs:
             if not r.ok:
-                table.add_row(model, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "", *[""] * (len(shown) - 1))
-        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)})
-        for subgroup in subgroups:
+                table.add_row(str(rank), name, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "",
+                              *[""] * (len(shown) - 1))
+        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)},
+                           key=lambda s: s != "all")
+        for i, subgroup in enumerate(subgroups):
             cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
-            table.add_row(model, subgroup, str(len(done)), *cells)
+            if reference:
+                cells.append("" if model == reference else _difference(done, by_model[reference], subgroup, headline))
+            table.add_row(str(rank), name, subgroup, str(len(done)), *cells, end_section=i == len(subgroups) - 1)
     return table
+
+
+def where_to_look(dataset: str) -> str:
+    """The closing line of a tracked run: how to browse the runs and build a leaderboard."""
+    from bench import tracking
+
+    return (f"tracked in {tracking.tracking_uri()}; browse with `mlflow ui --backend-store-uri "
+            f"{tracking.tracking_uri()}`, tabulate with `bench leaderboard --dataset {dataset}`")
 
 
 def log_ceilings(prepared, split: str, seeds: list[int]) -> None:

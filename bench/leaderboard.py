@@ -271,12 +271,18 @@ class PerPerturbation:
 
 
 def paired_difference(row: Row, reference: Row, subgroup: str, metric: str, scores: PerPerturbation) -> stats.PairedDifference:
-    """Bootstrap CI of (row − reference) over perturbations: on every seed both scored, the two are
-    paired per (cell type, condition); a perturbation's values are averaged over those seeds, and the
-    bootstrap resamples perturbations."""
+    """``paired_over_seeds`` of a board's two rows, on the seeds both ran."""
+    seeds = sorted(set(row.runs) & set(reference.runs))
+    return paired_over_seeds([(scores.of(row.runs[s]), scores.of(reference.runs[s])) for s in seeds], subgroup, metric)
+
+
+def paired_over_seeds(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | None]], subgroup: str,
+                      metric: str) -> stats.PairedDifference:
+    """Bootstrap CI of (row − reference) over perturbations from per-perturbation tables, one pair (row's,
+    reference's) per seed both scored: paired per (cell type, condition); a perturbation's values are
+    averaged over those seeds, and the bootstrap resamples perturbations."""
     frames = []
-    for seed in sorted(set(row.runs) & set(reference.runs)):
-        mine, theirs = scores.of(row.runs[seed]), scores.of(reference.runs[seed])
+    for mine, theirs in tables:
         if mine is None or theirs is None or metric not in mine or metric not in theirs:
             continue
         keys = ["cell_type", "condition", "subgroup"]

@@ -1,0 +1,59 @@
+"""`bench run`'s closing table: models ranked, each compared with the best baseline that ran, paired by
+perturbation as the leaderboard compares them."""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+from rich.console import Console
+
+from bench.api import RunResult
+from bench.cli_common import summary_table, where_to_look
+
+
+def result(model: str, seed: int, values: list[float]) -> RunResult:
+    table = pd.DataFrame({"cell_type": "K562", "condition": ["A+B", "C+D"], "subgroup": "combo_seen2",
+                          "pearson_delta_de20": values})
+    mean = sum(values) / len(values)
+    return RunResult(model=model, params={}, card_hash="", dataset="d", dataset_sha256="", split="simulation",
+                     split_hash="", seed=seed, device="cpu", per_perturbation=table,
+                     metrics={"all/pearson_delta_de20": mean, "combo_seen2/pearson_delta_de20": mean})
+
+
+def rendered(table) -> list[str]:
+    out = io.StringIO()
+    Console(file=out, width=200, force_terminal=False).print(table)
+    return out.getvalue().splitlines()
+
+
+def row(lines: list[str], model: str, subgroup: str) -> list[str]:
+    line = next(line for line in lines if f" {model} " in line and f" {subgroup} " in line)
+    return [cell.strip() for cell in line.strip("│").split("│")]
+
+
+def test_models_are_ranked_and_compared_with_the_best_baseline():
+    results = [result("weak_baseline", 1, [0.1, 0.1]), result("good_baseline", 1, [0.4, 0.4]),
+               result("model", 1, [0.5, 0.7])]
+    lines = rendered(summary_table(results, ["pearson_delta_de20"], {"weak_baseline", "good_baseline"}))
+    order = [next(m for m in ("weak_baseline", "good_baseline", "model") if f" {m} " in line or f" {m} (" in line)
+             for line in lines if " all " in line]
+    assert order == ["model", "good_baseline", "weak_baseline"]
+    # model minus good_baseline per perturbation: 0.1 and 0.3; the bootstrap of two values spans them
+    assert row(lines, "model", "all") == ["1", "model", "all", "1", "0.600", "+0.200 [+0.100, +0.300]*"]
+    assert row(lines, "weak_baseline", "all")[-1] == "-0.300 [-0.300, -0.300]*"
+    assert row(lines, "good_baseline (reference)", "all")[-1] == ""
+    assert any("minus that of good_baseline (the best baseline run)" in line for line in lines)
+
+
+def test_without_a_baseline_the_table_says_how_to_get_a_comparison():
+    lines = rendered(summary_table([result("model", 1, [0.5, 0.7])], ["pearson_delta_de20"], set()))
+    assert not any("Δ" in line for line in lines)
+    assert any("no baseline was run" in line for line in lines)
+
+
+def test_the_closing_line_says_how_to_see_the_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/runs.db")
+    line = where_to_look("norman_subset")
+    assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/runs.db" in line
+    assert "bench leaderboard --dataset norman_subset" in line
