@@ -198,7 +198,7 @@ class RunResult:
     observed_means: dict[str, pd.DataFrame] | None = None  # per cell type, ``SplitData.means("test")``
     control_means: dict[str, pd.DataFrame] | None = None  # per cell type, ``SplitData.means("query_control")``
     predicted_cells: dict[str, ad.AnnData] | None = None  # per cell type, as the model returned them
-    control_cells: ad.AnnData | None = None  # the query control cells of those cell types (a copy: a view pickles its whole dataset)
+    control_cells: ad.AnnData | None = None  # their cell types' query control cells (a copy: a view pickles all)
 
     @property
     def ok(self) -> bool:

@@ -120,7 +120,8 @@ def test_the_means_and_observed_layer_are_the_runs_and_the_datas(logged):
     predictions = logged["runs"]["additive"][0].predictions
     obs = adata.obs[["cell_type", "condition"]].astype(str)
     query = adata.obs_names.isin(split.cells["query_control"])
-    for name, (cell_type, condition) in zip(means.obs_names, means.obs[["cell_type", "condition"]].astype(str).to_numpy()):
+    keys = means.obs[["cell_type", "condition"]].astype(str).to_numpy()
+    for name, (cell_type, condition) in zip(means.obs_names, keys):
         row = means[name]
         mine = (obs["cell_type"] == cell_type).to_numpy()
         if condition == "ctrl":
@@ -187,8 +188,8 @@ def test_cell_eval_scores_the_predicted_cells_with_its_default_columns(logged, t
     cells = cells_of(logged)
     cells[cells.obs["cell_type"] == "type_0"].copy().write_h5ad(tmp_path / "pred.h5ad")
 
-    evaluator = cell_eval.MetricsEvaluator(adata_pred=str(tmp_path / "pred.h5ad"), adata_real=str(tmp_path / "real.h5ad"),
-                                           outdir=str(tmp_path / "cell-eval"))
+    evaluator = cell_eval.MetricsEvaluator(adata_pred=str(tmp_path / "pred.h5ad"),
+                                           adata_real=str(tmp_path / "real.h5ad"), outdir=str(tmp_path / "cell-eval"))
     results, _ = evaluator.compute(profile="minimal")
     theirs = results.to_pandas().set_index("perturbation")["mse"]
     ours = logged["runs"]["shiftedcontrols"][0].per_perturbation
