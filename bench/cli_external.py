@@ -84,6 +84,7 @@ def score(
                        device=EXTERNAL, per_perturbation=table, metrics=metrics.aggregate(table),
                        predictions=means, split_json=frozen.to_json(), preset=EXTERNAL,
                        numeric=numeric_env.describe())
+    runner.keep_for_files(result, data, cells)
     result.wall_time_s = time.perf_counter() - start
     console.print(summary_table([result], HEADLINE.split(",")))
     if track:

@@ -18,7 +18,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench import splits
+from bench import prediction_files, splits
 from bench.conditions import CONTROL
 from bench.errors import BenchError
 from bench.split_data import SplitData
@@ -94,22 +94,35 @@ def _cell_types(adata: ad.AnnData, wanted: pd.DataFrame, path: Path) -> np.ndarr
     return np.full(adata.n_obs, kinds[0])
 
 
+def _conditions(adata: ad.AnnData) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per row of a predictions file its condition and whether it is a prediction (not a control), and
+    whether the rows are cells."""
+    made_here = prediction_files.kind(adata)
+    if made_here == "means":
+        keep = (adata.obs["subgroup"].astype(str) != prediction_files.CONTROL_SUBGROUP).to_numpy()
+        return adata.obs["condition"].astype(str).to_numpy(), keep, False
+    column, control = ((prediction_files.PERT_COL, prediction_files.CONTROL_PERT) if made_here == "cells"
+                       else ("condition", CONTROL))
+    holds_cells = column in adata.obs
+    conditions = (adata.obs[column] if holds_cells else adata.obs_names.to_series()).astype(str).to_numpy()
+    return conditions, conditions != control, holds_cells
+
+
 def read_predictions(
     path: Path, wanted: pd.DataFrame, genes: list[str], where: str
 ) -> tuple[pd.DataFrame, dict[str, ad.AnnData] | None]:
     """Predicted means indexed by (cell_type, condition) in the order of ``wanted``, and the predicted
     cells per cell type when the file holds cells.
 
-    A file with ``obs['condition']`` holds predicted cells (control cells, as cell-eval files carry
-    them, are ignored); without it, each row is a condition's predicted mean, named by ``obs_names``.
-    ``where`` names the split and seed in errors.
+    A run's own ``predictions.h5ad`` and ``predicted_cells.h5ad`` (``bench.prediction_files``) are read
+    as such, their control rows and cells ignored. Any other file with ``obs['condition']`` holds
+    predicted cells (control cells, as cell-eval files carry them, are ignored); without it, each row is
+    a condition's predicted mean, named by ``obs_names``. ``where`` names the split and seed in errors.
     """
     adata = _read(path)
     _check_genes(adata, genes, path)
-    holds_cells = "condition" in adata.obs
-    conditions = (adata.obs["condition"] if holds_cells else adata.obs_names.to_series()).astype(str).to_numpy()
+    conditions, keep, holds_cells = _conditions(adata)
     cell_types = _cell_types(adata, wanted, path)
-    keep = conditions != CONTROL
     adata, conditions, cell_types = adata[keep], conditions[keep], cell_types[keep]
     values = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     keys = pd.MultiIndex.from_arrays([cell_types, conditions], names=["cell_type", "condition"])

@@ -110,11 +110,13 @@ def _split_of(run: pd.Series, folder: Path) -> splits.Split:
 
 
 def _predictions(run: pd.Series, folder: Path) -> pd.DataFrame | None:
-    """A run's predicted means indexed by (cell_type, condition); None without the artifact."""
+    """A run's predicted means indexed by (cell_type, condition), its control rows left out; None without
+    the artifact."""
     path = tracking.run_artifact(run["run_id"], "predictions.h5ad", folder / run["run_id"])
     if path is None:
         return None
     adata = ad.read_h5ad(path)
+    adata = adata[(adata.obs["condition"].astype(str) != CONTROL).to_numpy()]
     index = pd.MultiIndex.from_arrays([adata.obs["cell_type"].astype(str), adata.obs["condition"].astype(str)])
     return pd.DataFrame(np.asarray(adata.X), index=index, columns=adata.var_names)
 

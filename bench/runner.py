@@ -148,6 +148,21 @@ def predict_all(
     return pd.concat(frames), cells
 
 
+def keep_for_files(result: RunResult, data: SplitData, cells: dict[str, ad.AnnData] | None) -> None:
+    """Hand tracking what a run's prediction files need (``bench/prediction_files.py``): the split's test
+    subgroups and its observed test and query-control means (its own tables), and, for a model that
+    returned ``cells``, those and a lean copy of the query control cells of their cell types."""
+    result.subgroups = data.subgroups
+    result.observed_means, result.control_means = data.means("test"), data.means("query_control")
+    if not cells:
+        return
+    query = data.query_control
+    mine = query[query.obs["cell_type"].astype(str).isin(list(cells)).to_numpy()]
+    result.predicted_cells = cells
+    result.control_cells = ad.AnnData(X=mine.X.copy(), obs=mine.obs[["condition", "cell_type"]].copy(),
+                                      var=pd.DataFrame(index=mine.var_names))
+
+
 def _pca(train_cells: ad.AnnData, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and principal axes (``ENERGY_PCS`` at most) of up to 5,000 training cells."""
     rng = np.random.default_rng(seed)
@@ -289,13 +304,15 @@ def run(
                 scored = score_part(predicted, data, part, dataset, cells, subgroups)
                 overall = metrics.aggregate(scored)
             if part == "test":
-                table, predictions = scored, predicted
+                table, predictions, test_cells = scored, predicted, cells
                 result.metrics.update(overall)
             else:
                 result.metrics.update({f"val/{k.removeprefix('all/')}": v for k, v in overall.items()
                                        if k.startswith("all/")})
         result.metrics.update({f"diagnostic/{name}": float(value) for name, value in train.diagnostics.items()})
         result.per_perturbation, result.predictions = table, predictions
+        if test:
+            keep_for_files(result, data, test_cells)
     except StopTraining:
         raise
     except Exception as exc:  # a model's crash fails its own run only

@@ -17,6 +17,7 @@ import pandas as pd
 from bench.data.pseudobulk import group_sums
 
 PARTS = ("train", "val", "test")
+MEAN_PARTS = (*PARTS, "query_control")  # the parts whose means are computed (the control row of a run's predictions file)
 
 
 class SplitData:
@@ -60,7 +61,8 @@ class SplitData:
         return self._part("query_control")
 
     def means(self, part: str) -> dict[str, pd.DataFrame]:
-        """Per cell type, the mean expression of each condition of ``part`` (rows, sorted) over genes."""
+        """Per cell type, the mean expression of each condition of ``part`` (rows, sorted) over genes;
+        ``part`` is one of ``MEAN_PARTS``."""
         return self._means[part]
 
     def pseudobulk(self, part: str = "train") -> pd.DataFrame:
@@ -77,7 +79,7 @@ class SplitData:
         groups, labels = pd.factorize(pd.MultiIndex.from_arrays(
             [obs["cell_type"].astype(str).to_numpy(), obs["condition"].astype(str).to_numpy()]), sort=True)
         part = np.full(len(obs), -1)
-        for number, name in enumerate(PARTS):
+        for number, name in enumerate(MEAN_PARTS):
             part[self.masks[name]] = number
         combined = np.where(part >= 0, part * len(labels) + groups, -1)
         present, codes = np.unique(combined[part >= 0], return_inverse=True)
@@ -85,8 +87,8 @@ class SplitData:
         row_codes[part >= 0] = codes
         sums = group_sums(self.cells.X, row_codes, len(present))
         means = sums / np.bincount(codes, minlength=len(present))[:, None]
-        result: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in PARTS}
-        for number, name in enumerate(PARTS):
+        result: dict[str, dict[str, pd.DataFrame]] = {name: {} for name in MEAN_PARTS}
+        for number, name in enumerate(MEAN_PARTS):
             rows = np.flatnonzero(present // len(labels) == number)
             keys = labels[present[rows] % len(labels)]
             for cell_type in sorted({key[0] for key in keys}):

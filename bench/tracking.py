@@ -17,11 +17,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import anndata as ad
-import numpy as np
 import pandas as pd
 
-from bench import paths
+from bench import paths, prediction_files
 from bench.api import RunResult
 from bench.errors import BenchError
 from bench.metrics import METRICS_VERSION
@@ -177,15 +175,7 @@ def _write_artifacts(result: RunResult, folder: Path) -> None:
     (folder / "split.json").write_text(result.split_json)
     if result.per_perturbation is not None:
         result.per_perturbation.to_csv(folder / "per_perturbation.csv", index=False)
-    if result.predictions is not None:
-        obs = result.predictions.index.to_frame(index=False)
-        obs.index = [f"{ct}/{c}" for ct, c in zip(obs["cell_type"], obs["condition"])]
-        adata = ad.AnnData(
-            X=result.predictions.to_numpy(dtype=np.float32),
-            obs=obs,
-            var=pd.DataFrame(index=list(result.predictions.columns)),
-        )
-        adata.write_h5ad(folder / "predictions.h5ad")
+    prediction_files.write(result, folder)
     if result.traceback:
         (folder / "traceback.txt").write_text(result.traceback)
 

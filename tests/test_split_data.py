@@ -42,7 +42,7 @@ def two_cell_types():
     return splits.apply(splits.make(adata, "simulation", 1, "two_types", "sha"), adata)
 
 
-@pytest.mark.parametrize("part", ["train", "val", "test"])
+@pytest.mark.parametrize("part", ["train", "val", "test", "query_control"])
 def test_means_are_the_mean_of_each_cell_type_and_conditions_cells(two_cell_types, part):
     cells = getattr(two_cell_types, part)
     dense = np.asarray(cells.X.toarray() if hasattr(cells.X, "toarray") else cells.X, dtype=np.float64)
