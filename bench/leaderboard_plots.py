@@ -1,6 +1,7 @@
 """PNG plots of a leaderboard board: a metric per test subgroup as grouped bars, and predicted against
 observed change on the top-20 DE genes of a few test perturbations, one panel per (model, perturbation).
 
+Rows are told apart by model family (``bench.plot_styles``): the same colours in every chart of a board.
 Figures are drawn with matplotlib's object interface on the Agg canvas (no pyplot state), so plotting
 neither needs a display nor leaks figures in a long process.
 """
@@ -13,11 +14,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
+from matplotlib import patheffects
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench import ceiling, splits, tracking
+from bench import ceiling, plot_styles, splits, tracking
 from bench.atomic import replacing
 from bench.conditions import CONTROL, genes_of
 from bench.data.datasets import load_dataset
@@ -26,8 +27,11 @@ from bench.errors import BenchError
 from bench.leaderboard import Board
 from bench.metrics import METRICS, rowwise_pearson
 from bench.split_data import SplitData
+from bench.split_rules import DEFINITIONS
 
 MAX_ROWS = 16  # rows of panels in the scatter plot; more models are named as left out in its title
+ALL = "every test perturbation"
+ZERO = 0.006  # a bar shorter than this share of the axis gets a mark (at 4.5 in and 110 dpi: under 3 pixels)
 
 
 def _save(figure: Figure, path: Path) -> Path:
@@ -36,33 +40,54 @@ def _save(figure: Figure, path: Path) -> Path:
     return path
 
 
-def _colours(labels: list[str]) -> dict[str, tuple]:
-    """One colour per label by its position in the table, so every metric's chart of a board agrees."""
-    cmap = colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+def caption(subgroups: list[str], counts: dict[str, tuple[int, int]] | None = None) -> str:
+    """What each test subgroup holds, one line each, with its number of test perturbations in a split
+    seed (``leaderboard.perturbation_counts``) where ``counts`` has it."""
+    lines = ["Test subgroups" + (" (n: test perturbations in a split seed)" if counts else "") + ":"]
+    for subgroup in subgroups:
+        low, high = (counts or {}).get(subgroup, (None, None))
+        n = "" if low is None else f" (n = {low})" if low == high else f" (n = {low}–{high})"
+        definition = ALL if subgroup == "all" else DEFINITIONS.get(subgroup, "")
+        lines.append(f"{subgroup}{n}" + (f": {definition}" if definition else ""))
+    return "\n".join(lines)
 
 
-def bars_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
+def _zero_marks(ax, x: np.ndarray, height: np.ndarray, width: float, style: plot_styles.Style) -> None:
+    """A thin line in the row's colour where a bar is too short to see (e.g. the control baseline's
+    correlation of exactly 0), so that a zero reads as a value rather than as a missing bar."""
+    low, high = ax.get_ylim()
+    flat = np.isfinite(height) & (np.abs(height) < ZERO * (high - low))
+    if flat.any():
+        ax.hlines(height[flat], x[flat] - width / 2, x[flat] + width / 2, colors=[style.face], linewidth=2.5,
+                  zorder=3, path_effects=[patheffects.withStroke(linewidth=4.0, foreground=style.edge)])
+
+
+def bars_figure(table: pd.DataFrame, metric: str, title: str,
+                counts: dict[str, tuple[int, int]] | None = None) -> Figure:
     """The grouped bar chart of ``bars``, not yet saved."""
     subgroups = list(dict.fromkeys(table["subgroup"]))
     subgroups.sort(key=lambda s: s != "all")  # stable: 'all' first, the rest in table order
-    colours = _colours(list(dict.fromkeys(table["label"])))
+    styles = plot_styles.styles(table)
     shown = table[table["n_seeds"] > 0]
     labels = list(dict.fromkeys(shown["label"]))
     width = 0.8 / max(len(labels), 1)
     figure = Figure(figsize=(min(4 + 0.25 * len(subgroups) * len(labels), 30), 4.5))
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
+    heights = []
     for i, label in enumerate(labels):
         mine = shown[shown["label"] == label].set_index("subgroup").reindex(subgroups)
         x = np.arange(len(subgroups)) - 0.4 + (i + 0.5) * width
         height = mine["mean"].to_numpy(dtype=float)
-        ceiling_row = label == ceiling.LABEL
-        ax.bar(x, height, width, color="lightgrey" if ceiling_row else colours[label], label=label,
-               hatch="//" if ceiling_row else None, edgecolor="grey" if ceiling_row else None)
+        style = styles[label]
+        ax.bar(x, height, width, color=style.face, edgecolor=style.edge, linewidth=0.6, hatch=style.hatch,
+               label=label)
         spread = (mine["n_seeds"] >= 2).to_numpy() & np.isfinite(height)
         ax.errorbar(x[spread], height[spread], yerr=mine["sd"].to_numpy(dtype=float)[spread], fmt="none",
                     ecolor="black", elinewidth=0.8, capsize=2)
+        heights.append((x, height, style))
+    for x, height, style in heights:
+        _zero_marks(ax, x, height, width, style)
     values = shown["mean"] - shown["sd"].fillna(0)
     if (values < 0).any():
         ax.axhline(0, color="black", linewidth=0.8)
@@ -75,13 +100,18 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str) -> Figure:
     ax.set_axisbelow(True)
     if labels:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.text(0, -0.1, caption(subgroups, counts), transform=ax.transAxes, va="top", ha="left", fontsize=8,
+            linespacing=1.4)
     return figure
 
 
-def bars(table: pd.DataFrame, metric: str, path: Path, title: str) -> Path:
+def bars(table: pd.DataFrame, metric: str, path: Path, title: str,
+         counts: dict[str, tuple[int, int]] | None = None) -> Path:
     """Grouped bars of ``metric`` per test subgroup and row, from one board's ``leaderboard.cells``
-    table; rows without a value are left out. Written atomically; returns ``path``."""
-    return _save(bars_figure(table, metric, title), path)
+    table; rows without a value are left out. A caption below says what each subgroup holds and, with
+    ``counts`` (``leaderboard.perturbation_counts``), how many test perturbations. Colours go by model
+    family (``plot_styles``). Written atomically; returns ``path``."""
+    return _save(bars_figure(table, metric, title, counts), path)
 
 
 def choose_perturbations(
