@@ -53,7 +53,7 @@ def _plots(board, table, metrics: list[str], out: Path, stem: str, scores) -> di
         plots.bars(table[table["metric"] == metric], metric, path, title, counts=counts)
         images[f"bars:{metric}"] = path.name
     try:
-        path = plots.scatter(board, out / f"{stem}_scatter.png", title)
+        path = plots.scatter(board, out / f"{stem}_scatter.png", title, metric=metrics[0])
     except BenchError as exc:
         err_console.print(f"warning: no scatter plot for {title}: {exc}", markup=False, highlight=False)
         return images

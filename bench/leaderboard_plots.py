@@ -9,6 +9,8 @@ neither needs a display nor leaks figures in a long process.
 from __future__ import annotations
 
 import tempfile
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
@@ -24,12 +26,14 @@ from bench.conditions import CONTROL, genes_of
 from bench.data.datasets import load_dataset
 from bench.de import cached_de_genes
 from bench.errors import BenchError
-from bench.leaderboard import Board
+from bench.leaderboard import Board, Row
 from bench.metrics import METRICS, rowwise_pearson
+from bench.registry import all_cards
 from bench.split_data import SplitData
 from bench.split_rules import DEFINITIONS
 
-MAX_ROWS = 16  # rows of panels in the scatter plot; more models are named as left out in its title
+MAX_ROWS = 8  # rows of panels in the scatter plot; with more models, the best of each family is shown
+NAMED_GENES = 3  # genes named in each scatter panel: those with the largest observed change
 ALL = "every test perturbation"
 ZERO = 0.006  # a bar shorter than this share of the axis gets a mark (at 4.5 in and 110 dpi: under 3 pixels)
 
@@ -162,8 +166,20 @@ def _observed_changes(data: SplitData, de20: dict) -> tuple[dict[str, pd.Series]
     return control, observed, genes
 
 
-def _panel(ax, x: np.ndarray, y: np.ndarray | None, perturbed: np.ndarray, limits: tuple[float, float],
-           heading: str) -> None:
+@dataclass
+class Panel:
+    """One column of the scatter plot: a test perturbation's DE genes, their observed change, and each
+    shown row's predicted change (None where the row has no prediction for it)."""
+
+    heading: str
+    genes: np.ndarray
+    observed: np.ndarray
+    perturbed: np.ndarray  # whether each gene is one the condition perturbs
+    predicted: list[np.ndarray | None]
+
+
+def _draw_panel(ax, panel: Panel, y: np.ndarray | None, limits: tuple[float, float], heading: str) -> None:
+    x = panel.observed
     ax.plot(limits, limits, color="grey", linewidth=0.8, linestyle="--")
     ax.axhline(0, color="lightgrey", linewidth=0.5)
     ax.axvline(0, color="lightgrey", linewidth=0.5)
@@ -173,21 +189,85 @@ def _panel(ax, x: np.ndarray, y: np.ndarray | None, perturbed: np.ndarray, limit
     if y is None:
         ax.set_title(heading + "not predicted", fontsize=8)
         return
-    ax.scatter(x[~perturbed], y[~perturbed], s=12, color="tab:blue")
-    ax.scatter(x[perturbed], y[perturbed], s=18, color="tab:orange")
+    ax.scatter(x[~panel.perturbed], y[~panel.perturbed], s=12, color="tab:blue")
+    ax.scatter(x[panel.perturbed], y[panel.perturbed], s=18, color="tab:orange")
+    low, high = limits
+    for i in np.argsort(-np.abs(x), kind="stable")[:NAMED_GENES]:
+        right, top = (x[i] - low) / (high - low) > 0.75, (y[i] - low) / (high - low) > 0.85  # name inwards
+        ax.annotate(panel.genes[i], (x[i], y[i]), xytext=(-3 if right else 3, -3 if top else 3),
+                    textcoords="offset points", ha="right" if right else "left", va="top" if top else "bottom",
+                    fontsize=6.5)
     ax.set_title(heading + f"r = {rowwise_pearson(x[None], y[None])[0]:.2f}", fontsize=8)
 
 
-def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4) -> Path | None:
+def scatter_figure(labels: list[str], panels: list[Panel], title: str) -> Figure:
+    """The panels of ``scatter``, one row per label, not yet saved."""
+    figure = Figure(figsize=(2.6 * len(panels) + 1.2, 2.4 * len(labels) + 1.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(labels), len(panels), squeeze=False)
+    for j, panel in enumerate(panels):
+        span = np.concatenate([panel.observed, *[y for y in panel.predicted if y is not None]])
+        pad = 0.05 * (np.ptp(span) or 1.0)
+        limits = (span.min() - pad, span.max() + pad)
+        for i, (label, y) in enumerate(zip(labels, panel.predicted)):
+            _draw_panel(axes[i, j], panel, y, limits, panel.heading + "\n" if i == 0 else "")
+            if j == 0:
+                axes[i, j].set_ylabel(f"{label}\npredicted", fontsize=8)
+        axes[-1, j].set_xlabel("observed", fontsize=8)
+    width = int(11 * figure.get_figwidth())  # characters of the title's font across the figure
+    figure.suptitle("\n".join(line for part in title.split("\n") for line in textwrap.wrap(part, width)))
+    return figure
+
+
+def choose_rows(rows: list[Row], metric: str, max_rows: int = MAX_ROWS) -> tuple[list[Row], list[Row]]:
+    """The rows the scatter plot shows, and those it leaves out, each in board order. All model rows
+    (not the ceiling, which predicts nothing) when at most ``max_rows``; otherwise the best row of each
+    family (``plot_styles``; the baselines are one) by ``all/<metric>``, and if those are still too many,
+    the best families."""
+    rows = [row for row in rows if not row.is_ceiling]
+    if len(rows) <= max_rows:
+        return rows, []
+    cards = all_cards()
+
+    def score(row: Row) -> float:
+        value = METRICS[metric].sign * row.value("all", metric).mean
+        return value if np.isfinite(value) else -np.inf
+
+    best: dict[str, Row] = {}
+    for row in rows:
+        family = plot_styles.family_of(row.model, row.baseline, cards)
+        if family not in best or score(row) > score(best[family]):
+            best[family] = row
+    kept = {id(row) for row in sorted(best.values(), key=score, reverse=True)[:max_rows]}
+    return [row for row in rows if id(row) in kept], [row for row in rows if id(row) not in kept]
+
+
+def left_out_note(shown: list[Row], left_out: list[Row], metric: str) -> str:
+    """The scatter title's line on the rows ``choose_rows`` left out (empty when none); labels keep their
+    spaces unbroken when the title is wrapped."""
+    if not left_out:
+        return ""
+    cards = all_cards()
+    shown_families, left_families = ({plot_styles.family_of(row.model, row.baseline, cards) for row in group}
+                                     for group in (shown, left_out))
+    best = f" (the {len(shown)} best families)" if left_families - shown_families else ""
+    names = ", ".join(row.label.replace(" ", "\N{NO-BREAK SPACE}") for row in left_out)
+    return (f"one row per model family (a card and those extending it; the baselines as one){best}: its best on "
+            f"all/{metric} ({METRICS[metric].goal}); not shown: {names}")
+
+
+def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4,
+            metric: str = "pearson_delta_de20") -> Path | None:
     """Predicted against observed change from the training controls on the top-20 DE genes of one test
-    perturbation per subgroup (the largest observed change), one row of panels per model, on the lowest
-    seed with a finished run. None when no run of that seed has predictions. Written atomically."""
-    seeds = sorted({seed for row in board.rows for seed in row.runs})
+    perturbation per subgroup (the largest observed change), one row of panels per model (with more
+    than ``MAX_ROWS``, the best of each family on ``all/<metric>``: ``choose_rows``), on the lowest seed
+    with a finished run; the genes of the largest observed changes are named. None when no run of that
+    seed has predictions. Written atomically."""
+    seeds = sorted({seed for row in board.rows for seed in row.runs if not row.is_ceiling})
     if not seeds:
         return None
     seed = seeds[0]
-    ran = [row for row in board.rows if seed in row.runs]
-    rows = ran[:MAX_ROWS]
+    rows, left_out = choose_rows([row for row in board.rows if seed in row.runs], metric)
     with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
         split = _split_of(rows[0].runs[seed], Path(folder))
         predictions = [(row.label, _predictions(row.runs[seed], Path(folder))) for row in rows]
@@ -197,30 +277,21 @@ def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4) ->
     dataset = load_dataset(board.dataset, counts=False)
     de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
     control, observed, genes = _observed_changes(splits.apply(split, dataset.adata), de20)
-    chosen = choose_perturbations(observed, split.test, max_perturbations)
     several_types = len({ct for ct, _ in observed}) > 1
-    figure = Figure(figsize=(2.6 * len(chosen) + 1.2, 2.4 * len(predictions) + 1.0), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.subplots(len(predictions), len(chosen), squeeze=False)
-    for j, key in enumerate(chosen):
+    panels = []
+    for key in choose_perturbations(observed, split.test, max_perturbations):
         cell_type, condition = key
         # at the float32 of the stored predictions, so that predicting the control shows no change
         # rather than rounding noise
         reference = control[cell_type].astype(np.float32)
-        ys = [(frame.loc[key] - reference)[genes[key]].to_numpy(dtype=float) if key in frame.index else None
-              for _, frame in predictions]
-        span = np.concatenate([observed[key], *[y for y in ys if y is not None]])
-        pad = 0.05 * (np.ptp(span) or 1.0)
-        limits = (span.min() - pad, span.max() + pad)
-        perturbed = np.isin(genes[key], genes_of(condition))
         name = f"{cell_type}: {condition}" if several_types else condition
-        for i, ((label, _), y) in enumerate(zip(predictions, ys)):
-            heading = f"{name} ({split.test[condition]})\n" if i == 0 else ""
-            _panel(axes[i, j], observed[key], y, perturbed, limits, heading)
-            if j == 0:
-                axes[i, j].set_ylabel(f"{label}\npredicted", fontsize=8)
-        axes[-1, j].set_xlabel("observed", fontsize=8)
-    left_out = f"\n(not shown: {', '.join(row.label for row in ran[MAX_ROWS:])})" if len(ran) > MAX_ROWS else ""
-    figure.suptitle(f"{title}, seed {seed}: change from control on the top-20 DE genes (orange: a perturbed gene)"
-                    + left_out)
+        panels.append(Panel(
+            heading=f"{name} ({split.test[condition]})", genes=np.asarray(genes[key]), observed=observed[key],
+            perturbed=np.isin(genes[key], genes_of(condition)),
+            predicted=[(frame.loc[key] - reference)[genes[key]].to_numpy(dtype=float) if key in frame.index
+                       else None for _, frame in predictions]))
+    heading = (f"{title}, seed {seed}: change from control on the top-20 DE genes (orange: a perturbed gene; "
+               f"named: the {NAMED_GENES} largest observed changes)")
+    note = left_out_note(rows, left_out, metric)
+    figure = scatter_figure([label for label, _ in predictions], panels, heading + ("\n" + note if note else ""))
     return _save(figure, path)

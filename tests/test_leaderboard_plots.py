@@ -1,4 +1,5 @@
-"""Leaderboard plots: the bar chart from a synthetic ``cells`` table, and the choice of scatter panels."""
+"""Leaderboard plots: the bar chart from a synthetic ``cells`` table, the choice of scatter rows and
+panels, and the scatter figure from synthetic panels."""
 
 from __future__ import annotations
 
@@ -191,3 +192,57 @@ def test_perturbation_counts_are_the_fewest_and_most_of_a_seed():
     counts = lb.perturbation_counts(_board(rows), scores)
     assert counts == {"all": (3, 4), "combo_seen0": (0, 1), "combo_seen1": (1, 2), "unseen_single": (1, 2)}
     assert scores.asked == ["m1", "m2"]  # one model row per seed is enough
+
+
+def _row(label: str, value: float, baseline: bool = False) -> lb.Row:
+    model, _, preset = label.removesuffix("]").partition(" [")
+    run = pd.Series({"run_id": label, "metrics.all/pearson_delta_de20": value, "metrics.all/mse_de20": value})
+    return lb.Row(model, preset or "default", baseline, runs={1: run})
+
+
+FIFTEEN = [("control", 0.0), ("mean", 0.2), ("additive", 0.5), ("linear", 0.3), ("cpa", 0.45),
+           ("cpa [fast]", 0.5), ("gears", 0.1), ("gears [fast]", 0.05), ("latent_additive", 0.4),
+           ("latent_additive [fast]", 0.3), ("scbig", 0.3), ("scbig [fast]", 0.2), ("scbig_no_structure_loss", 0.35),
+           ("scbig_pca_latent", 0.6), ("scbig_random_clusters", 0.25)]
+
+
+def test_scatter_shows_the_best_row_of_each_family_when_fifteen_models_ran():
+    rows = [_row(label, value, baseline=label in ("control", "mean", "additive", "linear")) for label, value in FIFTEEN]
+    rows.insert(0, lb.Row(ceiling.MODEL, ceiling.PRESET, False, runs={1: pd.Series({"run_id": "c"})}))
+    shown, left_out = plots.choose_rows(rows, "pearson_delta_de20")
+    assert [row.label for row in shown] == ["additive", "cpa [fast]", "gears", "latent_additive", "scbig_pca_latent"]
+    assert len(left_out) == 10 and ceiling.LABEL not in [row.label for row in left_out]
+    shown, _ = plots.choose_rows(rows, "mse_de20")  # lower is better (here equal to the pearson)
+    assert [row.label for row in shown] == ["control", "cpa", "gears [fast]", "latent_additive [fast]",
+                                            "scbig [fast]"]
+    shown, left_out = plots.choose_rows(rows, "pearson_delta_de20", max_rows=3)
+    assert [row.label for row in shown] == ["additive", "cpa [fast]", "scbig_pca_latent"]
+    note = plots.left_out_note(shown, left_out, "pearson_delta_de20")
+    assert note.startswith("one row per model family (a card and those extending it; the baselines as one) "
+                           "(the 3 best families): its best on all/pearson_delta_de20 (higher is better); "
+                           "not shown: control, mean, linear, cpa, gears, gears\xa0[fast], latent_additive,")
+    assert plots.left_out_note(shown, [], "pearson_delta_de20") == ""
+    figure = plots.scatter_figure([row.label for row in shown], [_panel(len(shown))], "t\n" + note)
+    assert len(figure.axes) == 3
+    assert "gears\xa0[fast]" in figure.get_suptitle()
+
+
+def test_scatter_keeps_every_row_that_fits():
+    rows = [_row(label, value) for label, value in FIFTEEN[:8]]
+    assert plots.choose_rows(rows, "pearson_delta_de20") == (rows, [])
+
+
+def _panel(n_rows: int, missing: int | None = None) -> plots.Panel:
+    observed = np.array([0.1, -2.0, 0.3, 1.5, -0.2, 1.0])
+    predicted = [None if i == missing else observed * 0.5 + 0.01 * i for i in range(n_rows)]
+    return plots.Panel(heading="A+B (combo_seen1)", genes=np.array(["G0", "G1", "G2", "G3", "G4", "G5"]),
+                       observed=observed, perturbed=np.array([False, True, False, False, False, False]),
+                       predicted=predicted)
+
+
+def test_scatter_names_the_genes_of_the_three_largest_observed_changes():
+    figure = plots.scatter_figure(["mean", "linear"], [_panel(2, missing=1)], "t")
+    named, unpredicted = ([t.get_text() for t in ax.texts] for ax in figure.axes)
+    assert sorted(named) == ["G1", "G3", "G5"]
+    assert unpredicted == []
+    assert figure.axes[1].get_title() == "not predicted"
