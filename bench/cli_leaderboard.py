@@ -41,18 +41,19 @@ def _staged(out: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _plots(board, table, metrics: list[str], out: Path, stem: str) -> dict[str, str]:
+def _plots(board, table, metrics: list[str], out: Path, stem: str, scores) -> dict[str, str]:
     """Bar plots per metric and the scatter plot; the file names written, by ``bars:<metric>``/``scatter``."""
-    from bench import leaderboard_plots as plots
+    from bench import leaderboard as lb, leaderboard_plots as plots
 
     images = {}
     title = f"{board.dataset} / {board.split}"
+    counts = lb.perturbation_counts(board, scores)
     for metric in metrics:
         path = out / f"{stem}_bars_{metric}.png"
-        plots.bars(table[table["metric"] == metric], metric, path, title)
+        plots.bars(table[table["metric"] == metric], metric, path, title, counts=counts)
         images[f"bars:{metric}"] = path.name
     try:
-        path = plots.scatter(board, out / f"{stem}_scatter.png", title)
+        path = plots.scatter(board, out / f"{stem}_scatter.png", title, metric=metrics[0])
     except BenchError as exc:
         err_console.print(f"warning: no scatter plot for {title}: {exc}", markup=False, highlight=False)
         return images
@@ -104,7 +105,7 @@ def leaderboard(
                 images = {}
                 if plots:
                     with console.status(f"plotting {board.dataset}/{board.split}"):
-                        images = _plots(board, table, shown, staging, f"{name}_{board.split}")
+                        images = _plots(board, table, shown, staging, f"{name}_{board.split}", scores)
                 board_tables.append((board, table, images))
             (staging / f"{name}.md").write_text(render.markdown(board_tables, command))
             (staging / f"{name}.csv").write_text(render.csv(board_tables))

@@ -270,6 +270,22 @@ class PerPerturbation:
         return self._tables[run_id]
 
 
+def perturbation_counts(board: Board, scores: PerPerturbation) -> dict[str, tuple[int, int]]:
+    """Per test subgroup and ``all``, the fewest and the most test perturbations (cell type, condition)
+    of one split seed, from the per-perturbation scores of each seed's first model row (the ceiling
+    leaves out conditions it cannot halve)."""
+    per_seed = {}
+    for row in board.rows:
+        for seed, run in row.runs.items():
+            table = None if row.is_ceiling or seed in per_seed else scores.of(run)
+            if table is not None:
+                per_seed[seed] = table.drop_duplicates(["cell_type", "condition"])
+    subgroups = {s for table in per_seed.values() for s in table["subgroup"]}
+    counts = {"all": [len(table) for table in per_seed.values()]}
+    counts |= {s: [int((table["subgroup"] == s).sum()) for table in per_seed.values()] for s in sorted(subgroups)}
+    return {subgroup: (min(n), max(n)) for subgroup, n in counts.items() if n}
+
+
 def paired_difference(row: Row, reference: Row, subgroup: str, metric: str, scores: PerPerturbation) -> stats.PairedDifference:
     """``paired_over_seeds`` of a board's two rows, on the seeds both ran."""
     seeds = sorted(set(row.runs) & set(reference.runs))

@@ -167,6 +167,14 @@ def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:
     return {name: _read_card(path, (), known) for name, path in files.items()}
 
 
+def family(name: str, cards: dict[str, ModelCard]) -> str:
+    """The card that ``name`` extends at the root of its ``extends`` chain (itself when it extends none,
+    or when it is not a known card, e.g. an external model)."""
+    while name in cards and cards[name].extends:
+        name = cards[name].extends
+    return name
+
+
 def find_card(name: str) -> ModelCard:
     cards = all_cards()
     if name not in cards:

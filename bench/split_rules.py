@@ -24,6 +24,13 @@ COMBO_SEEN2_TEST_FRACTION = 0.25
 ADDITIVE_TEST_FRACTION = 0.5
 
 SUBGROUPS = ("seen", "unseen_single", "combo_seen0", "combo_seen1", "combo_seen2")
+DEFINITIONS = {  # what ``label`` assigns, in words (GEARS names them the same: gears/data_utils.py)
+    "seen": "perturbations also trained on, scored on held-out cells (split 'seen')",
+    "unseen_single": "single perturbations of a gene that no training perturbation touches",
+    "combo_seen0": "doubles with neither gene perturbed in training",
+    "combo_seen1": "doubles with one of their two genes perturbed in training",
+    "combo_seen2": "doubles with both genes perturbed in training, never the pair itself",
+}
 
 
 def label(condition: str, seen: set[str]) -> str:
