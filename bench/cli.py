@@ -63,7 +63,8 @@ def run(
     ] = 0,
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
-    from bench import devices, metrics as metric_registry, registry, runner, splits, threads as thread_pools, tracking
+    from bench import devices, metrics as metric_registry, registry, runner, splits, threads as thread_pools, timings
+    from bench import tracking
     from bench.knowledge import StoreGeneKnowledge
 
     if jobs < 1 or threads < 0:
@@ -88,6 +89,10 @@ def run(
     loaded = load(dataset, perturbation_key, control_value, cell_type_key)
     console.print(f"threads: {per_run} per run, {jobs} run(s) at a time ({free} of {thread_pools.usable_cores()} "
                   "cores free)", markup=False, highlight=False)
+    expected = timings.announcement(names, preset, resolved_device, loaded.name, loaded.adata.shape, len(seed_list),
+                                    jobs)
+    if expected:
+        console.print(expected, markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()

@@ -21,12 +21,22 @@ def load(dataset: str | None, perturbation_key, control_value, cell_type_key, co
         dataset, note = default_dataset()
         console.print(note, markup=False, highlight=False)
     else:
-        console.print(f"dataset: {dataset}", markup=False, highlight=False)
+        console.print(f"dataset: {dataset}{_simulated(dataset)}", markup=False, highlight=False)
     with busy(console, f"loading {dataset}"):
         return load_dataset(
             dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key,
             counts=counts,
         )
+
+
+def _simulated(dataset: str) -> str:
+    """A note for a dataset that the simulator makes (real data are not announced)."""
+    from bench.data.manifest import all_manifests
+
+    manifest = all_manifests().get(str(dataset))
+    if manifest is None or manifest.format != "synthetic":
+        return ""
+    return " (simulated by bench's simulator, not measured cells: scores show behaviour on a planted truth)"
 
 
 def run_key(model: str, preset: str | None, dataset: str, split: str, seed: int) -> tuple:

@@ -29,7 +29,7 @@ def sweep(
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
     from bench import devices, metrics as metric_registry, registry, runner, splits, sweep as sweeps
-    from bench import threads as thread_pools, tracking
+    from bench import threads as thread_pools, timings, tracking
     from bench.cli_common import load
     from bench.knowledge import StoreGeneKnowledge
 
@@ -51,6 +51,9 @@ def sweep(
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
                             storage, devices.resolve(device), preset, timeout)
     optuna_study = sweeps.open_study(spec)
+    expected = timings.announcement([card.name], preset, spec.device, loaded.name, loaded.adata.shape, trials, 1)
+    if expected:
+        console.print(expected.replace("run(s)", "trial(s)"), markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
     knowledge = StoreGeneKnowledge()
