@@ -45,6 +45,7 @@ def test_the_installed_package_finds_its_catalog_from_another_folder(installed, 
     where = subprocess.run([sys.executable, "-c", "import bench.paths as p; print(p.catalog_dir())"],
                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)})
     assert Path(where.stdout.strip()) == installed / "bench" / "catalog"
+    assert (installed / "bench" / "catalog" / "timings.csv").is_file()  # the run-time estimates ship too
 
 
 @pytest.mark.slow
