@@ -51,7 +51,7 @@ def logged(tmp_path_factory):
     from bench.data.simulator import simulate
 
     folder = tmp_path_factory.mktemp("prediction-files")
-    path = folder / "screen.h5ad"
+    path = folder / "two_cell_types.h5ad"  # its own name: frozen splits are cached by dataset name
     simulate(n_cells=1200, n_genes=60, n_modules=4, n_singles=8, n_doubles=8, n_cell_types=2, seed=5).write_h5ad(path)
     uri = f"sqlite:///{folder / 'runs.db'}"
     additive = registry.find_card("additive")
@@ -103,7 +103,7 @@ def test_the_files_say_which_run_made_them_and_what_they_hold(logged):
     info = means_of(logged).uns["bench"]
     assert {key: info[key] for key in ("model", "card_sha256", "preset", "dataset", "dataset_sha256", "split",
                                        "split_sha256", "seed", "metrics_version")} == {
-        "model": "additive", "card_sha256": logged["card"].sha256, "preset": "default", "dataset": "screen",
+        "model": "additive", "card_sha256": logged["card"].sha256, "preset": "default", "dataset": "two_cell_types",
         "dataset_sha256": result.dataset_sha256, "split": SPLIT, "split_sha256": logged["split"].sha256, "seed": SEED,
         "metrics_version": metrics.METRICS_VERSION}
     assert "predicted mean log-normalised expression" in info["X"] and "query control" in info["X"]
@@ -208,7 +208,7 @@ def test_bench_score_on_a_runs_own_file_gives_the_runs_metrics(logged, monkeypat
     result, _, folder = logged["runs"][model]
     name = f"again_{model}_{artifact.split('.')[0]}"
     cli_external.score(dataset=str(logged["path"]), predictions=folder / artifact, split=SPLIT, seed=SEED, name=name)
-    tracked = tracking.search_runs("screen", f"tags.model = '{name}'")
+    tracked = tracking.search_runs("two_cell_types", f"tags.model = '{name}'")
     assert len(tracked) == 1
     expected = {key: value for key, value in result.metrics.items() if metrics.is_test_metric(key)}
     if artifact == "predictions.h5ad":  # means alone: no energy distance

@@ -172,7 +172,7 @@ def chatty(tmp_path, monkeypatch):
 
 
 def test_the_runner_passes_on_its_phases_and_the_models(small_synthetic, tmp_path, chatty):
-    path = tmp_path / "screen.h5ad"
+    path = tmp_path / "progress_screen.h5ad"
     small_synthetic.write_h5ad(path)
     prepared = runner.PreparedDataset.of(load_dataset(path, counts=False))
     heard = []
