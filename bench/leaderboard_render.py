@@ -110,7 +110,8 @@ def _markdown_table(table: MetricTable) -> list[str]:
     return lines + [""]
 
 
-def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], command: str) -> Iterator[str | MetricTable | Image]:
+def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
+           command: str) -> Iterator[str | MetricTable | Image]:
     """The leaderboard of one dataset in reading order: lines of Markdown text, metric tables and plots.
     ``board_tables`` holds each board, its ``cells`` table, and the file names of its images
     (``bars:<metric>`` and ``scatter``). ``markdown`` and ``leaderboard_html.page`` both write these."""
