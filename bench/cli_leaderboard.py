@@ -1,4 +1,4 @@
-"""``bench leaderboard``: Markdown and CSV tables (and PNG plots) from the runs tracked in MLflow."""
+"""``bench leaderboard``: Markdown, CSV and HTML tables (and PNG plots) from the runs tracked in MLflow."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _staged(out: Path) -> Iterator[Path]:
         raise BenchError(f"cannot write leaderboards to {out}: {reason}; pass --out a writable folder") from None
     try:
         yield staging
-        for path in sorted(staging.iterdir(), key=lambda path: path.suffix in (".md", ".csv")):
+        for path in sorted(staging.iterdir(), key=lambda path: path.suffix in (".md", ".csv", ".html")):
             os.replace(path, out / path.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -67,12 +67,13 @@ def leaderboard(
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split setting.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="Metrics, comma-separated; the first picks the reference.")] = HEADLINE,
     reference: Annotated[str | None, typer.Option(help="Reference row (model, or 'model [preset]'); default: the best baseline.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for <dataset>.md, <dataset>.csv and the PNG plots.")] = Path("leaderboards"),
+    out: Annotated[Path, typer.Option(help="Folder for <dataset>.md, .csv, .html and the PNG plots.")] = Path("leaderboards"),
     latest: Annotated[bool, typer.Option("--latest", help="Keep only runs matching the newest split files, data, metrics and cards.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Write <dataset>.html: tables, plots and provenance in one page.")] = True,
 ) -> None:
-    """Write leaderboards (Markdown, CSV, PNG) from tracked runs: mean ± sd over seeds, paired bootstrap CIs."""
-    from bench import leaderboard as lb, leaderboard_render as render, metrics as metric_registry, splits
+    """Write leaderboards (Markdown, CSV, HTML, PNG) from tracked runs: mean ± sd over seeds, paired bootstrap CIs."""
+    from bench import leaderboard as lb, leaderboard_html, leaderboard_render as render, metrics as metric_registry, splits
     from bench import tracking
 
     metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
@@ -109,8 +110,11 @@ def leaderboard(
                 board_tables.append((board, table, images))
             (staging / f"{name}.md").write_text(render.markdown(board_tables, command))
             (staging / f"{name}.csv").write_text(render.csv(board_tables))
+            if html:
+                page = leaderboard_html.page(board_tables, command, staging)
+                (staging / f"{name}.html").write_text(page, encoding="utf-8")
             ignored = sum(board.ignored for board in boards)
-            written.append(f"{name}: {out / name}.md, {out / name}.csv"
+            written.append(f"{name}: {out / name}.md, {out / name}.csv" + (f", {out / name}.html" if html else "")
                            + (f" and {sum(len(i) for *_, i in board_tables)} plots" if plots else "")
                            + (f"; {ignored} incomplete run(s) ignored" if ignored else ""))
     for line in written:

@@ -1,6 +1,12 @@
-"""Leaderboard files: the Markdown a reader sees and the CSV a script reads, from ``leaderboard.cells``."""
+"""Leaderboard files: the Markdown a reader sees and the CSV a script reads, from ``leaderboard.cells``.
+
+``blocks`` is a leaderboard's content in reading order; the Markdown and the HTML page
+(``bench.leaderboard_html``) are both written from it, so they say the same."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,18 +25,60 @@ def _signed(value: float) -> str:
     return ("+" if value >= 0 else "") + _number(value)
 
 
-def _cell(line: pd.Series, seeds: int) -> str:
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a metric table: mean ± sd over seeds, and the row's difference to the reference row."""
+
+    value: str = "–"
+    mean: float = np.nan
+    best: bool = False
+    delta: str = ""
+    excludes_zero: bool = False
+
+    def markdown(self) -> str:
+        text = f"**{self.value}**" if self.best else self.value
+        if self.delta:
+            text += f"<br>{self.delta}" + ("\\*" if self.excludes_zero else "")
+        return text
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of a metric table."""
+
+    label: str
+    seeds: str
+    runs: int
+    cells: list[Cell]
+
+
+@dataclass(frozen=True)
+class MetricTable:
+    """The table of one metric on one board: a line per row, a cell per test subgroup."""
+
+    metric: str
+    subgroups: list[str]
+    lines: list[Line]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A plot, by its file name beside the leaderboard."""
+
+    alt: str
+    name: str
+
+
+def _cell(line: pd.Series, seeds: int) -> Cell:
     if not line["n_seeds"]:
-        return "–"
+        return Cell()
     text = _number(line["mean"]) + (f" ± {_number(line['sd'])}" if line["n_seeds"] > 1 else "")
     text += f" (n={line['n_seeds']})" if line["n_seeds"] != seeds else ""
-    if line["best"]:
-        text = f"**{text}**"
-    if line["n_perturbations"]:
-        excludes_zero = line["ci_low"] > 0 or line["ci_high"] < 0
-        text += (f"<br>Δ {_signed(line['diff'])} [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}]"
-                 + ("\\*" if excludes_zero else ""))
-    return text
+    if not line["n_perturbations"]:
+        return Cell(text, line["mean"], bool(line["best"]))
+    return Cell(text, line["mean"], bool(line["best"]),
+                f"Δ {_signed(line['diff'])} [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}]",
+                bool(line["ci_low"] > 0 or line["ci_high"] < 0))
 
 
 def _row_label(row: Row, reference: str) -> str:
@@ -44,26 +92,31 @@ def _seeds(row: Row) -> str:
     return str(len(row.runs)) + (f" ({len(row.failed)} failed)" if row.failed else "")
 
 
-def _metric_table(board: Board, table: pd.DataFrame, metric: str, image: str | None) -> list[str]:
+def metric_table(board: Board, table: pd.DataFrame, metric: str) -> MetricTable:
     subgroups = board.subgroups
     reference = table["reference"].iloc[0] if len(table) else ""
-    lines = [f"### {metric} ({METRICS[metric].goal})", "", METRICS[metric].definition + ".", "",
-             "| model | seeds | " + " | ".join(subgroups) + " |", "|---|---|" + "---|" * len(subgroups)]
+    lines = []
     for row in board.rows:
         mine = table[(table["label"] == row.label) & (table["metric"] == metric)].set_index("subgroup")
-        values = [_cell(mine.loc[s], row.samples) if s in mine.index else "–" for s in subgroups]
-        lines.append(f"| {_row_label(row, reference)} | {_seeds(row)} | " + " | ".join(values) + " |")
-    lines.append("")
-    if image:
-        lines += [f"![{metric} per subgroup]({image})", ""]
-    return lines
+        cells = [_cell(mine.loc[s], row.samples) if s in mine.index else Cell() for s in subgroups]
+        lines.append(Line(_row_label(row, reference), _seeds(row), len(row.runs), cells))
+    return MetricTable(metric, subgroups, lines)
 
 
-def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], command: str) -> str:
-    """The Markdown leaderboard of one dataset; ``board_tables`` holds each board, its ``cells`` table,
-    and the file names of its images (``bars:<metric>`` and ``scatter``)."""
+def _markdown_table(table: MetricTable) -> list[str]:
+    lines = ["| model | seeds | " + " | ".join(table.subgroups) + " |", "|---|---|" + "---|" * len(table.subgroups)]
+    for line in table.lines:
+        lines.append(f"| {line.label} | {line.seeds} | " + " | ".join(cell.markdown() for cell in line.cells) + " |")
+    return lines + [""]
+
+
+def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
+           command: str) -> Iterator[str | MetricTable | Image]:
+    """The leaderboard of one dataset in reading order: lines of Markdown text, metric tables and plots.
+    ``board_tables`` holds each board, its ``cells`` table, and the file names of its images
+    (``bars:<metric>`` and ``scatter``). ``markdown`` and ``leaderboard_html.page`` both write these."""
     first = board_tables[0][0]
-    lines = [
+    yield from [
         f"# Leaderboard: {first.dataset}",
         "",
         f"Written by `{command}` from runs tracked in MLflow; do not edit by hand.",
@@ -79,21 +132,20 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         "with `bench score`.",
     ]
     if any(row.is_ceiling for board, _, _ in board_tables for row in board.rows):
-        lines.append(
-            f"- `{ceiling.LABEL}`: the data ceiling, each test perturbation's measured effect in one random half "
-            "of its cells (and of the control cells) scored as a prediction of the other half, mean ± sd over "
-            "split seeds and halvings; never bold. Half the cells make it conservative: a model scored against "
-            "all cells can exceed it where cells are few.")
-    lines.append("")
+        yield (f"- `{ceiling.LABEL}`: the data ceiling, each test perturbation's measured effect in one random half "
+               "of its cells (and of the control cells) scored as a prediction of the other half, mean ± sd over "
+               "split seeds and halvings; never bold. Half the cells make it conservative: a model scored against "
+               "all cells can exceed it where cells are few.")
+    yield ""
     for board, table, images in board_tables:
         reference = table["reference"].iloc[0] if len(table) else ""
         metrics = list(dict.fromkeys(table["metric"]))
-        lines += [f"## {board.dataset} / {board.split}", ""]
-        lines += ["Split files: " + ", ".join(f"`{path}`" for path in board.split_files.values()) + ".", ""]
-        lines += [f"Code: commit {', '.join(f'`{c[:12]}`' for c in board.commits) or 'unknown'}.", ""]
-        lines.append(f"Reference: **{reference}** (the best baseline on all/{metrics[0]} unless chosen with "
-                     "`--reference`)." if reference else "Reference: none (no baseline has runs here).")
-        lines.append("")
+        yield from [f"## {board.dataset} / {board.split}", ""]
+        yield from ["Split files: " + ", ".join(f"`{path}`" for path in board.split_files.values()) + ".", ""]
+        yield from [f"Code: commit {', '.join(f'`{c[:12]}`' for c in board.commits) or 'unknown'}.", ""]
+        yield (f"Reference: **{reference}** (the best baseline on all/{metrics[0]} unless chosen with "
+               "`--reference`)." if reference else "Reference: none (no baseline has runs here).")
+        yield ""
         notes = [f"{row.label} seed {seed}: {error}" for row in board.rows for seed, error in sorted(row.failed.items())]
         notes += [f"{row.label}: skipped ({row.skipped})" for row in board.rows if row.skipped]
         if board.superseded:
@@ -104,17 +156,32 @@ def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], com
         if board.left_out:
             notes.append(f"{board.left_out} run(s) left out by --latest (older split files, data or cards)")
         if notes:
-            lines += ["Notes:", "", *[f"- {note}" for note in notes], ""]
+            yield from ["Notes:", "", *[f"- {note}" for note in notes], ""]
         for metric in metrics:
             if metric == next((m for m in metrics if m in GI_METRICS), None):
-                lines += ["### gi: genetic interactions of the test doubles whose singles are observed", "",
-                          "Each double's robust fit δ_AB ≈ c_A·δ_A + c_B·δ_B on its observed singles (Norman et "
-                          "al. 2019) scored for the observed and the predicted double; classes: additive, "
-                          "synergy, buffering, epistasis (README, \"Genetic interactions\").", ""]
-            lines += _metric_table(board, table, metric, images.get(f"bars:{metric}"))
+                yield from ["### gi: genetic interactions of the test doubles whose singles are observed", "",
+                            "Each double's robust fit δ_AB ≈ c_A·δ_A + c_B·δ_B on its observed singles (Norman et "
+                            "al. 2019) scored for the observed and the predicted double; classes: additive, "
+                            "synergy, buffering, epistasis (README, \"Genetic interactions\").", ""]
+            yield from [f"### {metric} ({METRICS[metric].goal})", "", METRICS[metric].definition + ".", ""]
+            yield metric_table(board, table, metric)
+            if f"bars:{metric}" in images:
+                yield Image(f"{metric} per subgroup", images[f"bars:{metric}"])
         if "scatter" in images:
-            lines += ["### Predicted vs observed change, top 20 DE genes", "",
-                      f"![predicted vs observed change]({images['scatter']})", ""]
+            yield from ["### Predicted vs observed change, top 20 DE genes", ""]
+            yield Image("predicted vs observed change", images["scatter"])
+
+
+def markdown(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]], command: str) -> str:
+    """The Markdown leaderboard of one dataset (see ``blocks``)."""
+    lines = []
+    for block in blocks(board_tables, command):
+        if isinstance(block, MetricTable):
+            lines += _markdown_table(block)
+        elif isinstance(block, Image):
+            lines += [f"![{block.alt}]({block.name})", ""]
+        else:
+            lines.append(block)
     return "\n".join(lines)
 
 
