@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from bench.errors import BenchError
+from bench.progress import busy
 
 console = Console()
 err_console = Console(stderr=True)
@@ -86,7 +87,7 @@ def leaderboard(
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
     found = {}
     for name in datasets:
-        with console.status(f"reading tracked runs of {name}"):
+        with busy(console, f"reading tracked runs of {name}"):
             found[name] = lb.boards(name, split, latest)
     found = {name: boards for name, boards in found.items() if boards}
     if not found:
@@ -101,11 +102,11 @@ def leaderboard(
             for board in boards:
                 row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
                 shown = metrics + [m for m in metric_registry.GI_METRICS if m not in metrics and board.has(m)]
-                with console.status(f"bootstrapping {board.dataset}/{board.split}"):
+                with busy(console, f"bootstrapping {board.dataset}/{board.split}"):
                     table = lb.cells(board, shown, row, scores)
                 images = {}
                 if plots:
-                    with console.status(f"plotting {board.dataset}/{board.split}"):
+                    with busy(console, f"plotting {board.dataset}/{board.split}"):
                         images = _plots(board, table, shown, staging, f"{name}_{board.split}", scores)
                 board_tables.append((board, table, images))
             (staging / f"{name}.md").write_text(render.markdown(board_tables, command))
