@@ -7,6 +7,7 @@ from its card's parameters. The harness never shows a model the observed cells o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -209,7 +210,18 @@ class RunResult:
     control_means: dict[str, pd.DataFrame] | None = None  # per cell type, ``SplitData.means("query_control")``
     predicted_cells: dict[str, ad.AnnData] | None = None  # per cell type, as the model returned them
     control_cells: ad.AnnData | None = None  # their cell types' query control cells (a copy: a view pickles all)
+    # When the run began and ended (``now_ms``; 0: not recorded), the validation values the model passed to
+    # ``TrainData.report`` as ``(step, value, epoch ms)``, and the rest of what it ran on (``run_environment``).
+    started_ms: int = 0
+    ended_ms: int = 0
+    curve: list[tuple[int, float, int]] = field(default_factory=list)
+    environment: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return self.status == "FINISHED"
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the Unix epoch: MLflow's clock for run times and metric steps."""
+    return time.time_ns() // 1_000_000

@@ -27,8 +27,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench import metrics, numeric_env, runner, splits
-from bench.api import RunResult
+from bench import metrics, numeric_env, run_environment, runner, splits
+from bench.api import RunResult, now_ms
 from bench.conditions import CONTROL
 from bench.data.pseudobulk import pseudobulk
 from bench.split_data import SplitData
@@ -101,7 +101,7 @@ def split_half(data: SplitData, de20: dict, seed: int, halvings: int = HALVINGS,
 def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halvings: int = HALVINGS) -> RunResult | None:
     """The ceiling of one split seed as a run: metrics over halvings' means, and each halving's too;
     None when no test condition has 2 cells."""
-    start = time.perf_counter()
+    start, started_ms = time.perf_counter(), now_ms()
     split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
     table = split_half(prepared.split_data(split), prepared.de20, seed, halvings, prepared.singles)
     if table.empty:
@@ -114,8 +114,9 @@ def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halving
     run = RunResult(model=MODEL, params={"halvings": halvings}, card_hash=VERSION, dataset=prepared.name,
                     dataset_sha256=prepared.sha256, split=split_name, split_hash=split.sha256, seed=seed,
                     device="cpu", per_perturbation=per_perturbation, metrics=values, split_json=split.to_json(),
-                    preset=PRESET, numeric=numeric_env.describe())
-    run.wall_time_s = time.perf_counter() - start
+                    preset=PRESET, numeric=numeric_env.describe(), environment=run_environment.describe("cpu"),
+                    started_ms=started_ms)
+    run.wall_time_s, run.ended_ms = time.perf_counter() - start, now_ms()
     return run
 
 

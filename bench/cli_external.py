@@ -60,8 +60,8 @@ def score(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Score a predictions file on a frozen split exactly as `bench run` scores a model card."""
-    from bench import ceiling, external, metrics, numeric_env, registry, runner, tracking
-    from bench.api import RunResult
+    from bench import ceiling, external, metrics, numeric_env, registry, run_environment, runner, tracking
+    from bench.api import RunResult, now_ms
     from bench.cli_leaderboard import HEADLINE
 
     if name in registry.all_cards() or name == ceiling.MODEL:
@@ -71,7 +71,7 @@ def score(
         raise BenchError(f"--name '{name}' must be a non-empty name without '/'")
     if track:
         tracking.check_store()
-    start = time.perf_counter()
+    start, started_ms = time.perf_counter(), now_ms()
     loaded, frozen, data = _split(dataset, split, seed)
     wanted = external.test_conditions(data)
     means, cells = external.read_predictions(predictions, wanted, list(data.train.var_names),
@@ -83,9 +83,10 @@ def score(
                        dataset_sha256=prepared.sha256, split=split, split_hash=frozen.sha256, seed=seed,
                        device=EXTERNAL, per_perturbation=table, metrics=metrics.aggregate(table),
                        predictions=means, split_json=frozen.to_json(), preset=EXTERNAL,
-                       numeric=numeric_env.describe())
+                       numeric=numeric_env.describe(), environment=run_environment.describe(EXTERNAL),
+                       started_ms=started_ms)
     runner.keep_for_files(result, data, cells)
-    result.wall_time_s = time.perf_counter() - start
+    result.wall_time_s, result.ended_ms = time.perf_counter() - start, now_ms()
     console.print(summary_table([result], HEADLINE.split(",")))
     if track:
         tracking.log_run(result, extra_tags={"external": "true", "predictions_file": predictions.name,

@@ -238,8 +238,9 @@ def top_expressed(control_mean: np.ndarray, k: int = TOP_EXPRESSED) -> np.ndarra
     return np.sort(np.argsort(-control_mean, kind="stable")[:k])
 
 
-NOT_TEST = ("val/", "diagnostic/", "halving/")  # prefixes of run metrics that are not test-subgroup scores
-# (validation scores, a model's diagnostics, one halving of a data ceiling: ``bench.ceiling``)
+CURVE = "training/validation"  # the run metric whose history holds the values a model reported while it trained
+NOT_TEST = ("val/", "diagnostic/", "halving/", "training/")  # prefixes of run metrics that are not test-subgroup
+# scores (validation scores, a model's diagnostics, one halving of a data ceiling: ``bench.ceiling``, the curve)
 
 
 def is_test_metric(key: str) -> bool:

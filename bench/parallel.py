@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.api import RunResult
+from bench.api import RunResult, now_ms
 from bench.errors import BenchError
 from bench.registry import ModelCard
 from bench.threads import environment as threads_environment
@@ -57,11 +57,14 @@ def _exit_reason(code: int, stderr: Path) -> str:
     return f"worker process exited with code {code}" + (f": {lines[-1].strip()}" if lines else "")
 
 
-def _failed(task: Task, prepared, device: str, reason: str) -> RunResult:
+def _failed(task: Task, prepared, device: str, reason: str, started_ms: int) -> RunResult:
+    """A FAILED result for a worker that wrote none, timed from its start (``started_ms``) until now."""
     from bench import runner
 
     result, _ = runner.new_result(task.card, task.params, prepared, task.split, task.seed, device, task.preset)
     result.status, result.error = "FAILED", reason
+    result.started_ms, result.ended_ms = started_ms, now_ms()
+    result.wall_time_s = (result.ended_ms - started_ms) / 1000
     return result
 
 
@@ -84,10 +87,12 @@ def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads:
         waiting = list(enumerate(tasks))
         running: dict[int, subprocess.Popen] = {}
         seen: dict[int, bytes] = {}
+        started: dict[int, int] = {}
         try:
             while waiting or running:
                 while waiting and len(running) < jobs:
                     number, task = waiting.pop(0)
+                    started[number] = now_ms()
                     running[number] = _start(root, number, (task, data_files[task.dataset], device, threads), env)
                     progress(task, None)
                 for number in running:
@@ -99,7 +104,8 @@ def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads:
                 if not finished:
                     time.sleep(POLL_S)
                 for number in finished:
-                    result = _collect(root, number, running.pop(number).returncode, tasks[number], datasets, device)
+                    result = _collect(root, number, running.pop(number).returncode, tasks[number], datasets, device,
+                                      started[number])
                     done(result)
                     results.append(result)
         finally:
@@ -127,7 +133,8 @@ def _start(root: Path, number: int, payload: tuple, env: dict[str, str]) -> subp
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, device: str) -> RunResult:
+def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, device: str, started_ms: int
+             ) -> RunResult:
     """The result a worker wrote, or a FAILED one saying why it wrote none."""
     path = root / f"result-{number}.pickle"
     if code == 0 and path.exists():
@@ -135,4 +142,4 @@ def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, dev
         if isinstance(outcome, BenchError):
             raise outcome
         return outcome
-    return _failed(task, datasets[task.dataset], device, _exit_reason(code, root / f"stderr-{number}.txt"))
+    return _failed(task, datasets[task.dataset], device, _exit_reason(code, root / f"stderr-{number}.txt"), started_ms)

@@ -22,9 +22,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench import interactions, metrics, numeric_env, splits
+from bench import interactions, metrics, numeric_env, run_environment, splits
 from bench.api import (GeneKnowledge, PerturbationModel, PredictQuery, RunResult, StopTraining, TrainData,
-                       check_prediction, no_progress)
+                       check_prediction, no_progress, now_ms)
 from bench.conditions import CONTROL
 from bench.data.datasets import Dataset, add_counts
 from bench.de import cached_de_genes
@@ -258,16 +258,19 @@ def run(
     (unknown parameters, an impossible split) raises ``BenchError``; ``StopTraining`` raised by ``report``
     passes through. ``test=False`` (sweeps) predicts and scores only the validation conditions, so test
     conditions never reach the model's ``predict``. ``progress(phase, done, total)`` hears where the run
-    is: the harness's phases and those the model reports (``TrainData.progress``)."""
+    is: the harness's phases and those the model reports (``TrainData.progress``). The values the model
+    reports are recorded in the result's ``curve`` before they reach ``report``."""
     progress = progress or no_progress
-    start = time.perf_counter()
+    start, started_ms = time.perf_counter(), now_ms()
     _reset_peak_memory()
     result, split = new_result(card, params, dataset, split_name, seed, device, preset)
+    result.started_ms = started_ms
     model = build(card, params)
     skip = getattr(model, "skip", None)
     reason = skip(dataset.name, split_name) if callable(skip) else None
     if reason:
         result.status, result.error = "SKIPPED", reason
+        result.ended_ms = now_ms()
         return result
     phases = result.phase_seconds
     with _timed(phases, "split"):
@@ -276,13 +279,19 @@ def run(
             add_counts(dataset.adata, dataset.with_counts)
         data = dataset.split_data(split)
         bulk = data.pseudobulk("train")
+
+    def recorded(step: int, value: float) -> None:
+        result.curve.append((int(step), float(value), now_ms()))
+        if report is not None:
+            report(step, value)
+
     train = TrainData(
         cells=data.train,
         val=data.val,
         gene_knowledge=gene_knowledge,
         seed=seed,
         device=device,
-        report=report or (lambda step, value: None),
+        report=recorded,
         progress=progress,
         dataset=dataset.name,
         bulk=bulk,
@@ -319,7 +328,8 @@ def run(
         result.status = "FAILED"
         result.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         result.traceback = traceback.format_exc()
-    result.wall_time_s = time.perf_counter() - start
+    result.wall_time_s, result.ended_ms = time.perf_counter() - start, now_ms()
     result.peak_memory_mb = _peak_memory_mb()
     result.numeric = numeric_env.describe()
+    result.environment = run_environment.describe(device)
     return result

@@ -1,7 +1,8 @@
 """MLflow: log a RunResult and query runs. The only module that talks to MLflow; it computes nothing.
 
 Default tracking URI: an SQLite file ``mlflow.db`` in the working directory (MLflow 3's own default);
-``MLFLOW_TRACKING_URI`` points at a server. One experiment per dataset (``bench/<dataset>``).
+``MLFLOW_TRACKING_URI`` points at a server. One experiment per dataset (``bench/<dataset>``); with an
+SQLite store, its artifacts are kept beside the database (``artifact_root``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import importlib.metadata
 import logging
 import os
 import sqlite3
@@ -20,12 +20,13 @@ from pathlib import Path
 import pandas as pd
 
 from bench import paths, prediction_files
-from bench.api import RunResult
+from bench.api import RunResult, now_ms
 from bench.errors import BenchError
-from bench.metrics import METRICS_VERSION
+from bench.metrics import CURVE, METRICS_VERSION
+from bench.run_environment import package_versions
 
 MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
-PACKAGES = ("bench", "torch", "numpy", "scipy", "pandas", "anndata", "scanpy", "cell-gears", "mlflow")
+ARTIFACTS = "mlruns"  # the folder beside an SQLite database that holds its artifacts (artifact_root)
 
 
 def tracking_uri() -> str:
@@ -115,18 +116,51 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
-
-
 def experiment_name(dataset: str) -> str:
     return f"bench/{dataset}"
+
+
+def artifact_root() -> Path | None:
+    """The folder that holds the artifacts of the experiments created here: ``mlruns`` beside an SQLite
+    store's database file, whatever the working directory. ``mlruns`` is the folder MLflow itself uses
+    for a database store (``DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH`` in ``mlflow/store/tracking/__init__.py``,
+    resolved against the working directory), so the default store ``./mlflow.db`` keeps its artifacts
+    where MLflow puts them. None for any other store: a server places artifacts itself (its
+    ``--default-artifact-root`` or ``--artifacts-destination``), and a database server has no folder."""
+    from sqlalchemy.engine import make_url
+
+    uri = tracking_uri()
+    database = make_url(uri).database if uri.startswith("sqlite:") else None
+    if database in (None, "", ":memory:"):
+        return None
+    return Path(database).resolve().parent / ARTIFACTS
+
+
+def _experiment_id(client, dataset: str) -> str:
+    """The id of the dataset's experiment; one created here keeps its artifacts in ``artifact_root``, in
+    a folder named after it (an existing one keeps the location it was created with). Call it under
+    ``_store_lock``."""
+    from mlflow.entities import LifecycleStage
+    from mlflow.exceptions import MlflowException
+
+    name = experiment_name(dataset)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        root = artifact_root()
+        location = str(root / name.replace("/", "_")) if root else None
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:  # created meanwhile by a process that shares a server or database
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        uri, number = tracking_uri(), experiment.experiment_id
+        store = "--tracking-uri" if uri.startswith(("http://", "https://")) else "--backend-store-uri"
+        raise BenchError(f"experiment '{name}' was deleted in {uri}; restore it (`mlflow experiments restore "
+                         f"--experiment-id {number}`) or remove it for good (`mlflow gc {store} {uri} "
+                         f"--experiment-ids {number}`)")
+    return experiment.experiment_id
 
 
 @contextlib.contextmanager
@@ -166,6 +200,7 @@ def tags(result: RunResult) -> dict[str, str]:
     }
     table.update({f"version.{name}": version for name, version in package_versions().items()})
     table.update(result.numeric)
+    table.update(result.environment)
     if result.error:
         table["error"] = result.error[:5000]
     return table
@@ -180,24 +215,43 @@ def _write_artifacts(result: RunResult, folder: Path) -> None:
         (folder / "traceback.txt").write_text(result.traceback)
 
 
+def _metrics(result: RunResult) -> list:
+    """The result's metrics at its end, and its training curve as the history of metric ``CURVE``."""
+    from mlflow.entities import Metric
+
+    ended = result.ended_ms or now_ms()
+    return ([Metric(key, float(value), ended, 0) for key, value in result.metrics.items()]
+            + [Metric(CURVE, value, timestamp, step) for step, value, timestamp in result.curve])
+
+
 def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
     """Log one run (params, metrics, tags, artifacts), as a child of ``parent_run_id`` when given (a sweep
-    trial); return its MLflow run id."""
-    mlflow = _mlflow()
+    trial), timed by the result's start and end; return its MLflow run id."""
+    from mlflow.entities import Param
+    from mlflow.tracking.context import registry as context
+
+    client = _client()
     status = "FINISHED" if result.status in ("FINISHED", "SKIPPED") else "FAILED"
-    run_name = f"{result.model}/{result.split}/seed{result.seed}"
+    run_tags = {**tags(result), **(extra_tags or {})}
+    if parent_run_id is not None:
+        run_tags["mlflow.parentRunId"] = parent_run_id
     with _store_lock():
-        mlflow.set_experiment(experiment_name(result.dataset))
-        with mlflow.start_run(run_name=run_name, parent_run_id=parent_run_id, nested=parent_run_id is not None) as run:
-            mlflow.log_params({key: str(value) for key, value in result.params.items()})
-            mlflow.set_tags({**tags(result), **(extra_tags or {})})
-            if result.metrics:
-                mlflow.log_metrics({key: float(value) for key, value in result.metrics.items()})
+        experiment_id = _experiment_id(client, result.dataset)
+        # the context's tags (user, source, its git commit), as mlflow.start_run adds them (mlflow/tracking/fluent.py)
+        run_id = client.create_run(experiment_id, start_time=result.started_ms or None,
+                                   tags=context.resolve_tags(run_tags),
+                                   run_name=f"{result.model}/{result.split}/seed{result.seed}").info.run_id
+        try:
+            client.log_batch(run_id, metrics=_metrics(result),
+                             params=[Param(key, str(value)) for key, value in result.params.items()])
             with tempfile.TemporaryDirectory() as folder:
                 _write_artifacts(result, Path(folder))
-                mlflow.log_artifacts(folder)
-            mlflow.end_run(status=status)
-            return run.info.run_id
+                client.log_artifacts(run_id, folder)
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            raise
+        client.set_terminated(run_id, status, end_time=result.ended_ms or None)
+        return run_id
 
 
 class SweepParent:
@@ -213,7 +267,7 @@ class SweepParent:
     creation hold the store's file lock, so only one parent is ever created."""
 
     def __init__(self, dataset: str, study: str, storage: str, setup: dict):
-        self._experiment = experiment_name(dataset)
+        self._dataset = dataset
         self._key = hashlib.sha256(f"{study}\n{storage}".encode()).hexdigest()[:32]
         self._tags = {"sweep_key": self._key, "sweep_study": study, "sweep_storage": storage,
                       "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}}
@@ -224,7 +278,7 @@ class SweepParent:
         """The parent's run id now (created when the study has none)."""
         client = _client()
         with _store_lock():
-            experiment_id = _mlflow().set_experiment(self._experiment).experiment_id
+            experiment_id = _experiment_id(client, self._dataset)
             parents = self._parents(client, experiment_id) or self._create(client, experiment_id)
         oldest = min(parents, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id
         if self._mine not in (None, oldest):
