@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.errors import BenchError
@@ -106,7 +107,7 @@ class Display:
             self._states[key] = (label, State())
             self._started[key] = self._printed[key] = self.clock()
             if self._progress is not None:
-                self._tasks[key] = self._progress.add_task(label, total=None)
+                self._tasks[key] = self._progress.add_task(escape(label), total=None)
 
     def update(self, key: object, phase: str | None = None, done: int | None = None, total: int | None = None,
                note: str | None = None) -> None:
@@ -125,7 +126,7 @@ class Display:
             if note is not None:
                 state.note = note
             if self._progress is not None:
-                self._progress.update(self._tasks[key], description=f"{label}: {state.text()}",
+                self._progress.update(self._tasks[key], description=escape(f"{label}: {state.text()}"),
                                       completed=state.done, total=state.total)
             else:
                 quiet = self.clock() - self._printed[key]
