@@ -13,7 +13,6 @@ import pytest
 from rich.console import Console
 
 from bench import progress, registry, runner
-from bench.api import TrainData
 from bench.data.datasets import load_dataset
 from bench.errors import BenchError
 from conftest import adapter_catalog, bench
@@ -184,10 +183,6 @@ def test_the_runner_passes_on_its_phases_and_the_models(small_synthetic, tmp_pat
     assert phases == ["preparing the split", "fitting", "warming up", "predicting test", "solving", "scoring test",
                       "predicting val", "scoring val"]
     assert ("warming up", 2, 3) in heard
-
-
-def test_train_data_reports_nowhere_by_default(small_synthetic):
-    TrainData(cells=small_synthetic, val=small_synthetic).progress("fitting", 1, 2)  # a no-op, not an error
 
 
 def test_bench_run_in_a_log_shows_worker_phases(workdir, tmp_path):
