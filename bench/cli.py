@@ -10,7 +10,7 @@ from rich.table import Table
 
 from bench.cli_check import check
 from bench.cli_common import (console, err_console, load, log_ceilings, result_key, run_key, run_label, summary_table,
-                              task_key, where_to_look)
+                              where_to_look, worker_progress)
 from bench.cli_data import data_app
 from bench.cli_external import export, score
 from bench.cli_leaderboard import HEADLINE, leaderboard
@@ -110,15 +110,10 @@ def run(
         if jobs > 1:
             from bench import parallel
 
-            def watch(task, state) -> None:
-                if state is None:
-                    display.start(task_key(task), run_label(task_key(task)))
-                else:
-                    display.update(task_key(task), **state)
-
             tasks = [parallel.Task(card, params[card.name], prepared.name, split, seed, preset)
                      for card in cards for seed in seed_list]
-            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished, progress=watch)
+            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished,
+                              progress=worker_progress(display))
             order = {card.name: i for i, card in enumerate(cards)}
             results.sort(key=lambda r: (order[r.model], r.seed))
         for card in cards if jobs <= 1 else ():

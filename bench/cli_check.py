@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli_common import result_key, run_label, task_key
+from bench.cli_common import result_key, worker_progress
 from bench.errors import BenchError
 from bench.progress import Display, busy
 from bench.registry import preset_label
@@ -70,13 +70,7 @@ def check(
                 tracking.log_run(result)
             display.finish(result_key(result), result.status)
 
-        def watch(task, state) -> None:
-            if state is None:
-                display.start(task_key(task), run_label(task_key(task), where=True))
-            else:
-                display.update(task_key(task), **state)
-
-        results = regression.rerun(table, datasets, resolved, jobs, done, progress=watch)
+        results = regression.rerun(table, datasets, resolved, jobs, done, progress=worker_progress(display, where=True))
     if update:
         atomic.write_text(reference, regression.updated(table, results).to_csv(index=False))
         console.print(f"updated {reference}: {len(table)} line(s), {len(results)} configuration(s)")

@@ -60,6 +60,19 @@ def run_label(key: tuple, where: bool = False) -> str:
     return f"{preset_label(model, preset)}" + (f" {dataset}/{split}" if where else "") + f" seed {seed}"
 
 
+def worker_progress(display, where: bool = False):
+    """The ``progress`` callback of ``parallel.run_many`` that shows its workers' runs on ``display``."""
+
+    def watch(task, state) -> None:
+        key = task_key(task)
+        if state is None:
+            display.start(key, run_label(key, where))
+        else:
+            display.update(key, **state)
+
+    return watch
+
+
 def _reference(by_model: dict[str, list], baselines: set[str], metric: str) -> str | None:
     """The best baseline among the models run, on ``all/<metric>`` (None when no baseline ran)."""
     from bench.metrics import METRICS
@@ -115,8 +128,8 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
             if not r.ok:
                 table.add_row(str(rank), name, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "",
                               *[""] * (len(shown) - 1))
-        subgroups = sorted({key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)},
-                           key=lambda s: s != "all")
+        tested = {key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)}
+        subgroups = sorted(tested, key=lambda s: s != "all")
         for i, subgroup in enumerate(subgroups):
             cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
             if reference:
