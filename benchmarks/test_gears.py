@@ -26,9 +26,10 @@ import pytest
 RUN_SCRIPT = """
 import json, sys, time
 start = time.perf_counter()
-from bench import registry, runner
+from bench.core import registry
+from bench.workflows import runner
 from bench.data.datasets import load_dataset
-from bench.knowledge import StoreGeneKnowledge
+from bench.data.knowledge import StoreGeneKnowledge
 
 def peak_mb():
     line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -49,14 +50,15 @@ import json, os, random, sys, tempfile, time
 from pathlib import Path
 from unittest import mock
 import numpy as np, torch
-from bench import registry, splits
+from bench.core import registry
+from bench.evaluation import splits
 from bench.adapters.gears import go_cache, go_rows, workspace
 from bench.adapters.gears.compat import pandas_indexable
 from bench.adapters.gears.graph import GO_THRESHOLD, build, edge_tensors, ontology
 from bench.adapters.gears.isolation import isolated
-from bench.api import PredictQuery, TrainData
+from bench.core.api import PredictQuery, TrainData
 from bench.data.datasets import load_dataset
-from bench.knowledge import StoreGeneKnowledge
+from bench.data.knowledge import StoreGeneKnowledge
 
 preset, seed = sys.argv[1], 1
 torch.set_num_threads(1)  # one thread: the ratio then suffers least from other processes on the machine

@@ -25,8 +25,8 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
-from bench import metrics
-from bench.data.pseudobulk import group_sums
+from bench.core.pseudobulk import group_sums
+from bench.evaluation import metrics
 
 PEAK = """
 import atexit, json, sys
@@ -38,12 +38,12 @@ atexit.register(report)
 RUN = PEAK + """
 sys.argv = ["bench", "run", "--model", "control,mean,additive,linear", "--dataset", "synthetic_large",
             "--split", "simulation", "--seeds", "1", "--no-track"]
-from bench.cli import main
+from bench.cli.app import main
 main()
 """
 FLOOR = PEAK + """
 from bench.data.datasets import load_dataset
-from bench.data.pseudobulk import pseudobulk
+from bench.core.pseudobulk import pseudobulk
 pseudobulk(load_dataset("synthetic_large", counts=False).adata)
 """
 SIZES = """
@@ -118,7 +118,7 @@ def test_metrics_against_gears(benchmark):
         "truth_de": np.take_along_axis(data.observed, data.de20, axis=1),
     }
     metrics.evaluate(data)  # compiles the L1 kernel
-    with threadpool_limits(1):  # one thread each, as a run on a busy machine gets (bench.threads)
+    with threadpool_limits(1):  # one thread each, as a run on a busy machine gets (bench.core.threads)
         gears = _best_of(lambda: compute_metrics(results))
         benchmark(metrics.evaluate, data)
     ours = benchmark.stats.stats.min

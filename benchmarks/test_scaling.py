@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from bench import paths
+from bench.core import paths
 
 SIZES = [(25_000, 1_250), (50_000, 2_500), (100_000, 5_000)]
 RUN = """
@@ -27,7 +27,7 @@ def report():
 atexit.register(report)
 sys.argv = ["bench", "run", "--model", "control,mean,additive,linear", "--dataset", sys.argv[1],
             "--split", "simulation", "--seeds", "1", "--no-track"]
-from bench.cli import main
+from bench.cli.app import main
 main()
 """
 MADE: dict[tuple[int, int], dict] = {}
@@ -66,7 +66,7 @@ def _run(path: str) -> dict:
 @pytest.mark.parametrize("cells, genes", SIZES, ids=[f"{c}x{g}" for c, g in SIZES])
 def test_baselines_at_scale(benchmark, cells, genes):
     path, sizes = _screen(cells, genes)
-    from bench.de import TOP_DE
+    from bench.evaluation.de import TOP_DE
 
     for stale in (paths.cache_dir() / "de").glob(f"{cells}x{genes}-*-top{TOP_DE}.json"):
         stale.unlink()  # the first run ranks the DE genes again

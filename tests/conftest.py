@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import paths
+from bench.core import paths
 
 
 def real_data_file(name: str) -> Path:
@@ -93,7 +93,7 @@ def held_out_doubles(small_synthetic):
     query from half of the control cells. Returns ``(train, val, query, held, observed means)``."""
     import numpy as np
 
-    from bench.conditions import CONTROL, genes_of
+    from bench.core.conditions import CONTROL, genes_of
 
     interaction = small_synthetic.uns["simulation"]["interaction"]
     condition = small_synthetic.obs["condition"].astype(str).to_numpy()
@@ -116,7 +116,7 @@ def held_out_error(model, data, seed: int = 1) -> float:
     """Mean squared error of ``model`` (fitted here) on the held-out doubles of ``held_out_doubles``."""
     import numpy as np
 
-    from bench.api import PredictQuery, TrainData
+    from bench.core.api import PredictQuery, TrainData
 
     train, val, query, held, observed = data
     model.fit(TrainData(cells=train, val=val, seed=seed))

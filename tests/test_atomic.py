@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from bench import atomic
+from bench.core import atomic
 
 TEXTS = [f"writer {i}\n" + "x" * 200_000 for i in range(8)]
 

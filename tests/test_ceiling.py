@@ -7,16 +7,17 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import pearsonr
-
-from bench import ceiling, tracking
-from bench import leaderboard as lb
-from bench import leaderboard_render as render
-from bench.conditions import CONTROL
-from bench.split_data import SplitData
-from bench.splits import Split
 from conftest import bench, real_data_file
+from scipy.stats import pearsonr
 from test_leaderboard import DATASET, log, result_of, scores
+
+from bench.core.conditions import CONTROL
+from bench.evaluation import ceiling
+from bench.evaluation.split_data import SplitData
+from bench.evaluation.splits import Split
+from bench.reporting import leaderboard as lb
+from bench.reporting import markdown as render
+from bench.workflows import tracking
 
 GENES = [f"g{i}" for i in range(30)]
 

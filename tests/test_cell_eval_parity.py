@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import runner
 from bench.adapters.gears.isolation import locked_import
-from bench.conditions import CONTROL
-from bench.data.pseudobulk import pseudobulk
+from bench.core.conditions import CONTROL
+from bench.core.pseudobulk import pseudobulk
+from bench.evaluation import scoring
 
 GENES = [f"G{i}" for i in range(40)]
 TESTS = ["G0", "G1", "G2", "G3", "G0+G1", "G2+G3", "G4+G5"]
@@ -56,7 +56,7 @@ def ours(control: ad.AnnData, observed: ad.AnnData, predicted: pd.DataFrame) -> 
     de20 = {"K562": {c: GENES[:20] for c in TESTS}}
     observed_means, control_means = ({"K562": pseudobulk(cells).xs("K562", level="cell_type")}
                                      for cells in (observed, control))
-    table = runner.score(means, observed_means, control_means, de20, {c: "test" for c in TESTS})
+    table = scoring.score(means, observed_means, control_means, de20, {c: "test" for c in TESTS})
     return table.set_index("condition")[SHARED]
 
 

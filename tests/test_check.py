@@ -10,14 +10,15 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_data_file
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bench import numeric_env, paths, regression
-from bench.cli import app
-from bench.cli_check import _diff_table
-from bench.errors import BenchError
-from conftest import real_data_file
+from bench.cli.app import app
+from bench.cli.check import _diff_table
+from bench.core import numeric_env, paths
+from bench.core.errors import BenchError
+from bench.workflows import reference_check as regression
 
 HEADER = ",".join(regression.COLUMNS)
 LINES = [
@@ -64,7 +65,7 @@ ADAPTERS = """
 import numpy as np
 
 from bench.adapters.baselines import AdditiveModel
-from bench.api import Prediction
+from bench.core.api import Prediction
 
 
 class NoisyAdditive(AdditiveModel):
@@ -161,9 +162,10 @@ def test_bad_reference_files_get_one_line_errors(tmp_path, text, message):
 
 
 UNPINNED = """
-from bench import registry, runner
+from bench.core import registry
+from bench.workflows import runner
 from bench.data.datasets import load_dataset
-from bench.knowledge import StoreGeneKnowledge
+from bench.data.knowledge import StoreGeneKnowledge
 card = registry.find_card("cpa")
 result = runner.run(card, registry.resolve_params(card, "fast"), runner.PreparedDataset.of(load_dataset("norman_subset")),
                     "simulation", 1, "cpu", StoreGeneKnowledge(), preset="fast")

@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from bench import paths
 from conftest import bench, real_data_file
+
+from bench.core import paths
 
 
 def tracked_runs(tmp_path, dataset):

@@ -7,11 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from test_store import PAYLOAD, server  # noqa: F401  (the server fixture)
 from typer.testing import CliRunner
 
-from bench.cli_data import data_app
-from bench.errors import DataError
-from test_store import PAYLOAD, server  # noqa: F401  (the server fixture)
+from bench.cli.data import data_app
+from bench.core.errors import DataError
 
 runner = CliRunner()
 

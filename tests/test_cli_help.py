@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 from typer.testing import CliRunner
 
-from bench.cli import app
+from bench.cli.app import app
 
 
 def _commands(command, path: tuple[str, ...] = ()):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench import registry, splits
-from bench.api import PredictQuery, TrainData, check_prediction
-from bench.conditions import CONTROL
+from bench.core import registry
+from bench.core.api import PredictQuery, TrainData, check_prediction
+from bench.core.conditions import CONTROL
+from bench.evaluation import splits
 
 CARDS = sorted(registry.all_cards())
 

@@ -7,11 +7,12 @@ import pytest
 import torch
 from conftest import held_out_error
 
-from bench import registry, splits
 from bench.adapters.baselines import MeanModel
 from bench.adapters.cpa import CPAModel
-from bench.api import PredictQuery, TrainData, check_prediction
-from bench.errors import BenchError, ModelError
+from bench.core import registry
+from bench.core.api import PredictQuery, TrainData, check_prediction
+from bench.core.errors import BenchError, ModelError
+from bench.evaluation import splits
 
 CARDS = ("cpa", "latent_additive")
 
@@ -140,7 +141,7 @@ def test_invalid_parameters_are_one_line_user_errors(override):
 
 
 def test_gene_ontology_embeds_unseen_genes_on_norman_subset(norman_subset):
-    from bench.knowledge import StoreGeneKnowledge
+    from bench.data.knowledge import StoreGeneKnowledge
 
     adata = norman_subset.adata
     split = splits.make(adata, "simulation", 1, "norman_subset", norman_subset.sha256)

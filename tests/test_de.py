@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.conditions import CONTROL
-from bench.de import cached_de_genes
+from bench.core.conditions import CONTROL
+from bench.evaluation.de import cached_de_genes
 
 # Condition A shifts G1 by +5, G2 by -2 and G0 by +0.5 over the same within-group spread, so the
 # t-test ranks them G1, G2, G0 by absolute score.

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from bench import devices
-from bench.errors import BenchError
+from bench.core import devices
+from bench.core.errors import BenchError
 
-PROBE = "import sys; from bench import devices; print(devices.resolve('auto'), 'torch' in sys.modules)"
+PROBE = "import sys; from bench.core import devices; print(devices.resolve('auto'), 'torch' in sys.modules)"
 
 
 def test_auto_without_a_gpu_driver_is_the_cpu_and_leaves_torch_unimported():

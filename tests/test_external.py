@@ -6,10 +6,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
-from bench.errors import BenchError
-from bench.external import read_predictions
 from conftest import bench, real_data_file
+
+from bench.core.errors import BenchError
+from bench.workflows.external import read_predictions
 
 GENES = ["A", "B", "C", "D"]
 WANTED = pd.DataFrame({"cell_type": ["k562"] * 3, "condition": ["A", "A+B", "C"], "subgroup": ["s", "d", "s"]})

@@ -16,18 +16,19 @@ import pandas as pd
 import pytest
 import scipy
 import scipy.sparse as sp
+from conftest import real_data_file
 
-from bench import registry, splits
 from bench.adapters.gears import GearsModel, go_cache, go_rows, graph, isolation, workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR
 from bench.adapters.gears.graph import build
 from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import gears_condition, predict_key
-from bench.api import PredictQuery, TrainData
-from bench.conditions import CONTROL, genes_of, perturbed_genes
+from bench.core import registry
+from bench.core.api import PredictQuery, TrainData
+from bench.core.conditions import CONTROL, genes_of, perturbed_genes
+from bench.core.errors import ModelError
 from bench.data.gene_ontology import GeneOntology
-from bench.errors import ModelError
-from conftest import real_data_file
+from bench.evaluation import splits
 
 CARD = registry.find_card("gears")
 FAST = registry.resolve_params(CARD, "fast")
@@ -354,8 +355,9 @@ ISOLATION_SCRIPT = r"""
 import json, multiprocessing, os, random, socket, sys, tempfile, warnings
 import numpy as np, scanpy as sc, torch
 from threadpoolctl import threadpool_info
-from bench import registry, splits
-from bench.api import PredictQuery, TrainData
+from bench.core import registry
+from bench.evaluation import splits
+from bench.core.api import PredictQuery, TrainData
 from bench.data.simulator import simulate
 
 work = sys.argv[1]
@@ -428,7 +430,8 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
     metrics of GEARS' predictions against GEARS' own ``compute_metrics`` on the same test conditions."""
     real_data_file("gene2go_human.gz")
     import mlflow
-    from bench.de import de_genes
+
+    from bench.evaluation.de import de_genes
 
     uri = f"sqlite:///{tmp_path / 'runs.db'}"
     out = bench_cli("run", "--model", "gears", "--preset", "fast", "--split", "simulation", "--dataset",

@@ -10,17 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_data_file
 from threadpoolctl import threadpool_limits
 
-from conftest import real_data_file
-
-from bench import paths
-from bench.api import GeneKnowledge
+from bench.core import paths
+from bench.core.api import GeneKnowledge
+from bench.core.errors import DataError
 from bench.data import gene_ontology
 from bench.data.gene_ontology import GeneOntology, load_gene_ontology
 from bench.data.manifest import read_manifest
 from bench.data.ncbi import read_gene2go, read_gene_info
-from bench.errors import DataError
 
 GENE2GO = "gene2go_human.gz"
 GENE_INFO = "Homo_sapiens.gene_info.gz"

@@ -42,7 +42,7 @@ def test_the_installed_package_finds_its_catalog_from_another_folder(installed, 
     out = bench(installed, tmp_path, "list", "models")
     assert out.returncode == 0, out.stderr
     assert "scbig_pca_latent" in out.stdout and "linear" in out.stdout
-    where = subprocess.run([sys.executable, "-c", "import bench.paths as p; print(p.catalog_dir())"],
+    where = subprocess.run([sys.executable, "-c", "import bench.core.paths as p; print(p.catalog_dir())"],
                            capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(installed)})
     assert Path(where.stdout.strip()) == installed / "bench" / "catalog"
     assert (installed / "bench" / "catalog" / "timings.csv").is_file()  # the run-time estimates ship too

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import TheilSenRegressor
 
-from bench import interactions
 from bench.adapters.gears.isolation import locked_import
-from bench.conditions import genes_of
+from bench.core.conditions import genes_of
+from bench.evaluation import interactions
 
 
 def singles_and_noise(seed: int = 0, genes: int = 100):

@@ -6,18 +6,17 @@ per-perturbation scores chosen by the test, so every expected value is computed 
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench import leaderboard as lb
-from bench import leaderboard_render as render
-from bench import tracking
-from bench.api import RunResult
-from bench.cli_leaderboard import leaderboard
-from bench.errors import BenchError
-from bench.metrics import aggregate
+from bench.cli.leaderboard import leaderboard
+from bench.core.api import RunResult
+from bench.core.errors import BenchError
+from bench.evaluation.metrics import aggregate
+from bench.reporting import leaderboard as lb
+from bench.reporting import markdown as render
+from bench.workflows import tracking
 
 DATASET = "lbtest"
 CONDITIONS = [f"G{i}+G{i + 1}" for i in range(0, 16, 2)] + [f"S{i}" for i in range(8)]

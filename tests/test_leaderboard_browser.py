@@ -9,11 +9,11 @@ import os
 import shutil
 
 import pytest
-
-from bench import ceiling
-from bench.cli_leaderboard import leaderboard
 from test_ceiling import log_ceiling
 from test_leaderboard import DATASET, log, scores
+
+from bench.cli.leaderboard import leaderboard
+from bench.evaluation import ceiling
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -11,12 +11,13 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-
-from bench import leaderboard as lb
-from bench import leaderboard_html, tracking
-from bench.cli_leaderboard import leaderboard
-from bench.metrics import METRICS_VERSION
 from test_leaderboard import DATASET, log, result_of, scores
+
+from bench.cli.leaderboard import leaderboard
+from bench.evaluation.metrics import METRICS_VERSION
+from bench.reporting import html_page as leaderboard_html
+from bench.reporting import leaderboard as lb
+from bench.workflows import tracking
 
 VOID = {"meta", "img", "br", "hr", "input", "link", "source", "wbr"}
 PNG = "data:image/png;base64,"

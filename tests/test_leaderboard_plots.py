@@ -12,9 +12,9 @@ import pandas as pd
 from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from bench import ceiling
-from bench import leaderboard as lb
-from bench import leaderboard_plots as plots
+from bench.evaluation import ceiling
+from bench.reporting import leaderboard as lb
+from bench.reporting import plots
 
 
 def _table(rows=(("mean", (0.2, -0.1, 0.4), 3), ("linear", (0.3, 0.1, 0.5), 1), ("broken", (np.nan,) * 3, 0)),

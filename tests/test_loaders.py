@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
+from conftest import real_data_file
 
+from bench.core.errors import DataError
 from bench.data.datasets import default_dataset, load_dataset
 from bench.data.formats import parse_condition
 from bench.data.loaders import load_h5ad, log_normalise
 from bench.data.store import DataStore
-from bench.errors import DataError
-from conftest import real_data_file
 
 
 def write(tmp_path, X, labels, key="condition", name="data.h5ad", var=None, **obs_columns) -> str:

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from bench import metrics
 from bench.adapters.gears.isolation import locked_import
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.evaluation import metrics
 
 
 def random_input(n=7, genes=60, seed=0, groups=None):

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bench import metrics
 from bench.adapters.gears.isolation import locked_import
-from bench.conditions import CONTROL
-from bench.de import de_genes
+from bench.core.conditions import CONTROL
+from bench.evaluation import metrics
+from bench.evaluation.de import de_genes
 
 
 def gears_style(adata: ad.AnnData) -> ad.AnnData:

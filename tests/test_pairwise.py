@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from bench import pairwise
+from bench.evaluation import pairwise
 
 
 def _means(rows: int, genes: int, seed: int) -> np.ndarray:

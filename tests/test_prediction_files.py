@@ -10,11 +10,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
-from bench import leaderboard_plots, metrics, registry, runner, splits, tracking
-from bench.adapters.gears.isolation import locked_import
-from bench.data.datasets import load_dataset
 from conftest import adapter_catalog
+
+from bench.adapters.gears.isolation import locked_import
+from bench.core import registry
+from bench.data.datasets import load_dataset
+from bench.evaluation import metrics, splits
+from bench.reporting import plots as leaderboard_plots
+from bench.workflows import runner, tracking
 
 ADAPTERS = textwrap.dedent(
     '''
@@ -22,7 +25,7 @@ ADAPTERS = textwrap.dedent(
     import numpy as np
     import pandas as pd
     from bench.adapters.baselines import AdditiveModel
-    from bench.api import Prediction
+    from bench.core.api import Prediction
 
     class ShiftedControls:
         """Each condition's cells: the query's control cells moved by the additive baseline's change,
@@ -202,7 +205,7 @@ def test_cell_eval_scores_the_predicted_cells_with_its_default_columns(logged, t
                                              ("shiftedcontrols", "predictions.h5ad"),
                                              ("shiftedcontrols", "predicted_cells.h5ad")])
 def test_bench_score_on_a_runs_own_file_gives_the_runs_metrics(logged, monkeypatch, model, artifact):
-    from bench import cli_external
+    from bench.cli import external as cli_external
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
     result, _, folder = logged["runs"][model]
@@ -234,7 +237,7 @@ def test_a_result_with_cells_pickles_without_its_dataset(logged):
     a view that would pickle the whole dataset, and the files made from the copy are the same."""
     import pickle
 
-    from bench import prediction_files
+    from bench.workflows import prediction_files
 
     result = logged["runs"]["shiftedcontrols"][0]
     size = len(pickle.dumps(result))

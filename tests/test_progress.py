@@ -10,12 +10,13 @@ import textwrap
 import time
 
 import pytest
+from conftest import adapter_catalog, bench
 from rich.console import Console
 
-from bench import progress, registry, runner
+from bench.core import progress, registry
+from bench.core.errors import BenchError
 from bench.data.datasets import load_dataset
-from bench.errors import BenchError
-from conftest import adapter_catalog, bench
+from bench.workflows import runner
 
 STAMP = re.compile(r"^\d\d:\d\d:\d\d ")
 
@@ -151,7 +152,7 @@ CHATTY = textwrap.dedent(
     '''
     import time
     import pandas as pd
-    from bench.api import Prediction
+    from bench.core.api import Prediction
 
     class Chatty:
         def fit(self, train):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench import registry
-from bench.errors import BenchError
+from bench.core import registry
+from bench.core.errors import BenchError
 
 
 def test_every_card_reads_and_builds_with_every_preset():

@@ -6,17 +6,18 @@ import textwrap
 
 import numpy as np
 import pytest
-
-from bench import registry, runner
-from bench.data.datasets import Dataset
-from bench.errors import BenchError
 from conftest import adapter_catalog
+
+from bench.core import registry
+from bench.core.errors import BenchError
+from bench.data.datasets import Dataset
+from bench.workflows import runner
 
 BROKEN = textwrap.dedent(
     '''
     import numpy as np
     import pandas as pd
-    from bench.api import Prediction
+    from bench.core.api import Prediction
 
     class Crashing:
         def fit(self, train):
@@ -183,7 +184,7 @@ def test_a_run_records_its_numeric_environment(test_cards, prepared):
 
 
 def test_diagnostics_a_model_records_are_run_metrics_but_not_test_subgroups(test_cards, prepared):
-    from bench.metrics import is_test_metric
+    from bench.evaluation.metrics import is_test_metric
 
     result = runner.run(registry.find_card("diagnosing"), {}, prepared, "simulation", 1)
     assert result.metrics["diagnostic/latent_pearson_delta"] == 0.25

@@ -16,14 +16,14 @@ import torch
 from conftest import held_out_error
 from sklearn.metrics import adjusted_rand_score
 
-from bench import registry
 from bench.adapters.baselines import ControlModel
 from bench.adapters.scbig import ScBIGModel, clustering, priors
 from bench.adapters.scbig.encoder import PCALatent
 from bench.adapters.scbig.priors import data_gene_embeddings
-from bench.api import PredictQuery, TrainData
-from bench.conditions import CONTROL
-from bench.errors import ModelError
+from bench.core import registry
+from bench.core.api import PredictQuery, TrainData
+from bench.core.conditions import CONTROL
+from bench.core.errors import ModelError
 
 CARDS = ("scbig", "scbig_pca_latent", "scbig_random_clusters", "scbig_no_structure_loss")
 

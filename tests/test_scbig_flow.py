@@ -13,9 +13,17 @@ from scipy import stats
 from torch import nn
 
 from bench.adapters.scbig import coupling, ode
-from bench.adapters.scbig.flow import (ConditionalFlow, ConditionEncoder, SeedAttentionPooling, VelocityField, dense,
-                                       mlp, path_loss, time_encoding, transport)
-
+from bench.adapters.scbig.flow import (
+    ConditionalFlow,
+    ConditionEncoder,
+    SeedAttentionPooling,
+    VelocityField,
+    dense,
+    mlp,
+    path_loss,
+    time_encoding,
+    transport,
+)
 
 # --- time code, MLP, velocity field -----------------------------------------------------------------------------
 

@@ -12,10 +12,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.adapters.scbig import pretrain as pretrain_module
-from bench.adapters.scbig.encoder import (GCAEBlock, GeneClusterAwareEncoder, ModuleInducedAttention,
-                                          _lecun_normal_, chunk_means, sinusoidal_code)
-from bench.adapters.scbig.pretrain import (PretrainSettings, encoder_validation_rows, pretrain,
-                                           validation_error)
+from bench.adapters.scbig.encoder import (
+    GCAEBlock,
+    GeneClusterAwareEncoder,
+    ModuleInducedAttention,
+    _lecun_normal_,
+    chunk_means,
+    sinusoidal_code,
+)
+from bench.adapters.scbig.pretrain import PretrainSettings, encoder_validation_rows, pretrain, validation_error
 
 G, CHUNK, WIDTH, E = 40, 16, 32, 6  # 3 chunks, the last half padding
 

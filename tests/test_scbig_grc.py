@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans
 
 from bench.adapters.scbig import clustering, priors
-from bench.api import TrainData
+from bench.core.api import TrainData
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.adapters.scbig import resources
-from bench.errors import ModelError
+from bench.core.errors import ModelError
 
 INFO_HEADER = "#string_protein_id\tpreferred_name\tprotein_size\tannotation\n"
 LINKS_HEADER = "protein1 protein2 combined_score\n"

@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.adapters.scbig.structure import (cluster_correlation_loss, correlation, membership, pathway_ot_loss,
-                                            sinkhorn_cost)
+from bench.adapters.scbig.structure import (
+    cluster_correlation_loss,
+    correlation,
+    membership,
+    pathway_ot_loss,
+    sinkhorn_cost,
+)
 
 
 def numpy_correlation(z: np.ndarray) -> np.ndarray:

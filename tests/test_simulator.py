@@ -11,9 +11,9 @@ import scanpy as sc
 import scipy.sparse as sp
 from scipy import stats
 
-from bench.conditions import CONTROL, genes_of, perturbed_genes
+from bench.core.conditions import CONTROL, genes_of, perturbed_genes
+from bench.core.errors import DataError
 from bench.data.simulator import _negative_binomial, simulate
-from bench.errors import DataError
 
 INTERACTION_SCREEN = dict(
     n_cells=6000, n_genes=400, n_modules=16, n_singles=5, n_doubles=8, seed=3, double_mix=(1, 0, 0),

@@ -10,10 +10,12 @@ from types import SimpleNamespace
 import anndata as ad
 import numpy as np
 import pytest
-
-from bench import registry, runner, splits
-from bench.data.datasets import Dataset, add_counts, load_dataset
 from conftest import adapter_catalog
+
+from bench.core import registry
+from bench.data.datasets import Dataset, add_counts, load_dataset
+from bench.evaluation import splits
+from bench.workflows import runner
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_a_baseline_run_copies_no_expression(small_synthetic):
 RECORDER = textwrap.dedent(
     '''
     import pandas as pd
-    from bench.api import Prediction
+    from bench.core.api import Prediction
 
     class Recorder:
         layers = None

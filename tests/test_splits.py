@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench import splits
-from bench.conditions import CONTROL, canonical, genes_of
-from bench.errors import SplitError
-from bench.split_rules import RULES, assign
+from bench.core.conditions import CONTROL, canonical, genes_of
+from bench.core.errors import SplitError
+from bench.evaluation import splits
+from bench.evaluation.split_rules import RULES, assign
 
 CONDITION_SPLITS = [s for s in splits.SPLITS if s != "seen"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.stats import over_seeds, paired_bootstrap
+from bench.evaluation.stats import over_seeds, paired_bootstrap
 
 
 def test_over_seeds_is_mean_and_sample_sd():

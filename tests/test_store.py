@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import paths
+from bench.core import paths
+from bench.core.errors import DataError
 from bench.data.manifest import DatasetManifest, ManifestFile
 from bench.data.store import DataStore, DataWarning, file_sha256
-from bench.errors import DataError
 
 PAYLOAD = b"perturbation data " * 5000
 

@@ -8,8 +8,8 @@ import io
 import pandas as pd
 from rich.console import Console
 
-from bench.api import RunResult
-from bench.cli_common import summary_table, where_to_look
+from bench.cli.common import summary_table, where_to_look
+from bench.core.api import RunResult
 
 
 def result(model: str, seed: int, values: list[float]) -> RunResult:

@@ -18,10 +18,12 @@ import pandas as pd
 import pytest
 from conftest import real_data_file
 
-from bench import paths, registry, runner, splits, sweep, tracking
 from bench.adapters.baselines import MeanModel
-from bench.api import Prediction
-from bench.errors import BenchError, ModelError
+from bench.core import paths, registry
+from bench.core.api import Prediction
+from bench.core.errors import BenchError, ModelError
+from bench.evaluation import splits
+from bench.workflows import runner, sweep, tracking
 
 QUERIED: list[str] = []
 

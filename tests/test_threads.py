@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import threads
+from bench.core import threads
 
 
 def test_free_cores_leave_out_the_busy_ones(monkeypatch):
@@ -41,7 +41,7 @@ def test_a_cgroup_quota_bounds_the_usable_cores(monkeypatch, tmp_path):
 PROBE = """
 import json, numpy, torch
 from threadpoolctl import threadpool_info
-from bench import threads
+from bench.core import threads
 threads.limit(1)
 import bench.adapters.torch_runtime
 pools = [pool["num_threads"] for pool in threadpool_info()]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from bench import registry, timings
-from bench.cli_common import _simulated
 from conftest import bench
+
+from bench.cli.common import _simulated
+from bench.core import registry
+from bench.workflows import timings
 
 RECORDED = [
     timings.Timing("scbig", "default", "cpu", "norman_subset", 3375, 500, 1, 110.0, "test"),

@@ -8,14 +8,15 @@ import os
 import textwrap
 
 import pytest
+from conftest import adapter_catalog
 from mlflow import MlflowClient
 
-from bench import parallel, registry, run_environment, runner, tracking
-from bench.api import RunResult
+from bench.core import registry
+from bench.core.api import RunResult
+from bench.core.errors import BenchError
 from bench.data.datasets import Dataset
-from bench.errors import BenchError
-from bench.metrics import CURVE, is_test_metric
-from conftest import adapter_catalog
+from bench.evaluation.metrics import CURVE, is_test_metric
+from bench.workflows import parallel, run_environment, runner, tracking
 
 ADAPTERS = textwrap.dedent(
     '''
@@ -24,7 +25,7 @@ ADAPTERS = textwrap.dedent(
     import time
 
     import pandas as pd
-    from bench.api import Prediction
+    from bench.core.api import Prediction
 
     class Reporting:
         """Reports three validation values while it fits, 0.4 s apart."""

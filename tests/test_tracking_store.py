@@ -12,8 +12,8 @@ import mlflow
 import optuna
 import pytest
 
-from bench import tracking
-from bench.errors import BenchError
+from bench.core.errors import BenchError
+from bench.workflows import tracking
 
 
 def tables(path) -> set[str]:

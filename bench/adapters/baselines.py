@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from bench.adapters.effects import Effects, prediction
-from bench.api import PredictQuery, Prediction, TrainData
-from bench.conditions import genes_of
+from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.conditions import genes_of
 
 
 class _EffectsModel:

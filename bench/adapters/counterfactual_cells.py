@@ -7,8 +7,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench.api import PredictQuery
-from bench.errors import ModelError
+from bench.core.api import PredictQuery
+from bench.core.errors import ModelError
 
 
 def starting_rows(query: PredictQuery, genes: list[str], max_cells: int) -> np.ndarray:

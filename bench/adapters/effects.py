@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.api import PredictQuery, Prediction, TrainData
-from bench.conditions import CONTROL
+from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.conditions import CONTROL
 
 
 @dataclass

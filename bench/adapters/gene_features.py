@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.api import GeneKnowledge, TrainData
+from bench.core.api import GeneKnowledge, TrainData
 
 MIN_GENES = 2
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from bench.adapters.effects import Effects, prediction
-from bench.api import PredictQuery, Prediction, TrainData
-from bench.conditions import CONTROL, genes_of
+from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.conditions import CONTROL, genes_of
 
 
 def ridge_solve(a: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:

@@ -9,9 +9,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from bench.threads import set_interop
+from bench.core.threads import set_interop
 
-set_interop(torch, 1)  # eager kernels never use the inter-op pool: keep it from counting cores (bench.threads)
+set_interop(torch, 1)  # eager kernels never use the inter-op pool: keep it from counting cores (bench.core.threads)
 
 
 @contextlib.contextmanager

@@ -14,8 +14,8 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from bench.conditions import CONTROL, canonical, genes_of
-from bench.errors import DataError
+from bench.core.conditions import CONTROL, canonical, genes_of
+from bench.core.errors import DataError
 
 DEFAULT_CELL_TYPE = "default"
 BLOCK_ROWS = 8192

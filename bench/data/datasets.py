@@ -18,12 +18,12 @@ from pathlib import Path
 
 import anndata as ad
 
-from bench import atomic, paths
+from bench.core import atomic, paths
+from bench.core.errors import DataError
 from bench.data.canonical import check_canonical, tidy
 from bench.data.loaders import load_h5ad, read_h5ad
 from bench.data.manifest import DatasetManifest, all_manifests, find_manifest
 from bench.data.store import DataStore, file_sha256
-from bench.errors import DataError
 
 DEFAULT = "norman"
 SUBSET = "norman_subset"

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from bench import __version__
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.conditions import CONTROL, canonical
-from bench.errors import DataError
+from bench.core.conditions import CONTROL, canonical
+from bench.core.errors import DataError
 
 DEFAULTS = {
     "perturbench": {"perturbation": "condition", "control": "control", "cell_type": "cell_type", "separator": "+"},

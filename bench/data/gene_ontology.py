@@ -20,7 +20,7 @@ from scipy.sparse.linalg import svds
 from sklearn.preprocessing import normalize
 from threadpoolctl import threadpool_limits
 
-from bench import paths
+from bench.core import paths
 from bench.data.manifest import find_manifest
 from bench.data.ncbi import HUMAN, read_gene2go, read_gene_info
 
@@ -32,7 +32,7 @@ _BLOCK_ROWS = 256
 
 
 class GeneOntology:
-    """Direct GO annotations of one species, looked up by gene symbol (a ``bench.api.GeneKnowledge``).
+    """Direct GO annotations of one species, looked up by gene symbol (a ``bench.core.api.GeneKnowledge``).
 
     ``annotations``: columns ``GeneID``, ``GO_ID`` and, for ``gene_sets``, ``Category``; ``genes``:
     ``GeneID``, ``Symbol``, ``Synonyms`` (lists), as ``bench.data.ncbi`` reads them.

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from bench.core.errors import DataError
 from bench.data.canonical import DEFAULT_CELL_TYPE, check_canonical, check_values, summarize, tidy
 from bench.data.formats import Keys, canonical_conditions, resolve_keys
-from bench.errors import DataError
 
 ELEMENTS = ("X", "obs", "var", "uns", "obsm", "varm", "obsp", "varp")  # an .h5ad file's parts but layers
 TARGET_SUM = 1e4

@@ -37,9 +37,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import paths
-from bench.errors import DataError
-from bench.suggest import unknown
+from bench.core import paths
+from bench.core.did_you_mean import unknown
+from bench.core.errors import DataError
 
 FORMATS = ("perturbench", "gears", "scperturb", "h5ad", "synthetic", "ncbi_gene")
 KINDS = ("dataset", "resource")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.errors import DataError
+from bench.core.errors import DataError
 
 HUMAN = 9606
 CHUNK_ROWS = 500_000

@@ -44,9 +44,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.conditions import CONTROL, canonical
-from bench.errors import DataError
-from bench.suggest import unknown
+from bench.core.conditions import CONTROL, canonical
+from bench.core.did_you_mean import unknown
+from bench.core.errors import DataError
 
 INTERACTIONS = ("additive", "synergy", "buffering", "epistasis")
 TUNING = {

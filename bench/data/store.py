@@ -20,10 +20,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import atomic, paths
+from bench.core import atomic, paths
+from bench.core.errors import DataError
 from bench.data.download import ChecksumError, NotWritable, copy_file, download
 from bench.data.manifest import DatasetManifest, ManifestFile
-from bench.errors import DataError
 
 VERIFIED = "verified"
 UNVERIFIED = "unverified"

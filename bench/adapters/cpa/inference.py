@@ -16,7 +16,7 @@ import torch
 from bench.adapters.cpa.likelihood import decoded_cells
 from bench.adapters.cpa.network import CPANetwork
 from bench.adapters.gene_features import GeneFeatures
-from bench.conditions import genes_of
+from bench.core.conditions import genes_of
 
 
 @dataclass

@@ -28,17 +28,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.adapters.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.cpa.inference import Vocabulary, counterfactual
 from bench.adapters.cpa.network import Adversary, CPANetwork
 from bench.adapters.cpa.training import Settings, TrainingSet, Validation
 from bench.adapters.cpa.training import train as train_network
-from bench.adapters.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.gene_features import GeneFeatures
 from bench.adapters.torch_runtime import dense_rows, seeded_torch, torch_threads
-from bench.api import PredictQuery, Prediction, TrainData
-from bench.conditions import CONTROL, perturbed_genes
-from bench.data.pseudobulk import group_means
-from bench.errors import ModelError
+from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.conditions import CONTROL, perturbed_genes
+from bench.core.errors import ModelError
+from bench.core.pseudobulk import group_means
 
 LIKELIHOODS = ("auto", "gaussian", "nb")
 ENCODER_INPUTS = ("cell", "control")

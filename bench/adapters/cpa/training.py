@@ -24,7 +24,7 @@ from bench.adapters.cpa.likelihood import gaussian_loss, nb_loss
 from bench.adapters.cpa.network import Adversary, CPANetwork
 from bench.adapters.early_stopping import BestWeights
 from bench.adapters.torch_runtime import dense_rows
-from bench.api import no_progress
+from bench.core.api import no_progress
 
 
 @dataclass

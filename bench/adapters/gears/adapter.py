@@ -27,9 +27,9 @@ from bench.adapters.gears.compat import EpochReporter, pandas_indexable
 from bench.adapters.gears.graph import GRAPHS, UNIVERSES, PerturbationGraph, build, edge_tensors
 from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import predict_key
-from bench.api import PredictQuery, Prediction, TrainData
-from bench.conditions import CONTROL
-from bench.errors import ModelError
+from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.conditions import CONTROL
+from bench.core.errors import ModelError
 
 
 @dataclass

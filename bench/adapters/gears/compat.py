@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.api import no_progress
+from bench.core.api import no_progress
 
 VALIDATION_KEY = "val_de_mse"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import atomic, paths
+from bench.core import atomic, paths
 from bench.data.gene_ontology import GeneOntology
 
 METHOD = "gears-go-jaccard-v1"

@@ -36,9 +36,9 @@ import pandas as pd
 import torch
 
 from bench.adapters.gears import go_cache
-from bench.conditions import genes_of
+from bench.core.conditions import genes_of
+from bench.core.errors import DataError, ModelError
 from bench.data.gene_ontology import GeneOntology, load_gene_ontology
-from bench.errors import DataError, ModelError
 
 GRAPHS = ("auto", "go", "coexpression")
 UNIVERSES = ("genome", "dataset")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bench.conditions import CONTROL
+from bench.core.conditions import CONTROL
 
 GEARS_SEPARATOR = "+"
 PREDICT_SEPARATOR = "_"

@@ -27,8 +27,8 @@ import scipy.sparse as sp
 
 from bench.adapters.gears.graph import PerturbationGraph
 from bench.adapters.gears.naming import gears_condition
-from bench.api import TrainData
-from bench.conditions import CONTROL, genes_of
+from bench.core.api import TrainData
+from bench.core.conditions import CONTROL, genes_of
 
 MIN_CELLS = 2  # GEARS ranks DE genes per condition with scanpy's t-test, which needs two cells
 DATASET = "bench"

@@ -15,9 +15,9 @@ import torch
 
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.torch_runtime import dense_rows
-from bench.conditions import CONTROL
-from bench.data.pseudobulk import group_means
-from bench.metrics import rowwise_pearson
+from bench.core.conditions import CONTROL
+from bench.core.pseudobulk import group_means
+from bench.evaluation.metrics import rowwise_pearson
 
 TOP_CHANGED = 20
 

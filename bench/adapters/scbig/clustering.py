@@ -40,7 +40,7 @@ from scipy import sparse
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
-from bench.api import no_progress
+from bench.core.api import no_progress
 
 SEED = 42
 """The release's GRC seed (``--random_state 42``, sh:29): k-means and the random fill of missing genes."""

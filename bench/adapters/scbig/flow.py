@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.adapters.scbig import ode
-from bench.conditions import genes_of
+from bench.core.conditions import genes_of
 
 # Standard deviation of a unit normal truncated to [-2, 2]: flax's variance_scaling divides by it so the
 # truncated draws have the requested variance.

@@ -31,13 +31,21 @@ from bench.adapters.scbig.flow import ConditionalFlow
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.pretrain import PretrainSettings, encoder_validation_rows, pretrain
 from bench.adapters.scbig.structure import membership
-from bench.adapters.scbig.training import (FlowData, FlowSettings, Group, Structure, StructureSettings,
-                                           ValidationGroup, predict_cells, train_flow)
+from bench.adapters.scbig.training import (
+    FlowData,
+    FlowSettings,
+    Group,
+    Structure,
+    StructureSettings,
+    ValidationGroup,
+    predict_cells,
+    train_flow,
+)
 from bench.adapters.torch_runtime import dense_rows, seeded_torch, torch_threads
-from bench.api import PredictQuery, Prediction, TrainData
-from bench.conditions import CONTROL, perturbed_genes
-from bench.data.pseudobulk import group_means
-from bench.errors import ModelError
+from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.conditions import CONTROL, perturbed_genes
+from bench.core.errors import ModelError
+from bench.core.pseudobulk import group_means
 
 CLUSTERS = ("grc", "random")
 LATENTS = ("gcae", "pca")

@@ -22,7 +22,7 @@ import torch
 
 from bench.adapters.early_stopping import BestWeights
 from bench.adapters.torch_runtime import dense_rows
-from bench.api import no_progress
+from bench.core.api import no_progress
 
 
 @dataclass

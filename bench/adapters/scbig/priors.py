@@ -39,7 +39,7 @@ from sklearn.preprocessing import normalize
 from bench.adapters.gene_features import GeneFeatures
 from bench.adapters.scbig import resources
 from bench.adapters.scbig.clustering import SEED as GRC_SEED
-from bench.api import TrainData
+from bench.core.api import TrainData
 
 MAX_CELLS = 5000
 EMBEDDING_DIM = 64

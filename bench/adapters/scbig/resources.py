@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.errors import ModelError
+from bench.core.errors import ModelError
 
 CHUNK_ROWS = 1_000_000
 _READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError, pd.errors.ParserError)

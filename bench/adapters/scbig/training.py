@@ -35,8 +35,8 @@ from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import cluster_correlation_loss, pathway_ot_loss
 from bench.adapters.torch_runtime import dense_rows
-from bench.api import no_progress
-from bench.metrics import rowwise_pearson
+from bench.core.api import no_progress
+from bench.evaluation.metrics import rowwise_pearson
 
 
 @dataclass

@@ -1,0 +1,208 @@
+"""The ``bench`` command line: run benchmarks, manage data, list what is known."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from bench.cli.check import check
+from bench.cli.common import (
+    console,
+    err_console,
+    load,
+    log_ceilings,
+    result_key,
+    run_key,
+    run_label,
+    summary_table,
+    where_to_look,
+    worker_progress,
+)
+from bench.cli.data import data_app
+from bench.cli.external import export, score
+from bench.cli.leaderboard import HEADLINE, leaderboard
+from bench.cli.sweep import sweep
+from bench.core.errors import BenchError
+from bench.core.progress import Display, RunProgress, busy, line_interval
+from bench.core.seeds import parse_seeds
+
+app = typer.Typer(
+    help="Benchmark gene-perturbation response predictors on frozen splits with pinned metrics.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,  # help is plain text: rich markup would swallow '[search_space]'
+)
+app.add_typer(data_app, name="data")
+app.command()(sweep)
+app.command()(leaderboard)
+app.command()(check)
+app.command()(export)
+app.command()(score)
+STATE = {"debug": False}
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+    STATE["debug"] = debug
+    line_interval()  # a bad BENCH_PROGRESS_INTERVAL is refused before any work
+
+
+@app.command()
+def run(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model card(s), comma-separated, e.g. linear,additive.")],
+    split: Annotated[str, typer.Option("--split", "-s", help="Split setting (see `bench list splits`).")] = "simulation",
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Dataset name or .h5ad path (default: Norman if present).")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Split seeds, e.g. 1-5 or 1,2,3.")] = "1",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    preset: Annotated[str | None, typer.Option(help="Named parameter set of the card (fast, default, paper).")] = None,
+    param: Annotated[list[str] | None, typer.Option(help="Override one parameter: key=value (repeatable).")] = None,
+    perturbation_key: Annotated[str | None, typer.Option(help="obs column of perturbations (.h5ad path).")] = None,
+    control_value: Annotated[str | None, typer.Option(help="Its value for control cells (.h5ad path).")] = None,
+    cell_type_key: Annotated[str | None, typer.Option(help="obs column of cell types (.h5ad path).")] = None,
+    metrics: Annotated[str, typer.Option(help="Metrics shown in the summary table.")] = HEADLINE,
+    track: Annotated[bool, typer.Option("--track/--no-track", help="Log runs to MLflow.")] = True,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs in parallel worker processes.")] = 1,
+    threads: Annotated[
+        int, typer.Option(help="Compute threads per run (default 0: the free cores, shared between --jobs).")
+    ] = 0,
+) -> None:
+    """Train, predict counterfactually and score models on a split; log every run to MLflow."""
+    from bench.core import devices, registry
+    from bench.core import threads as thread_pools
+    from bench.data.knowledge import StoreGeneKnowledge
+    from bench.evaluation import metrics as metric_registry
+    from bench.evaluation import splits
+    from bench.workflows import runner, timings, tracking
+
+    if jobs < 1 or threads < 0:
+        raise BenchError(f"--jobs {jobs} must be at least 1 and --threads {threads} at least 0 (0: the free cores)")
+    shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
+    splits.check_name(split)
+    seed_list = parse_seeds(seeds)
+    names = [name.strip() for name in model.split(",") if name.strip()]
+    if not names:
+        raise BenchError(f"--model names no model card ('{model}'); give one or more, e.g. --model linear,additive")
+    cards = [registry.find_card(name) for name in names]
+    params = {card.name: registry.resolve_params(card, preset, param or ()) for card in cards}
+    for card in cards:
+        registry.build(card, params[card.name])
+    resolved_device = devices.resolve(device)
+    if track:
+        tracking.check_store()
+    free = thread_pools.free_cores()
+    per_run = threads or max(1, free // jobs)
+    if jobs == 1:
+        thread_pools.limit(per_run)
+    loaded = load(dataset, perturbation_key, control_value, cell_type_key)
+    console.print(f"threads: {per_run} per run, {jobs} run(s) at a time ({free} of {thread_pools.usable_cores()} "
+                  "cores free)", markup=False, highlight=False)
+    expected = timings.announcement(names, preset, resolved_device, loaded.name, loaded.adata.shape, len(seed_list),
+                                    jobs)
+    if expected:
+        console.print(expected, markup=False, highlight=False, soft_wrap=True)
+    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
+        prepared = runner.PreparedDataset.of(loaded)
+    knowledge = StoreGeneKnowledge()
+    results = []
+    with Display(console, len(cards) * len(seed_list)) as display:
+
+        def finished(result) -> None:
+            if track:
+                tracking.log_run(result)
+            if not result.ok:
+                err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
+            display.finish(result_key(result), result.status)
+            results.append(result)
+
+        if jobs > 1:
+            from bench.workflows import parallel
+
+            tasks = [parallel.Task(card, params[card.name], prepared.name, split, seed, preset)
+                     for card in cards for seed in seed_list]
+            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished,
+                              progress=worker_progress(display))
+            order = {card.name: i for i, card in enumerate(cards)}
+            results.sort(key=lambda r: (order[r.model], r.seed))
+        for card in cards if jobs <= 1 else ():
+            for seed in seed_list:
+                key = run_key(card.name, preset, prepared.name, split, seed)
+                reporter = RunProgress(display, key, run_label(key))
+                finished(runner.run(card, params[card.name], prepared, split, seed, resolved_device, knowledge,
+                                    reporter.report, preset, progress=reporter.phase))
+    if track:
+        log_ceilings(prepared, split, seed_list)
+    console.print(summary_table(results, shown, {card.name for card in cards if card.baseline}))
+    if track:
+        console.print(where_to_look(prepared.name), markup=False, highlight=False, soft_wrap=True)
+    if any(r.status == "FAILED" for r in results):
+        raise typer.Exit(1)
+
+
+@app.command("list")
+def list_(
+    what: Annotated[str, typer.Argument(help="models, datasets, splits, metrics or all.")] = "all",
+) -> None:
+    """Show the model cards, datasets, split settings and metrics the harness knows."""
+    from bench.core import paths, registry
+    from bench.core.did_you_mean import unknown
+    from bench.data.manifest import all_manifests
+    from bench.evaluation.metrics import METRICS
+    from bench.evaluation.splits import DESCRIPTIONS
+
+    sections = {
+        "models": lambda: [(c.name, c.description + (" [baseline]" if c.baseline else "")
+                            + ("" if c.path.parent == paths.models_dir() else f" [{c.path.parent}]"))
+                           for c in registry.all_cards().values()],
+        "datasets": lambda: [(m.name, f"{m.kind}, {m.format}: {m.description}") for m in all_manifests().values()],
+        "splits": lambda: list(DESCRIPTIONS.items()),
+        "metrics": lambda: [(m.name, f"{m.goal}: {m.definition}") for m in METRICS.values()],
+    }
+    if what != "all" and what not in sections:
+        raise BenchError(unknown("list section", what, [*sections, "all"]))
+    for name, rows in sections.items():
+        if what in ("all", name):
+            table = Table(title=name, show_header=False)
+            table.add_column("name", style="bold")
+            table.add_column("description")
+            for row in rows():
+                table.add_row(*row)
+            console.print(table)
+
+
+# typer 0.29 raises the exceptions of its own bundled click, older typer those of the click package:
+# take click's base classes from typer's public exceptions, so both are caught.
+CLICK_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+def main() -> None:
+    """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
+    traceback)."""
+    try:
+        code = app(standalone_mode=False, prog_name="bench")
+    except BenchError as exc:
+        if STATE["debug"]:
+            raise
+        err_console.print(f"error: {_one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except CLICK_ERROR as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `bench` alone, or a group without a command: help
+            exc.show()
+            sys.exit(exc.exit_code)
+        context = getattr(exc, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        err_console.print(f"error: {_one_line(exc.format_message())}{hint}", markup=False, highlight=False,
+                          soft_wrap=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,158 @@
+"""What the ``bench`` commands share: the consoles, loading a dataset with a note, the summary table,
+tracking the data ceiling."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.core.progress import busy
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load(dataset: str | None, perturbation_key, control_value, cell_type_key, counts: bool = False):
+    """The dataset (the default one when ``None``), announced on the console; the raw counts only with
+    ``counts`` (a run loads them for the models that read them)."""
+    from bench.data.datasets import default_dataset, load_dataset
+
+    if dataset is None:
+        dataset, note = default_dataset()
+        console.print(note, markup=False, highlight=False)
+    else:
+        console.print(f"dataset: {dataset}{_simulated(dataset)}", markup=False, highlight=False)
+    with busy(console, f"loading {dataset}"):
+        return load_dataset(
+            dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key,
+            counts=counts,
+        )
+
+
+def _simulated(dataset: str) -> str:
+    """A note for a dataset that the simulator makes (real data are not announced)."""
+    from bench.data.manifest import all_manifests
+
+    manifest = all_manifests().get(str(dataset))
+    if manifest is None or manifest.format != "synthetic":
+        return ""
+    return " (simulated by bench's simulator, not measured cells: scores show behaviour on a planted truth)"
+
+
+def run_key(model: str, preset: str | None, dataset: str, split: str, seed: int) -> tuple:
+    """What names one run among those a command starts (a progress display's key)."""
+    return model, preset or "default", dataset, split, seed
+
+
+def task_key(task) -> tuple:
+    return run_key(task.card.name, task.preset, task.dataset, task.split, task.seed)
+
+
+def result_key(result) -> tuple:
+    return run_key(result.model, result.preset, result.dataset, result.split, result.seed)
+
+
+def run_label(key: tuple, where: bool = False) -> str:
+    """``model [preset] seed k`` (``where``: with dataset/split) for progress lines."""
+    from bench.core.registry import preset_label
+
+    model, preset, dataset, split, seed = key
+    return f"{preset_label(model, preset)}" + (f" {dataset}/{split}" if where else "") + f" seed {seed}"
+
+
+def worker_progress(display, where: bool = False):
+    """The ``progress`` callback of ``parallel.run_many`` that shows its workers' runs on ``display``."""
+
+    def watch(task, state) -> None:
+        key = task_key(task)
+        if state is None:
+            display.start(key, run_label(key, where))
+        else:
+            display.update(key, **state)
+
+    return watch
+
+
+def _reference(by_model: dict[str, list], baselines: set[str], metric: str) -> str | None:
+    """The best baseline among the models run, on ``all/<metric>`` (None when no baseline ran)."""
+    from bench.evaluation.metrics import METRICS
+    from bench.evaluation.stats import over_seeds
+
+    means = {model: over_seeds([r.metrics.get(f"all/{metric}", float("nan")) for r in runs if r.ok]).mean
+             for model, runs in by_model.items() if model in baselines}
+    means = {model: mean for model, mean in means.items() if mean == mean}
+    return max(means, key=lambda model: METRICS[metric].sign * means[model]) if means else None
+
+
+def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:
+    """``+0.012 [-0.004, +0.030]*`` of a model's runs against the reference's, paired by seed."""
+    from bench.reporting.leaderboard import paired_over_seeds
+
+    theirs = {r.seed: r.per_perturbation for r in reference if r.ok}
+    diff = paired_over_seeds([(r.per_perturbation, theirs[r.seed]) for r in runs if r.ok and r.seed in theirs],
+                             subgroup, metric)
+    if not diff.n:
+        return ""
+    return f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]" + ("*" if diff.significant else "")
+
+
+def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) -> Table:
+    """Models ranked by ``all/<first shown metric>``, a line per subgroup with mean ± sd over seeds and the
+    difference to the best baseline run on that metric (as the leaderboard computes it)."""
+    from bench.evaluation import metrics as metric_registry
+    from bench.evaluation.metrics import METRICS
+    from bench.evaluation.stats import over_seeds
+
+    by_model: dict[str, list] = {}
+    for result in results:
+        by_model.setdefault(result.model, []).append(result)
+    headline = shown[0]
+    reference = _reference(by_model, baselines, headline)
+
+    def rank_key(model: str) -> float:
+        mean = over_seeds([r.metrics.get(f"all/{headline}", float("nan")) for r in by_model[model] if r.ok]).mean
+        return -METRICS[headline].sign * mean if mean == mean else float("inf")
+
+    caption = (f"Δ: {headline} minus that of {reference} (the best baseline run), mean over test perturbations "
+               "paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else
+               "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it")
+    table = Table(title=f"test metrics (mean ± sd over seeds), ranked by all/{headline}", caption=caption)
+    delta = [f"Δ {headline}"] if reference else []
+    for column in ("rank", "model", "subgroup", "n seeds", *shown, *delta):
+        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
+    for rank, model in enumerate(sorted(by_model, key=rank_key), start=1):
+        runs = by_model[model]
+        done = [r for r in runs if r.ok]
+        name = model + (" (reference)" if model == reference else "")
+        for r in runs:
+            if not r.ok:
+                table.add_row(str(rank), name, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "",
+                              *[""] * (len(shown) - 1))
+        tested = {key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)}
+        subgroups = sorted(tested, key=lambda s: s != "all")
+        for i, subgroup in enumerate(subgroups):
+            cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
+            if reference:
+                cells.append("" if model == reference else _difference(done, by_model[reference], subgroup, headline))
+            table.add_row(str(rank), name, subgroup, str(len(done)), *cells, end_section=i == len(subgroups) - 1)
+    return table
+
+
+def where_to_look(dataset: str) -> str:
+    """The closing line of a tracked run: how to browse the runs and build a leaderboard."""
+    from bench.workflows import tracking
+
+    return (f"tracked in {tracking.tracking_uri()}; browse with `mlflow ui --backend-store-uri "
+            f"{tracking.tracking_uri()}`, tabulate with `bench leaderboard --dataset {dataset}`")
+
+
+def log_ceilings(prepared, split: str, seeds: list[int]) -> None:
+    """Track the data ceiling (``bench.evaluation.ceiling``) of each split seed whose current one the store lacks."""
+    from bench.evaluation.ceiling import HALVINGS
+    from bench.workflows import ceiling_runs, tracking
+
+    for seed in ceiling_runs.missing_seeds(prepared, split, seeds):
+        with busy(console, f"data ceiling of {split} seed {seed} ({HALVINGS} split-half halvings)"):
+            run = ceiling_runs.result(prepared, split, seed)
+        if run is not None:
+            tracking.log_run(run)

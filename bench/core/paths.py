@@ -1,0 +1,67 @@
+"""Where things live: the catalog shipped with the package, the user's own cards, the data store, the cache.
+
+The catalog (``bench/catalog/``, installed with the package) holds the model cards (``models/``), the
+dataset manifests (``datasets/``), the frozen splits (``splits/<dataset>/``) and the regression reference
+(``reference.csv``). ``BENCH_CATALOG`` replaces it with a folder of the same layout. ``BENCH_CARDS_DIR``
+holds the user's own model cards, read beside the catalog's: ``bench sweep`` writes tuned cards there
+(default: a per-user configuration folder), never into the package. ``BENCH_DATA_DIR`` is the data
+store (default: a per-user data folder); ``BENCH_CACHE_DIR`` the cache of derived files (DE genes,
+simulated datasets, splits of ad-hoc datasets).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+PACKAGE = Path(__file__).resolve().parent.parent  # bench/, which holds catalog/ and templates/
+
+
+def catalog_dir() -> Path:
+    catalog = os.environ.get("BENCH_CATALOG")
+    return Path(catalog) if catalog else PACKAGE / "catalog"
+
+
+def models_dir() -> Path:
+    return catalog_dir() / "models"
+
+
+def user_cards_dir() -> Path:
+    cards = os.environ.get("BENCH_CARDS_DIR")
+    return Path(cards).expanduser() if cards else Path(platformdirs.user_config_dir("bench")) / "cards"
+
+
+def card_dirs() -> list[Path]:
+    """Where model cards are read from: the catalog's, then the user's."""
+    return [models_dir(), user_cards_dir()]
+
+
+def datasets_dir() -> Path:
+    return catalog_dir() / "datasets"
+
+
+def splits_dir() -> Path:
+    return catalog_dir() / "splits"
+
+
+def reference_file() -> Path:
+    return catalog_dir() / "reference.csv"
+
+
+def inside_installed_package(path: Path) -> bool:
+    """Whether ``path`` lies inside an installed package (not a source checkout): bench never writes there."""
+    return not (PACKAGE.parent / "pyproject.toml").is_file() and path.resolve().is_relative_to(PACKAGE)
+
+
+def data_dir() -> Path:
+    store = os.environ.get("BENCH_DATA_DIR")
+    return Path(store) if store else Path(platformdirs.user_data_dir("bench"))
+
+
+def cache_dir() -> Path:
+    cache = os.environ.get("BENCH_CACHE_DIR")
+    path = Path(cache) if cache else Path(platformdirs.user_cache_dir("bench"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,242 @@
+"""Model cards: which adapter, its parameters, presets and search space.
+
+Cards are read from the catalog (``bench/catalog/models/``) and from the user's card folder
+(``BENCH_CARDS_DIR``, where ``bench sweep`` writes tuned cards); a name may be used once.
+
+Schema::
+
+    name = "linear"                       # must equal the file name (before .toml)
+    adapter = "bench.adapters.linear:LinearModel"   # "module:Class", imported only when used
+    description = "..."
+    citation = "..."
+    baseline = true                       # optional: a simple baseline (leaderboard references)
+    counts = true                         # optional: the adapter reads layers['counts'] (raw counts),
+                                          # which the harness then loads (it skips them otherwise)
+    [params]                              # defaults, passed to the adapter's constructor
+    [presets.fast]                        # named overrides on top of params ("default" = params)
+    [search_space]                        # for sweeps: name = { type = "float", low, high, log }
+
+An ablation or tuned card can start from another card instead of repeating it (the parent is looked
+up beside the card first, then among all known cards)::
+
+    name = "linear_no_go"
+    extends = "linear"                    # inherit adapter, description, citation, params, presets, search_space
+    description = "..."                   # own strings replace the parent's (omitted ones are inherited)
+    [params]                              # merged key by key over the parent's params
+    [presets.fast]                        # merged key by key over the parent's preset of that name
+    [search_space]                        # entries replace the parent's entry of the same name whole
+
+``baseline`` is not inherited; ``counts`` is. A card's ``sha256`` covers its parents too, so runs notice a changed parent.
+
+Dataset manifests are read by ``bench.data.manifest``; both give did-you-mean errors for unknown names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.core import paths
+from bench.core.did_you_mean import unknown
+from bench.core.errors import BenchError
+
+DEFAULT_PRESET = "default"
+
+
+def preset_label(model: str, preset: str) -> str:
+    """``model``, or ``model [preset]`` when the preset is not the default: how tables name a run's card."""
+    return model if preset == DEFAULT_PRESET else f"{model} [{preset}]"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    adapter: str
+    description: str
+    citation: str
+    params: dict = field(default_factory=dict)
+    presets: dict = field(default_factory=dict)
+    search_space: dict = field(default_factory=dict)
+    baseline: bool = False
+    counts: bool = False
+    extends: str = ""
+    sweep: dict = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str = ""
+
+    @property
+    def preset_names(self) -> list[str]:
+        return [DEFAULT_PRESET, *sorted(self.presets)]
+
+
+def card_files(directories: list[Path] | None = None) -> dict[str, Path]:
+    """Card name -> file over ``directories`` (default: the catalog's and the user's card folders)."""
+    files: dict[str, Path] = {}
+    for directory in dict.fromkeys(d.resolve() for d in directories or paths.card_dirs()):
+        for path in sorted(directory.glob("*.toml")):
+            if path.stem in files:
+                raise BenchError(f"model card '{path.stem}' is defined twice, in {files[path.stem]} and {path}; "
+                                 "rename or remove one")
+            files[path.stem] = path
+    return files
+
+
+def read_card(path: Path) -> ModelCard:
+    """Read a card; a parent named by ``extends`` is looked up beside it, then among all known cards."""
+    known = {**card_files(), **{p.stem: p for p in path.parent.glob("*.toml")}}
+    return _read_card(path, (), known)
+
+
+def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> ModelCard:
+    """``chain``: the cards being read that extend this one, outermost first (to report cycles);
+    ``known``: card name -> file, where parents are found."""
+    try:
+        raw = path.read_bytes()
+        table = tomllib.loads(raw.decode())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BenchError(f"cannot read model card {path}: {exc}") from None
+    extra = set(table) - (set(ModelCard.__dataclass_fields__) - {"path", "sha256"})
+    if extra:
+        raise BenchError(f"{path}: unknown field(s) {', '.join(sorted(extra))}")
+    _check_tables(path, table)
+    digest = hashlib.sha256(raw)
+    if "extends" in table:
+        parent = _read_parent(path, table["extends"], (*chain, path.stem), known)
+        table = _inherit(parent, table)
+        digest.update(parent.sha256.encode())
+    for key in ("name", "adapter", "description", "citation"):
+        if not isinstance(table.get(key), str) or not table[key]:
+            raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
+    if not isinstance(table.get("counts", False), bool):
+        raise BenchError(f"{path}: 'counts' must be true or false, got {table['counts']!r}")
+    if table["name"] != path.stem:
+        raise BenchError(f"{path}: name '{table['name']}' must match the file name '{path.stem}'")
+    if ":" not in table["adapter"]:
+        raise BenchError(f"{path}: adapter must be 'module:Class', got '{table['adapter']}'")
+    return ModelCard(**table, path=path, sha256=digest.hexdigest())
+
+
+def _check_tables(path: Path, table: dict) -> None:
+    """params, presets (and each preset) and search_space must be tables, so parents and children merge."""
+    presets = table.get("presets", {})
+    named = {"params": table.get("params", {}), "search_space": table.get("search_space", {}), "presets": presets}
+    if isinstance(presets, dict):
+        named |= {f"presets.{name}": preset for name, preset in presets.items()}
+    for key, value in named.items():
+        if not isinstance(value, dict):
+            raise BenchError(f"{path}: '{key}' must be a table, e.g. [{key}]")
+
+
+def _read_parent(path: Path, name: object, chain: tuple[str, ...], known: dict[str, Path]) -> ModelCard:
+    """The card ``name`` that ``chain`` (ending with ``path``'s card) extends."""
+    if not isinstance(name, str) or name not in known:
+        raise BenchError(f"{path}: " + unknown("parent model card", str(name), sorted(known), "fix 'extends'"))
+    if name in chain:
+        cycle = " -> ".join((*chain, name))
+        raise BenchError(f"{path}: model cards extend each other in a cycle ({cycle}); remove one 'extends'")
+    return _read_card(known[name], chain, known)
+
+
+def _inherit(parent: ModelCard, table: dict) -> dict:
+    """The child's table over the parent's: strings replace, tables merge key by key; baseline stays its own."""
+    child_presets = table.get("presets", {})
+    return {
+        "adapter": parent.adapter,
+        "description": parent.description,
+        "citation": parent.citation,
+        "counts": parent.counts,
+        **table,
+        "params": {**parent.params, **table.get("params", {})},
+        "presets": {
+            name: {**parent.presets.get(name, {}), **child_presets.get(name, {})}
+            for name in parent.presets | child_presets
+        },
+        "search_space": {**parent.search_space, **table.get("search_space", {})},
+    }
+
+
+def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:
+    """Every known card by name (or only those in ``directory``)."""
+    everywhere = card_files()
+    files = card_files([directory]) if directory else everywhere
+    known = {**everywhere, **files}
+    return {name: _read_card(path, (), known) for name, path in files.items()}
+
+
+def family(name: str, cards: dict[str, ModelCard]) -> str:
+    """The card that ``name`` extends at the root of its ``extends`` chain (itself when it extends none,
+    or when it is not a known card, e.g. an external model)."""
+    while name in cards and cards[name].extends:
+        name = cards[name].extends
+    return name
+
+
+def find_card(name: str) -> ModelCard:
+    cards = all_cards()
+    if name not in cards:
+        raise BenchError(unknown("model", name, cards, "see `bench list models`"))
+    return cards[name]
+
+
+def adapter_class(card: ModelCard) -> type:
+    module_name, _, class_name = card.adapter.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BenchError(f"model '{card.name}': cannot import adapter module '{module_name}' ({exc})") from None
+    if not hasattr(module, class_name):
+        raise BenchError(f"model '{card.name}': module '{module_name}' has no class '{class_name}'")
+    return getattr(module, class_name)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``key=value`` with a TOML value (``3``, ``0.1``, ``true``, ``"x"``); a bare word is a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise BenchError(f"--param '{text}' must look like key=value, e.g. --param ridge=0.5")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
+def resolve_params(card: ModelCard, preset: str | None = None, overrides: list[str] | tuple = ()) -> dict:
+    """The card's defaults, then the preset's values, then ``--param`` overrides."""
+    params = dict(card.params)
+    if preset and preset != DEFAULT_PRESET:
+        if preset not in card.presets:
+            raise BenchError(unknown(f"preset of model '{card.name}'", preset, card.preset_names))
+        params.update(card.presets[preset])
+    for text in overrides:
+        key, value = parse_override(text)
+        params[key] = value
+    return params
+
+
+def build(card: ModelCard, params: dict):
+    """Construct the adapter; unknown parameters are an error that names the allowed ones."""
+    params = dict(params)
+    cls = adapter_class(card)
+    signature = inspect.signature(cls)
+    allowed = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    extra = sorted(set(params) - set(allowed))
+    if extra:
+        names = ", ".join(allowed) if allowed else "none"
+        raise BenchError(f"model '{card.name}' has no parameter '{extra[0]}'; allowed: {names}")
+    for name, value in params.items():
+        default = signature.parameters[name].default
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            params[name] = float(value)
+        elif default is not inspect.Parameter.empty and default is not None and type(value) is not type(default):
+            raise BenchError(
+                f"model '{card.name}': parameter '{name}' must be {type(default).__name__}, got {value!r}"
+            )
+    try:
+        return cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"model '{card.name}': invalid parameters ({exc})") from None

@@ -1,0 +1,229 @@
+"""Splits: generation from a seed, validation against a dataset, freezing to JSON, and lookup.
+
+A split assigns perturbation conditions to train / validation / test (or excludes them), holds out a
+share of control cells as the starting cells of counterfactual predictions, and for ``seen`` holds
+out a share of the cells of every condition instead. Controls are always training conditions.
+Frozen files live in the catalog's ``splits/<dataset>/<split>-seed<k>.json`` (committed for real
+datasets) or, for other datasets, in the cache; a run records the file's sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+
+from bench.core import atomic, paths
+from bench.core.conditions import CONTROL, genes_of, perturbed_genes
+from bench.core.did_you_mean import unknown
+from bench.core.errors import SplitError
+from bench.evaluation.split_data import SplitData
+from bench.evaluation.split_rules import SUBGROUPS, assign, label
+
+SPLITS = ("seen", "unseen_single", "unseen_double", "combo_seen1", "combo_seen2", "simulation", "additive")
+FORMAT_VERSION = 1
+QUERY_CONTROL_FRACTION = 0.2
+SEEN_TEST_FRACTION = 0.2
+SEEN_VAL_FRACTION = 0.1
+DESCRIPTIONS = {
+    "seen": "a held-out share of the cells of every training condition (in-distribution ceiling)",
+    "unseen_single": "single perturbations of genes never seen in training",
+    "unseen_double": "doubles with neither gene seen (GEARS combo_seen0)",
+    "combo_seen1": "doubles with exactly one gene seen",
+    "combo_seen2": "doubles with both genes seen, the pair never trained on",
+    "simulation": "GEARS' simulation split: all four unseen settings at once, subgroup-labelled",
+    "additive": "all singles and half the doubles train, the other doubles test (Ahlmann-Eltze 2025)",
+}
+
+
+@dataclass
+class Split:
+    """A frozen assignment. ``test``/``val`` map condition -> subgroup; ``cells`` lists obs names."""
+
+    dataset: str
+    dataset_sha256: str
+    name: str
+    seed: int
+    train: list[str]
+    val: dict[str, str]
+    test: dict[str, str]
+    excluded: list[str] = field(default_factory=list)
+    cells: dict[str, list[str]] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "split file") -> Split:
+        try:
+            table = json.loads(text)
+            split = cls(**table)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise SplitError(f"{where} is not a valid split file ({exc}); delete it to regenerate") from None
+        if split.format != FORMAT_VERSION:
+            raise SplitError(f"{where} has format {split.format}, this bench reads {FORMAT_VERSION}")
+        return split
+
+
+def check_name(name: str) -> str:
+    if name not in SPLITS:
+        raise SplitError(unknown("split", name, SPLITS, "see `bench list splits`"))
+    return name
+
+
+def _query_controls(adata: ad.AnnData, rng: np.random.Generator) -> list[str]:
+    """A seeded share of each cell type's control cells, held out as prediction starting cells."""
+    obs = adata.obs
+    held = []
+    for cell_type in sorted(obs["cell_type"].unique()):
+        names = np.sort(obs.index[(obs["condition"] == CONTROL) & (obs["cell_type"] == cell_type)].to_numpy())
+        if len(names) < 2:
+            raise SplitError(f"cell type '{cell_type}' has {len(names)} control cell(s); a split needs at least 2")
+        size = min(len(names) - 1, max(1, round(QUERY_CONTROL_FRACTION * len(names))))
+        held += rng.choice(names, size=size, replace=False).tolist()
+    return sorted(held)
+
+
+def _seen_split(adata: ad.AnnData, conditions: list[str], rng: np.random.Generator) -> tuple[dict, dict, dict]:
+    """Held-out test and validation cells of every condition with at least 3 cells (one stays in
+    training, at least one goes to each of validation and test)."""
+    obs = adata.obs
+    test, val, cells = {}, {}, {"test": [], "val": []}
+    for condition in conditions:
+        names = np.sort(obs.index[obs["condition"] == condition].to_numpy())
+        if len(names) < 3:
+            continue
+        n_held = min(len(names) - 1, max(2, round((SEEN_TEST_FRACTION + SEEN_VAL_FRACTION) * len(names))))
+        n_test = min(n_held - 1, max(1, round(SEEN_TEST_FRACTION * len(names))))
+        held = rng.choice(names, size=n_held, replace=False).tolist()
+        test[condition], val[condition] = "seen", "seen"
+        cells["test"] += held[:n_test]
+        cells["val"] += held[n_test:]
+    if not test:
+        raise SplitError("split 'seen' cannot be made: no perturbation condition has 3 or more cells")
+    return test, val, {key: sorted(names) for key, names in cells.items()}
+
+
+def make(adata: ad.AnnData, name: str, seed: int, dataset: str, dataset_sha256: str) -> Split:
+    """Generate a split of a canonical dataset, deterministically from ``seed``."""
+    check_name(name)
+    rng = np.random.default_rng([seed, SPLITS.index(name)])
+    conditions = sorted(set(adata.obs["condition"].unique()) - {CONTROL})
+    if not conditions:
+        raise SplitError(f"dataset '{dataset}' has no perturbation conditions to split")
+    cells = {"query_control": _query_controls(adata, rng)}
+    if name == "seen":
+        test, val, held = _seen_split(adata, conditions, rng)
+        return Split(dataset, dataset_sha256, name, seed, [CONTROL, *conditions], val, test, [], {**cells, **held})
+    train, test, excluded = assign(name, conditions, rng)
+    val, val_excluded = _carve_validation(name, train, test, rng)
+    train = sorted(set(train) - set(val) - set(val_excluded))
+    return Split(
+        dataset, dataset_sha256, name, seed, [CONTROL, *train], val, test, sorted(excluded + val_excluded), cells
+    )
+
+
+def _carve_validation(
+    name: str, train: list[str], test: dict[str, str], rng: np.random.Generator, attempts: int = 20
+) -> tuple[dict[str, str], list[str]]:
+    """Validation conditions carved from training by the same rule (GEARS' simulation rule when the
+    setting's own rule finds nothing there), repaired so that every test condition keeps its subgroup;
+    empty when no carve leaves a validation condition."""
+    needed = perturbed_genes(test) & perturbed_genes(train)
+    for rule in dict.fromkeys([name, "simulation"]):
+        for _ in range(attempts):
+            try:
+                _, val, excluded = assign(rule, train, rng)
+            except SplitError:
+                break
+            val, excluded = _keep_genes_seen(train, val, excluded, needed)
+            if val:
+                return val, excluded
+    return {}, []
+
+
+def _keep_genes_seen(
+    train: list[str], val: dict[str, str], excluded: list[str], needed: set[str]
+) -> tuple[dict[str, str], list[str]]:
+    """Return carved conditions to training (singles first) until every ``needed`` gene is perturbed by
+    a training condition again, then relabel validation by the final training set."""
+    carved = set(val) | set(excluded)
+    remaining = set(train) - carved
+    for gene in sorted(needed):
+        if gene not in perturbed_genes(remaining):
+            back = min((c for c in carved if gene in genes_of(c)), key=lambda c: (len(genes_of(c)), c))
+            remaining.add(back)
+            carved.discard(back)
+    seen = perturbed_genes(remaining)
+    return {c: label(c, seen) for c in sorted(val) if c in carved}, sorted(c for c in excluded if c in carved)
+
+
+def check(split: Split, adata: ad.AnnData) -> None:
+    """Refuse a split that does not fit the dataset or breaks the split invariants."""
+    where = f"split {split.dataset}/{split.name}-seed{split.seed}"
+    present = set(adata.obs["condition"].unique())
+    named = set(split.train) | set(split.val) | set(split.test) | set(split.excluded)
+    if named - present:
+        raise SplitError(f"{where} names condition {sorted(named - present)[0]!r}, absent from the dataset")
+    if CONTROL not in split.train or CONTROL in split.test or CONTROL in split.val:
+        raise SplitError(f"{where}: the control must be a training condition only")
+    cell_level = split.name == "seen"
+    if not cell_level and (set(split.train) & set(split.test) or set(split.train) & set(split.val)):
+        raise SplitError(f"{where}: a test or validation condition is also a training condition")
+    bad = set(split.test.values()) - set(SUBGROUPS)
+    if bad:
+        raise SplitError(f"{where}: unknown subgroup {sorted(bad)[0]!r}")
+    missing = set(split.cells.get("query_control", [])) - set(adata.obs_names)
+    for key in ("test", "val"):
+        missing |= set(split.cells.get(key, [])) - set(adata.obs_names)
+    if missing:
+        raise SplitError(f"{where} names cell {sorted(missing)[0]!r}, absent from the dataset")
+
+
+def frozen_path(dataset: str, name: str, seed: int, committed: bool) -> Path:
+    base = paths.splits_dir() / dataset if committed else paths.cache_dir() / "splits" / dataset
+    return base / f"{name}-seed{seed}.json"
+
+
+def write(split: Split, path: Path) -> None:
+    atomic.write_text(path, split.to_json())
+
+
+def read(path: Path) -> Split:
+    return Split.from_json(path.read_text(), where=str(path))
+
+
+def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed: int) -> tuple[Split, Path]:
+    """The frozen split for (dataset, name, seed): the committed file, else the cached one, else a
+    newly generated one written to the cache. A frozen file made for other data is refused."""
+    check_name(name)
+    for committed in (True, False):
+        path = frozen_path(dataset, name, seed, committed)
+        if path.exists():
+            split = read(path)
+            if split.dataset_sha256 != dataset_sha256:
+                raise SplitError(
+                    f"{path} was frozen for dataset sha256 {split.dataset_sha256[:12]}, but the data has "
+                    f"{dataset_sha256[:12]}; restore the original data or delete the file to regenerate"
+                )
+            check(split, adata)
+            return split, path
+    split = make(adata, name, seed, dataset, dataset_sha256)
+    check(split, adata)
+    path = frozen_path(dataset, name, seed, committed=False)
+    write(split, path)
+    return split, path
+
+
+def apply(split: Split, adata: ad.AnnData) -> SplitData:
+    """The dataset's cells cut by ``split`` (views, no copies)."""
+    return SplitData(split, adata)

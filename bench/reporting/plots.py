@@ -1,0 +1,301 @@
+"""PNG plots of a leaderboard board: a metric per test subgroup as grouped bars, and predicted against
+observed change on the top-20 DE genes of a few test perturbations, one panel per (model, perturbation).
+
+Rows are told apart by model family (``bench.reporting.plot_styles``): the same colours in every chart of a board.
+Figures are drawn with matplotlib's object interface on the Agg canvas (no pyplot state), so plotting
+neither needs a display nor leaks figures in a long process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from matplotlib import patheffects
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from bench.core.atomic import replacing
+from bench.core.conditions import CONTROL, genes_of
+from bench.core.errors import BenchError
+from bench.core.registry import all_cards
+from bench.data.datasets import load_dataset
+from bench.evaluation import ceiling, splits
+from bench.evaluation.de import cached_de_genes
+from bench.evaluation.metrics import METRICS, rowwise_pearson
+from bench.evaluation.split_data import SplitData
+from bench.evaluation.split_rules import DEFINITIONS
+from bench.reporting import plot_styles
+from bench.reporting.leaderboard import Board, Row
+from bench.workflows import tracking
+
+MAX_ROWS = 8  # rows of panels in the scatter plot; with more models, the best of each family is shown
+NAMED_GENES = 3  # genes named in each scatter panel: those with the largest observed change
+ALL = "every test perturbation"
+ZERO = 0.006  # a bar shorter than this share of the axis gets a mark (at 4.5 in and 110 dpi: under 3 pixels)
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    with replacing(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def caption(subgroups: list[str], counts: dict[str, tuple[int, int]] | None = None) -> str:
+    """What each test subgroup holds, one line each, with its number of test perturbations in a split
+    seed (``leaderboard.perturbation_counts``) where ``counts`` has it."""
+    lines = ["Test subgroups" + (" (n: test perturbations in a split seed)" if counts else "") + ":"]
+    for subgroup in subgroups:
+        low, high = (counts or {}).get(subgroup, (None, None))
+        n = "" if low is None else f" (n = {low})" if low == high else f" (n = {low}–{high})"
+        definition = ALL if subgroup == "all" else DEFINITIONS.get(subgroup, "")
+        lines.append(f"{subgroup}{n}" + (f": {definition}" if definition else ""))
+    return "\n".join(lines)
+
+
+def _zero_marks(ax, x: np.ndarray, height: np.ndarray, width: float, style: plot_styles.Style) -> None:
+    """A thin line in the row's colour where a bar is too short to see (e.g. the control baseline's
+    correlation of exactly 0), so that a zero reads as a value rather than as a missing bar."""
+    low, high = ax.get_ylim()
+    flat = np.isfinite(height) & (np.abs(height) < ZERO * (high - low))
+    if flat.any():
+        ax.hlines(height[flat], x[flat] - width / 2, x[flat] + width / 2, colors=[style.face], linewidth=2.5,
+                  zorder=3, path_effects=[patheffects.withStroke(linewidth=4.0, foreground=style.edge)])
+
+
+def bars_figure(table: pd.DataFrame, metric: str, title: str,
+                counts: dict[str, tuple[int, int]] | None = None) -> Figure:
+    """The grouped bar chart of ``bars``, not yet saved."""
+    subgroups = list(dict.fromkeys(table["subgroup"]))
+    subgroups.sort(key=lambda s: s != "all")  # stable: 'all' first, the rest in table order
+    styles = plot_styles.styles(table)
+    shown = table[table["n_seeds"] > 0]
+    labels = list(dict.fromkeys(shown["label"]))
+    width = 0.8 / max(len(labels), 1)
+    figure = Figure(figsize=(min(4 + 0.25 * len(subgroups) * len(labels), 30), 4.5))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    heights = []
+    for i, label in enumerate(labels):
+        mine = shown[shown["label"] == label].set_index("subgroup").reindex(subgroups)
+        x = np.arange(len(subgroups)) - 0.4 + (i + 0.5) * width
+        height = mine["mean"].to_numpy(dtype=float)
+        style = styles[label]
+        ax.bar(x, height, width, color=style.face, edgecolor=style.edge, linewidth=0.6, hatch=style.hatch,
+               label=label)
+        spread = (mine["n_seeds"] >= 2).to_numpy() & np.isfinite(height)
+        ax.errorbar(x[spread], height[spread], yerr=mine["sd"].to_numpy(dtype=float)[spread], fmt="none",
+                    ecolor="black", elinewidth=0.8, capsize=2)
+        heights.append((x, height, style))
+    for x, height, style in heights:
+        _zero_marks(ax, x, height, width, style)
+    values = shown["mean"] - shown["sd"].fillna(0)
+    if (values < 0).any():
+        ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(np.arange(len(subgroups)), subgroups)
+    ax.set_xlim(-0.5, len(subgroups) - 0.5)
+    ax.set_ylabel(f"{metric} ({METRICS[metric].goal})")
+    spread_of = " (the ceiling: seeds and halvings)" if ceiling.LABEL in labels else ""
+    ax.set_title(f"{title}: {metric}, mean ± sd over seeds{spread_of}")
+    ax.grid(axis="y", linewidth=0.4, alpha=0.5)
+    ax.set_axisbelow(True)
+    if labels:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    ax.text(0, -0.1, caption(subgroups, counts), transform=ax.transAxes, va="top", ha="left", fontsize=8,
+            linespacing=1.4)
+    return figure
+
+
+def bars(table: pd.DataFrame, metric: str, path: Path, title: str,
+         counts: dict[str, tuple[int, int]] | None = None) -> Path:
+    """Grouped bars of ``metric`` per test subgroup and row, from one board's ``leaderboard.cells``
+    table; rows without a value are left out. A caption below says what each subgroup holds and, with
+    ``counts`` (``leaderboard.perturbation_counts``), how many test perturbations. Colours go by model
+    family (``plot_styles``). Written atomically; returns ``path``."""
+    return _save(bars_figure(table, metric, title, counts), path)
+
+
+def choose_perturbations(
+    observed_change: dict[tuple[str, str], np.ndarray], subgroups: dict[str, str], max_n: int
+) -> list[tuple[str, str]]:
+    """Per test subgroup (by name), the (cell_type, condition) whose observed change on its DE genes has
+    the largest norm, ties broken by name; at most ``max_n``."""
+    best: dict[str, tuple[float, tuple[str, str]]] = {}
+    for key in sorted(observed_change):
+        norm = float(np.linalg.norm(observed_change[key]))
+        group = subgroups[key[1]]
+        if group not in best or norm > best[group][0]:
+            best[group] = (norm, key)
+    return [best[group][1] for group in sorted(best)][:max_n]
+
+
+def _split_of(run: pd.Series, folder: Path) -> splits.Split:
+    path = tracking.run_artifact(run["run_id"], "split.json", folder)
+    if path is None:
+        raise BenchError(f"run {run['run_id']} has no split.json artifact")
+    split = splits.Split.from_json(path.read_text(), where=f"split.json of run {run['run_id']}")
+    if split.sha256 != run.get("tags.split_sha256"):
+        raise BenchError(f"split.json of run {run['run_id']} has sha256 {split.sha256[:12]}, "
+                         f"but the run was tagged with {str(run.get('tags.split_sha256'))[:12]}")
+    return split
+
+
+def _predictions(run: pd.Series, folder: Path) -> pd.DataFrame | None:
+    """A run's predicted means indexed by (cell_type, condition), its control rows left out; None without
+    the artifact."""
+    path = tracking.run_artifact(run["run_id"], "predictions.h5ad", folder / run["run_id"])
+    if path is None:
+        return None
+    adata = ad.read_h5ad(path)
+    adata = adata[(adata.obs["condition"].astype(str) != CONTROL).to_numpy()]
+    index = pd.MultiIndex.from_arrays([adata.obs["cell_type"].astype(str), adata.obs["condition"].astype(str)])
+    return pd.DataFrame(np.asarray(adata.X), index=index, columns=adata.var_names)
+
+
+def _observed_changes(data: SplitData, de20: dict) -> tuple[dict[str, pd.Series], dict, dict]:
+    """The training-control mean per cell type, and per test (cell_type, condition) its DE genes and the
+    observed change of its test cells on them."""
+    control = {ct: means.loc[CONTROL] for ct, means in data.means("train").items()}
+    observed, genes = {}, {}
+    for cell_type, means in data.means("test").items():
+        for condition in means.index:
+            key = (cell_type, condition)
+            genes[key] = de20[cell_type][condition]
+            observed[key] = (means.loc[condition] - control[cell_type])[genes[key]].to_numpy()
+    return control, observed, genes
+
+
+@dataclass
+class Panel:
+    """One column of the scatter plot: a test perturbation's DE genes, their observed change, and each
+    shown row's predicted change (None where the row has no prediction for it)."""
+
+    heading: str
+    genes: np.ndarray
+    observed: np.ndarray
+    perturbed: np.ndarray  # whether each gene is one the condition perturbs
+    predicted: list[np.ndarray | None]
+
+
+def _draw_panel(ax, panel: Panel, y: np.ndarray | None, limits: tuple[float, float], heading: str) -> None:
+    x = panel.observed
+    ax.plot(limits, limits, color="grey", linewidth=0.8, linestyle="--")
+    ax.axhline(0, color="lightgrey", linewidth=0.5)
+    ax.axvline(0, color="lightgrey", linewidth=0.5)
+    ax.set_xlim(limits)
+    ax.set_ylim(limits)
+    ax.tick_params(labelsize=7)
+    if y is None:
+        ax.set_title(heading + "not predicted", fontsize=8)
+        return
+    ax.scatter(x[~panel.perturbed], y[~panel.perturbed], s=12, color="tab:blue")
+    ax.scatter(x[panel.perturbed], y[panel.perturbed], s=18, color="tab:orange")
+    low, high = limits
+    for i in np.argsort(-np.abs(x), kind="stable")[:NAMED_GENES]:
+        right, top = (x[i] - low) / (high - low) > 0.75, (y[i] - low) / (high - low) > 0.85  # name inwards
+        ax.annotate(panel.genes[i], (x[i], y[i]), xytext=(-3 if right else 3, -3 if top else 3),
+                    textcoords="offset points", ha="right" if right else "left", va="top" if top else "bottom",
+                    fontsize=6.5)
+    ax.set_title(heading + f"r = {rowwise_pearson(x[None], y[None])[0]:.2f}", fontsize=8)
+
+
+def scatter_figure(labels: list[str], panels: list[Panel], title: str) -> Figure:
+    """The panels of ``scatter``, one row per label, not yet saved."""
+    figure = Figure(figsize=(2.6 * len(panels) + 1.2, 2.4 * len(labels) + 1.2), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(labels), len(panels), squeeze=False)
+    for j, panel in enumerate(panels):
+        span = np.concatenate([panel.observed, *[y for y in panel.predicted if y is not None]])
+        pad = 0.05 * (np.ptp(span) or 1.0)
+        limits = (span.min() - pad, span.max() + pad)
+        for i, (label, y) in enumerate(zip(labels, panel.predicted)):
+            _draw_panel(axes[i, j], panel, y, limits, panel.heading + "\n" if i == 0 else "")
+            if j == 0:
+                axes[i, j].set_ylabel(f"{label}\npredicted", fontsize=8)
+        axes[-1, j].set_xlabel("observed", fontsize=8)
+    width = int(11 * figure.get_figwidth())  # characters of the title's font across the figure
+    figure.suptitle("\n".join(line for part in title.split("\n") for line in textwrap.wrap(part, width)))
+    return figure
+
+
+def choose_rows(rows: list[Row], metric: str, max_rows: int = MAX_ROWS) -> tuple[list[Row], list[Row]]:
+    """The rows the scatter plot shows, and those it leaves out, each in board order. All model rows
+    (not the ceiling, which predicts nothing) when at most ``max_rows``; otherwise the best row of each
+    family (``plot_styles``; the baselines are one) by ``all/<metric>``, and if those are still too many,
+    the best families."""
+    rows = [row for row in rows if not row.is_ceiling]
+    if len(rows) <= max_rows:
+        return rows, []
+    cards = all_cards()
+
+    def score(row: Row) -> float:
+        value = METRICS[metric].sign * row.value("all", metric).mean
+        return value if np.isfinite(value) else -np.inf
+
+    best: dict[str, Row] = {}
+    for row in rows:
+        family = plot_styles.family_of(row.model, row.baseline, cards)
+        if family not in best or score(row) > score(best[family]):
+            best[family] = row
+    kept = {id(row) for row in sorted(best.values(), key=score, reverse=True)[:max_rows]}
+    return [row for row in rows if id(row) in kept], [row for row in rows if id(row) not in kept]
+
+
+def left_out_note(shown: list[Row], left_out: list[Row], metric: str) -> str:
+    """The scatter title's line on the rows ``choose_rows`` left out (empty when none); labels keep their
+    spaces unbroken when the title is wrapped."""
+    if not left_out:
+        return ""
+    cards = all_cards()
+    shown_families, left_families = ({plot_styles.family_of(row.model, row.baseline, cards) for row in group}
+                                     for group in (shown, left_out))
+    best = f" (the {len(shown)} best families)" if left_families - shown_families else ""
+    names = ", ".join(row.label.replace(" ", "\N{NO-BREAK SPACE}") for row in left_out)
+    return (f"one row per model family (a card and those extending it; the baselines as one){best}: its best on "
+            f"all/{metric} ({METRICS[metric].goal}); not shown: {names}")
+
+
+def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4,
+            metric: str = "pearson_delta_de20") -> Path | None:
+    """Predicted against observed change from the training controls on the top-20 DE genes of one test
+    perturbation per subgroup (the largest observed change), one row of panels per model (with more
+    than ``MAX_ROWS``, the best of each family on ``all/<metric>``: ``choose_rows``), on the lowest seed
+    with a finished run; the genes of the largest observed changes are named. None when no run of that
+    seed has predictions. Written atomically."""
+    seeds = sorted({seed for row in board.rows for seed in row.runs if not row.is_ceiling})
+    if not seeds:
+        return None
+    seed = seeds[0]
+    rows, left_out = choose_rows([row for row in board.rows if seed in row.runs], metric)
+    with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
+        split = _split_of(rows[0].runs[seed], Path(folder))
+        predictions = [(row.label, _predictions(row.runs[seed], Path(folder))) for row in rows]
+    predictions = [(label, frame) for label, frame in predictions if frame is not None]
+    if not predictions:
+        return None
+    dataset = load_dataset(board.dataset, counts=False)
+    de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
+    control, observed, genes = _observed_changes(splits.apply(split, dataset.adata), de20)
+    several_types = len({ct for ct, _ in observed}) > 1
+    panels = []
+    for key in choose_perturbations(observed, split.test, max_perturbations):
+        cell_type, condition = key
+        # at the float32 of the stored predictions, so that predicting the control shows no change
+        # rather than rounding noise
+        reference = control[cell_type].astype(np.float32)
+        name = f"{cell_type}: {condition}" if several_types else condition
+        panels.append(Panel(
+            heading=f"{name} ({split.test[condition]})", genes=np.asarray(genes[key]), observed=observed[key],
+            perturbed=np.isin(genes[key], genes_of(condition)),
+            predicted=[(frame.loc[key] - reference)[genes[key]].to_numpy(dtype=float) if key in frame.index
+                       else None for _, frame in predictions]))
+    heading = (f"{title}, seed {seed}: change from control on the top-20 DE genes (orange: a perturbed gene; "
+               f"named: the {NAMED_GENES} largest observed changes)")
+    note = left_out_note(rows, left_out, metric)
+    figure = scatter_figure([label for label, _ in predictions], panels, heading + ("\n" + note if note else ""))
+    return _save(figure, path)

@@ -1,0 +1,51 @@
+"""The data ceiling (``bench.evaluation.ceiling``) as tracked runs: one per split seed, computed only
+where the tracking store lacks it."""
+
+from __future__ import annotations
+
+import time
+
+from bench.core import numeric_env
+from bench.core.api import RunResult, now_ms
+from bench.evaluation import ceiling, metrics, splits
+from bench.workflows import run_environment, runner, tracking
+
+
+def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halvings: int = ceiling.HALVINGS) -> RunResult | None:
+    """The ceiling of one split seed as a run: metrics over halvings' means, and each halving's too;
+    None when no test condition has 2 cells."""
+    start, started_ms = time.perf_counter(), now_ms()
+    split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
+    table = ceiling.split_half(prepared.split_data(split), prepared.de20, seed, halvings, prepared.singles)
+    if table.empty:
+        return None
+    keys = ["cell_type", "condition", "subgroup"]
+    per_perturbation = table.drop(columns="halving").groupby(keys, sort=False).mean().reset_index()
+    values = metrics.aggregate(per_perturbation)
+    for halving, one in table.groupby("halving"):
+        values.update({f"{ceiling.HALVING_PREFIX}{halving}/{key}": v for key, v in metrics.aggregate(one).items()})
+    run = RunResult(model=ceiling.MODEL, params={"halvings": halvings}, card_hash=ceiling.VERSION, dataset=prepared.name,
+                    dataset_sha256=prepared.sha256, split=split_name, split_hash=split.sha256, seed=seed,
+                    device="cpu", per_perturbation=per_perturbation, metrics=values, split_json=split.to_json(),
+                    preset=ceiling.PRESET, numeric=numeric_env.describe(), environment=run_environment.describe("cpu"),
+                    started_ms=started_ms)
+    run.wall_time_s, run.ended_ms = time.perf_counter() - start, now_ms()
+    return run
+
+
+def missing_seeds(prepared: runner.PreparedDataset, split_name: str, seeds: list[int]) -> list[int]:
+    """The seeds of ``split_name`` whose current ceiling (this dataset, split file, metrics and
+    definition) the tracking store does not hold yet."""
+    runs = tracking.search_runs(prepared.name)
+    have = set()
+    if not runs.empty and "tags.model" in runs:
+        mine = runs[(runs["tags.model"] == ceiling.MODEL) & (runs["tags.split"] == split_name)
+                    & (runs["tags.dataset_sha256"] == prepared.sha256) & (runs["tags.card_sha256"] == ceiling.VERSION)
+                    & (runs["tags.metrics_version"] == metrics.METRICS_VERSION) & (runs["status"] == "FINISHED")]
+        have = set(zip(mine["tags.seed"].astype(int), mine["tags.split_sha256"]))
+    wanted = []
+    for seed in seeds:
+        split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
+        if (seed, split.sha256) not in have:
+            wanted.append(seed)
+    return wanted

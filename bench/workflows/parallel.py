@@ -1,0 +1,145 @@
+"""Runs in worker processes (``bench run --jobs N``, ``bench check``): one process per run, at most
+``jobs`` at a time.
+
+A worker is a fresh ``python -m bench.workflows.worker`` process, so a run's environment (thread counts, the
+numeric profile of ``bench check``) is set before numpy and torch load, its peak memory is its own,
+and a worker killed by a signal (the out-of-memory killer) takes only its own run down: that run
+becomes a FAILED result saying so, and the others go on. Tasks and results travel as pickle files in
+a private temporary folder; the parent, not the workers, hands each result to ``done`` (e.g. to log
+it), so one process writes the tracking store. A worker writes where its run is (phase, steps) to a
+small JSON file that the parent reads as it polls and hands to ``progress``.
+
+Not joblib (loky), which ran ``--jobs`` before: a worker killed there breaks the whole executor (every
+run in flight ends in ``TerminatedWorkerError``, and which run was killed is unknown), and its workers
+are reused, so a run's environment cannot be set before numpy and torch load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.core.api import RunResult, now_ms
+from bench.core.errors import BenchError
+from bench.core.registry import ModelCard
+from bench.core.threads import environment as threads_environment
+
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Task:
+    """One run: a card with its parameters on a dataset (by key into ``run_many``'s datasets) and split."""
+
+    card: ModelCard
+    params: dict
+    dataset: str
+    split: str
+    seed: int
+    preset: str | None = None
+
+
+def _exit_reason(code: int, stderr: Path) -> str:
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"worker process killed by {name}{hint}"
+    lines = [line for line in stderr.read_text(errors="replace").splitlines() if line.strip()]
+    return f"worker process exited with code {code}" + (f": {lines[-1].strip()}" if lines else "")
+
+
+def _failed(task: Task, prepared, device: str, reason: str, started_ms: int) -> RunResult:
+    """A FAILED result for a worker that wrote none, timed from its start (``started_ms``) until now."""
+    from bench.workflows import runner
+
+    result, _ = runner.new_result(task.card, task.params, prepared, task.split, task.seed, device, task.preset)
+    result.status, result.error = "FAILED", reason
+    result.started_ms, result.ended_ms = started_ms, now_ms()
+    result.wall_time_s = (result.ended_ms - started_ms) / 1000
+    return result
+
+
+def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads: int,
+             done: Callable[[RunResult], None], environment: dict[str, str] | None = None,
+             progress: Callable[[Task, dict | None], None] | None = None) -> list[RunResult]:
+    """Run ``tasks`` (``datasets``: key -> PreparedDataset) with ``threads`` threads each and ``environment``
+    set in every worker; ``done`` is called in this process as each run ends, in any order;
+    ``progress(task, None)`` as a worker starts, ``progress(task, state)`` as its state changes (``state``:
+    ``phase``, ``done``, ``total``, ``note``). Bad input found by a worker (a ``BenchError``) stops every
+    worker and is raised here."""
+    progress = progress or (lambda task, state: None)
+    env = {**os.environ, **threads_environment(threads), **(environment or {})}
+    results: list[RunResult] = []
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
+        root = Path(folder)
+        data_files = {key: root / f"dataset-{i}.pickle" for i, key in enumerate(datasets)}
+        for key, path in data_files.items():
+            path.write_bytes(pickle.dumps(datasets[key], protocol=pickle.HIGHEST_PROTOCOL))
+        waiting = list(enumerate(tasks))
+        running: dict[int, subprocess.Popen] = {}
+        seen: dict[int, bytes] = {}
+        started: dict[int, int] = {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    number, task = waiting.pop(0)
+                    started[number] = now_ms()
+                    running[number] = _start(root, number, (task, data_files[task.dataset], device, threads), env)
+                    progress(task, None)
+                for number in running:
+                    state = _state(root / f"progress-{number}.json", seen.get(number))
+                    if state is not None:
+                        seen[number] = state
+                        progress(tasks[number], json.loads(state))
+                finished = [number for number, process in running.items() if process.poll() is not None]
+                if not finished:
+                    time.sleep(POLL_S)
+                for number in finished:
+                    result = _collect(root, number, running.pop(number).returncode, tasks[number], datasets, device,
+                                      started[number])
+                    done(result)
+                    results.append(result)
+        finally:
+            for process in running.values():
+                process.kill()
+                process.wait()
+    return results
+
+
+def _state(path: Path, last: bytes | None) -> bytes | None:
+    """The worker's progress file when it changed since ``last`` (None when unchanged or not written yet)."""
+    try:
+        state = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return state if state and state != last else None
+
+
+def _start(root: Path, number: int, payload: tuple, env: dict[str, str]) -> subprocess.Popen:
+    task_file = root / f"task-{number}.pickle"
+    task_file.write_bytes(pickle.dumps(payload))
+    files = [str(task_file), str(root / f"result-{number}.pickle"), str(root / f"progress-{number}.json")]
+    with open(root / f"stderr-{number}.txt", "w") as stderr:
+        return subprocess.Popen([sys.executable, "-m", "bench.workflows.worker", *files],
+                                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
+
+
+def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, device: str, started_ms: int
+             ) -> RunResult:
+    """The result a worker wrote, or a FAILED one saying why it wrote none."""
+    path = root / f"result-{number}.pickle"
+    if code == 0 and path.exists():
+        outcome = pickle.loads(path.read_bytes())
+        if isinstance(outcome, BenchError):
+            raise outcome
+        return outcome
+    return _failed(task, datasets[task.dataset], device, _exit_reason(code, root / f"stderr-{number}.txt"), started_ms)

@@ -1,0 +1,384 @@
+"""MLflow: log a RunResult and query runs. The only module that talks to MLflow; it computes nothing.
+
+Default tracking URI: an SQLite file ``mlflow.db`` in the working directory (MLflow 3's own default);
+``MLFLOW_TRACKING_URI`` points at a server. One experiment per dataset (``bench/<dataset>``); with an
+SQLite store, its artifacts are kept beside the database (``artifact_root``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from bench.core import paths
+from bench.core.api import RunResult, now_ms
+from bench.core.errors import BenchError
+from bench.evaluation.metrics import CURVE, METRICS_VERSION
+from bench.workflows import prediction_files
+from bench.workflows.run_environment import package_versions
+
+MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
+ARTIFACTS = "mlruns"  # the folder beside an SQLite database that holds its artifacts (artifact_root)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def sqlite_tables(url: str, fix: str) -> set[str]:
+    """The tables of the SQLite database that ``url`` names; none when ``url`` is not an SQLite URL or
+    names a missing or empty file (its application creates the tables there). A file that SQLite cannot
+    read is a ``BenchError`` whose message ends with ``fix``. Opened without create (``mode=rw``), and
+    only read: nothing is created, and nothing changes unless a writer was killed mid-transaction, whose
+    journal SQLite then rolls back as any connection to the file would (a ``mode=ro`` connection cannot,
+    and fails with "attempt to write a readonly database")."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return set()
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return set()
+    path = Path(parsed.database)
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=30)) as db:
+            return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.Error as exc:
+        raise BenchError(f"cannot read {path} as an SQLite database ({exc}); {fix}") from None
+
+
+def check_store() -> None:
+    """Refuse, with a one-line ``BenchError``, a tracking URI that MLflow cannot use: a scheme no MLflow
+    store handles, a database URL SQLAlchemy cannot parse, a file store (MLflow 3 refuses those unless
+    ``MLFLOW_ALLOW_FILE_STORE`` is set), or an SQLite file that is not MLflow's (MLflow would create its
+    tables inside it). Called before any training, and before every use of MLflow."""
+    from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from mlflow.utils.uri import get_uri_scheme
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    uri = tracking_uri()
+    fix = "point MLFLOW_TRACKING_URI at MLflow's database (e.g. sqlite:///mlflow.db) or server (http://host:5000)"
+    scheme = get_uri_scheme(uri)
+    try:
+        _tracking_store_registry.get_store_builder(uri)
+    except MlflowException:
+        raise BenchError(f"MLFLOW_TRACKING_URI has scheme '{scheme}', which MLflow cannot track to; {fix}") from None
+    if scheme in ("", "file") and not MLFLOW_ALLOW_FILE_STORE.get():
+        raise BenchError(f"MLFLOW_TRACKING_URI names a file store, which MLflow 3 refuses; {fix}, "
+                         "or set MLFLOW_ALLOW_FILE_STORE=true")
+    if scheme not in DATABASE_ENGINES:
+        return
+    try:
+        make_url(uri)
+    except ArgumentError:
+        raise BenchError("MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
+                         "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
+    tables = sqlite_tables(uri, fix)
+    if tables and MLFLOW_TABLE not in tables:
+        raise BenchError(f"{make_url(uri).database} is not an MLflow database (its tables: "
+                         f"{', '.join(sorted(tables)[:6])}); {fix}")
+
+
+def _mlflow():
+    import mlflow
+
+    check_store()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def experiment_name(dataset: str) -> str:
+    return f"bench/{dataset}"
+
+
+def artifact_root() -> Path | None:
+    """The folder that holds the artifacts of the experiments created here: ``mlruns`` beside an SQLite
+    store's database file, whatever the working directory. ``mlruns`` is the folder MLflow itself uses
+    for a database store (``DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH`` in ``mlflow/store/tracking/__init__.py``,
+    resolved against the working directory), so the default store ``./mlflow.db`` keeps its artifacts
+    where MLflow puts them. None for any other store: a server places artifacts itself (its
+    ``--default-artifact-root`` or ``--artifacts-destination``), and a database server has no folder."""
+    from sqlalchemy.engine import make_url
+
+    uri = tracking_uri()
+    database = make_url(uri).database if uri.startswith("sqlite:") else None
+    if database in (None, "", ":memory:"):
+        return None
+    return Path(database).resolve().parent / ARTIFACTS
+
+
+def _experiment_id(client, dataset: str) -> str:
+    """The id of the dataset's experiment; one created here keeps its artifacts in ``artifact_root``, in
+    a folder named after it (an existing one keeps the location it was created with). Call it under
+    ``_store_lock``."""
+    from mlflow.entities import LifecycleStage
+    from mlflow.exceptions import MlflowException
+
+    name = experiment_name(dataset)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        root = artifact_root()
+        location = str(root / name.replace("/", "_")) if root else None
+        try:
+            return client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:  # created meanwhile by a process that shares a server or database
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        uri, number = tracking_uri(), experiment.experiment_id
+        store = "--tracking-uri" if uri.startswith(("http://", "https://")) else "--backend-store-uri"
+        raise BenchError(f"experiment '{name}' was deleted in {uri}; restore it (`mlflow experiments restore "
+                         f"--experiment-id {number}`) or remove it for good (`mlflow gc {store} {uri} "
+                         f"--experiment-ids {number}`)")
+    return experiment.experiment_id
+
+
+@contextlib.contextmanager
+def _store_lock():
+    """With an SQLite store, hold a file lock beside the database for a block: processes that start
+    together (sweep workers, ``bench run --jobs``) would otherwise race to create its schema, and
+    MLflow's migrations and SQLite's writers are not safe under that race. A no-op for servers."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    with open(Path(uri.removeprefix("sqlite:///") + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def tags(result: RunResult) -> dict[str, str]:
+    table = {
+        "model": result.model,
+        "dataset": result.dataset,
+        "dataset_sha256": result.dataset_sha256,
+        "split": result.split,
+        "split_sha256": result.split_hash,
+        "card_sha256": result.card_hash,
+        "seed": str(result.seed),
+        "preset": result.preset or "default",
+        "device": result.device,
+        "status": result.status,
+        "git_commit": git_commit(),
+        "metrics_version": METRICS_VERSION,
+        "wall_time_s": f"{result.wall_time_s:.3f}",
+        "peak_memory_mb": f"{result.peak_memory_mb:.1f}",
+        **{f"time.{phase}_s": f"{seconds:.3f}" for phase, seconds in result.phase_seconds.items()},
+    }
+    table.update({f"version.{name}": version for name, version in package_versions().items()})
+    table.update(result.numeric)
+    table.update(result.environment)
+    if result.error:
+        table["error"] = result.error[:5000]
+    return table
+
+
+def _write_artifacts(result: RunResult, folder: Path) -> None:
+    (folder / "split.json").write_text(result.split_json)
+    if result.per_perturbation is not None:
+        result.per_perturbation.to_csv(folder / "per_perturbation.csv", index=False)
+    prediction_files.write(result, folder)
+    if result.traceback:
+        (folder / "traceback.txt").write_text(result.traceback)
+
+
+def _metrics(result: RunResult) -> list:
+    """The result's metrics at its end, and its training curve as the history of metric ``CURVE``."""
+    from mlflow.entities import Metric
+
+    ended = result.ended_ms or now_ms()
+    return ([Metric(key, float(value), ended, 0) for key, value in result.metrics.items()]
+            + [Metric(CURVE, value, timestamp, step) for step, value, timestamp in result.curve])
+
+
+def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
+    """Log one run (params, metrics, tags, artifacts), as a child of ``parent_run_id`` when given (a sweep
+    trial), timed by the result's start and end; return its MLflow run id."""
+    from mlflow.entities import Param
+    from mlflow.tracking.context import registry as context
+
+    client = _client()
+    status = "FINISHED" if result.status in ("FINISHED", "SKIPPED") else "FAILED"
+    run_tags = {**tags(result), **(extra_tags or {})}
+    if parent_run_id is not None:
+        run_tags["mlflow.parentRunId"] = parent_run_id
+    with _store_lock():
+        experiment_id = _experiment_id(client, result.dataset)
+        # the context's tags (user, source, its git commit), as mlflow.start_run adds them (mlflow/tracking/fluent.py)
+        run_id = client.create_run(experiment_id, start_time=result.started_ms or None,
+                                   tags=context.resolve_tags(run_tags),
+                                   run_name=f"{result.model}/{result.split}/seed{result.seed}").info.run_id
+        try:
+            client.log_batch(run_id, metrics=_metrics(result),
+                             params=[Param(key, str(value)) for key, value in result.params.items()])
+            with tempfile.TemporaryDirectory() as folder:
+                _write_artifacts(result, Path(folder))
+                client.log_artifacts(run_id, folder)
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            raise
+        client.set_terminated(run_id, status, end_time=result.ended_ms or None)
+        return run_id
+
+
+class SweepParent:
+    """The one MLflow parent run of a sweep study, agreed on by all of its workers.
+
+    MLflow has no compare-and-set, so the workers agree without one. A worker looks for the study's
+    parents (runs tagged with a key of the study name and the storage), and creates one only when it
+    finds none; then it reads them again, and every worker takes the oldest (by start time, then run
+    id). Workers that start together may each create one; a worker whose own parent is not the oldest
+    moves that parent's trial runs to the oldest and deletes it. ``run_id`` is asked again before each
+    trial is logged, so a worker that saw only its own parent at first (another was created by a worker
+    whose clock is behind) still ends on the common one. With an SQLite store the search and the
+    creation hold the store's file lock, so only one parent is ever created."""
+
+    def __init__(self, dataset: str, study: str, storage: str, setup: dict):
+        self._dataset = dataset
+        self._key = hashlib.sha256(f"{study}\n{storage}".encode()).hexdigest()[:32]
+        self._tags = {"sweep_key": self._key, "sweep_study": study, "sweep_storage": storage,
+                      "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}}
+        self._run_name = f"sweep/{study}"
+        self._mine: str | None = None
+
+    def run_id(self) -> str:
+        """The parent's run id now (created when the study has none)."""
+        client = _client()
+        with _store_lock():
+            experiment_id = _experiment_id(client, self._dataset)
+            parents = self._parents(client, experiment_id) or self._create(client, experiment_id)
+        oldest = min(parents, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id
+        if self._mine not in (None, oldest):
+            self._give_up_own(client, experiment_id, oldest)
+        return oldest
+
+    def _parents(self, client, experiment_id: str) -> list:
+        return client.search_runs([experiment_id], filter_string=f"tags.sweep_key = '{self._key}'")
+
+    def _create(self, client, experiment_id: str) -> list:
+        """Create this worker's parent, ended at once (it only groups trials); return the parents found then."""
+        self._mine = client.create_run(experiment_id, run_name=self._run_name, tags=self._tags).info.run_id
+        client.set_terminated(self._mine, "FINISHED")
+        return self._parents(client, experiment_id)
+
+    def _give_up_own(self, client, experiment_id: str, oldest: str) -> None:
+        """Move the trial runs under this worker's parent to the oldest parent, and delete its own."""
+        for child in _children(client, experiment_id, self._mine):
+            client.set_tag(child.info.run_id, "mlflow.parentRunId", oldest)
+        client.delete_run(self._mine)
+        self._mine = None
+
+    def fail_dead_trial_runs(self, running_trials: set[int]) -> int:
+        """Mark FAILED the trial runs still RUNNING whose trial is not (their worker died while logging
+        them, and the trial was failed since); return how many."""
+        parent = self.run_id()
+        client = _client()
+        live = {str(number) for number in running_trials}
+        dead = [run for run in _children(client, client.get_run(parent).info.experiment_id, parent, "RUNNING")
+                if run.data.tags.get("sweep_trial") not in live]
+        for run in dead:
+            client.set_terminated(run.info.run_id, "FAILED")
+        return len(dead)
+
+
+def _client():
+    """An MLflow client; made under the store's lock, because making the first one creates the schema."""
+    from mlflow import MlflowClient
+
+    _mlflow()
+    with _store_lock():
+        return MlflowClient()
+
+
+def _children(client, experiment_id: str, parent_run_id: str, status: str | None = None) -> list:
+    """The runs whose parent is ``parent_run_id`` (only those in ``status`` when given)."""
+    where = f"tags.mlflow.parentRunId = '{parent_run_id}'" + (f" and attributes.status = '{status}'" if status else "")
+    return client.search_runs([experiment_id], filter_string=where, max_results=50000)
+
+
+def _store_missing() -> bool:
+    """Whether the tracking store is an SQLite file that does not exist yet: then nothing is tracked, and
+    reading must not create it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    uri = tracking_uri()
+    try:
+        database = make_url(uri).database if uri.startswith("sqlite:") else None
+    except ArgumentError:
+        return False  # check_store says what is wrong with it
+    return bool(database) and database != ":memory:" and not Path(database).exists()
+
+
+def tracked_datasets() -> list[str]:
+    """Names of the datasets that have an experiment in the tracking store."""
+    if _store_missing():
+        return []
+    mlflow = _mlflow()
+    prefix = experiment_name("")
+    return sorted(e.name.removeprefix(prefix) for e in mlflow.search_experiments() if e.name.startswith(prefix))
+
+
+def run_artifact(run_id: str, name: str, folder: Path) -> Path | None:
+    """Download one artifact of a run into ``folder``; None when the run has no such artifact."""
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    _mlflow()
+    try:
+        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, dst_path=str(folder)))
+    except (MlflowException, OSError):
+        return None
+
+
+def has_artifact(run_id: str, name: str) -> bool:
+    """Whether a run's artifact folder holds ``name`` (one listing, nothing downloaded)."""
+    from mlflow import MlflowClient
+
+    _mlflow()
+    return any(info.path == name for info in MlflowClient().list_artifacts(run_id))
+
+
+def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:
+    """Tracked runs of a dataset as a DataFrame (MLflow's ``search_runs`` layout)."""
+    if _store_missing():
+        return pd.DataFrame()
+    mlflow = _mlflow()
+    experiment = mlflow.get_experiment_by_name(experiment_name(dataset))
+    if experiment is None:
+        return pd.DataFrame()
+    return mlflow.search_runs([experiment.experiment_id], filter_string=filter_string)
