@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -319,6 +320,17 @@ def test_embeddings_are_deterministic_and_cached(tables, monkeypatch, tmp_path):
     monkeypatch.setattr(gene_ontology, "_lsa", refit)
     third, _ = GeneOntology(*tables).embeddings(genes)
     assert np.array_equal(first, third)
+
+
+def test_a_cached_table_is_written_whole_with_the_usual_permissions(tmp_path):
+    path = tmp_path / "gene_ontology" / "lsa.npy"
+    table = np.arange(12, dtype=np.float32).reshape(3, 4)
+    gene_ontology._save_table(path, table)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert np.array_equal(gene_ontology._load_table(path, (3, 4)), table)
+    assert [p.name for p in path.parent.iterdir()] == ["lsa.npy"]
 
 
 def _assert_one_line_error(path_a: Path, path_b: Path, words: str) -> None:

@@ -8,6 +8,7 @@ import json
 import re
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import adapter_catalog, bench
@@ -128,6 +129,20 @@ def test_a_state_file_is_written_at_once_on_a_new_phase_and_by_its_thread_within
             time.sleep(0.01)
     assert json.loads(path.read_text()) == {"phase": "predicting test", "done": 1, "total": 2,
                                             "note": "validation 0.5 at step 4"}
+
+
+def test_two_state_files_on_one_path_never_share_a_temporary_file(tmp_path):
+    path = tmp_path / "progress.json"
+    writers = [progress.StateFile(path) for _ in range(4)]
+
+    def write(state):
+        for i in range(300):
+            state.phase(f"phase {i}")
+
+    with ThreadPoolExecutor(len(writers)) as pool:
+        list(pool.map(write, writers))
+    assert json.loads(path.read_text())["phase"] == "phase 299"
+    assert [p.name for p in tmp_path.iterdir()] == ["progress.json"]
 
 
 def test_the_line_interval_can_be_set_and_nonsense_is_refused(monkeypatch, workdir):

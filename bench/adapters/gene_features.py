@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.core import linalg
 from bench.core.api import GeneKnowledge, TrainData
 
 MIN_GENES = 2
@@ -37,14 +38,13 @@ class GeneFeatures:
     @classmethod
     def fit(cls, train: TrainData, perturbed: list[str], n_components: int) -> GeneFeatures:
         bulk = train.pseudobulk().to_numpy(dtype=np.float64)
-        centred = bulk - bulk.mean(axis=0)
-        k = min(n_components, min(centred.shape) - 1)
+        k = min(n_components, min(bulk.shape) - 1)
         genes = train.genes
         measured = len(set(perturbed) & set(genes))
         if k < 1 or measured < MIN_GENES:
             loadings = np.zeros((len(genes), 0))
         else:
-            loadings = np.linalg.svd(centred, full_matrices=False)[2][:k].T
+            loadings = linalg.principal_axes(bulk, k)[2].T
             loadings = loadings / max(np.linalg.norm(loadings, axis=1).mean(), 1e-12)
         go_dim = 0
         if train.gene_knowledge is not None:

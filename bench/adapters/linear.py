@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench.adapters.effects import Effects, prediction
+from bench.core import linalg
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL, genes_of
 
@@ -34,11 +35,9 @@ class LinearModel:
     def fit(self, train: TrainData) -> None:
         self.effects = Effects.of(train)
         bulk = train.pseudobulk().to_numpy()
-        centred = bulk - bulk.mean(axis=0)
-        k = max(1, min(self.n_components, min(centred.shape) - 1))
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        k = max(1, min(self.n_components, min(bulk.shape) - 1))
         self.gene_index = {g: i for i, g in enumerate(train.genes)}
-        self.G = vt[:k].T
+        self.G = linalg.principal_axes(bulk, k)[2].T
         self.knowledge = train.gene_knowledge
         self._fit_go_map(train.genes)
         delta = self.effects.delta

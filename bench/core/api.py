@@ -16,7 +16,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from bench.core.conditions import CONTROL
 from bench.core.errors import ModelError
 
 
@@ -91,10 +90,6 @@ class TrainData:
     def conditions(self) -> list[str]:
         """The training conditions, control included."""
         return sorted(self.cells.obs["condition"].unique())
-
-    @property
-    def val_conditions(self) -> list[str]:
-        return sorted(set(self.val.obs["condition"].unique()) - {CONTROL})
 
     def pseudobulk(self) -> pd.DataFrame:
         """Mean expression of every (cell_type, condition) in training: a DataFrame indexed by both."""

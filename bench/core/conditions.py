@@ -25,10 +25,6 @@ def genes_of(condition: str) -> tuple[str, ...]:
     return tuple(condition.split(SEPARATOR))
 
 
-def is_control(condition: str) -> bool:
-    return condition == CONTROL
-
-
 def is_single(condition: str) -> bool:
     return len(genes_of(condition)) == 1
 

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.core import atomic
 from bench.core.errors import BenchError
 
 INTERVAL_S = 10.0
@@ -219,9 +220,7 @@ class StateFile:
             self._dirty = True
 
     def _write(self) -> None:
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text(json.dumps(asdict(self.state)))
-        os.replace(temporary, self.path)
+        atomic.write_text(self.path, json.dumps(asdict(self.state)))
         self._dirty = False
 
     def _flush_loop(self) -> None:

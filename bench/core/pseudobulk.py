@@ -3,6 +3,9 @@
 A compiled loop adds each stored value of a CSR matrix to its group's row: at Norman scale (100,000
 cells x 5,000 genes, 37% non-zero) it takes about a tenth of the time of the indicator-matrix product
 ``scipy.sparse`` offers, and no temporary of the size of the matrix (``benchmarks/test_performance.py``).
+Kept rather than ``scanpy.get.aggregate(func="mean")``: on 50,000 x 5,000 cells (20% non-zero) ours is 3.4x
+faster with 17x less temporary memory, and scanpy 1.11's aggregate with a ``mask`` counts the masked cells
+in group 0 (fixed by scverse/scanpy PR #4178, in 1.12).
 """
 
 from __future__ import annotations

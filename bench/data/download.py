@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from bench import __version__
+from bench.core import atomic
 from bench.core.errors import DataError
 
 CHUNK = 1 << 20
@@ -49,25 +50,25 @@ def _chunks(handle: BinaryIO, advance: Callable[[int], object] = lambda n: None)
 
 
 def _writable(folder: Path) -> None:
-    """Refuse a folder without write permission, even for root (a store marked read-only stays so)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:
-        raise PermissionError(errno.EACCES, "read-only folder")
-
-
-@contextmanager
-def temporary_file(folder: Path, name: str) -> Iterator[Path]:
-    """A fresh temporary path in ``folder`` (created if needed), removed on exit unless it was moved."""
-    path = folder / f".{name}.{secrets.token_hex(6)}.part"
+    """Create ``folder`` if needed; ``NotWritable`` without write permission, even for root (a store marked
+    read-only stays so)."""
     try:
-        _writable(folder)
-        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK) or not folder.stat().st_mode & 0o222:
+            raise PermissionError(errno.EACCES, "read-only folder")
     except OSError as exc:
         raise NotWritable(
             f"cannot write into the data store {folder} ({exc.strerror or exc}); "
             "set BENCH_DATA_DIR to a writable folder"
         ) from None
-    os.close(handle)
+
+
+@contextmanager
+def temporary_file(folder: Path, name: str) -> Iterator[Path]:
+    """A fresh temporary path in ``folder`` (created if needed), removed on exit."""
+    _writable(folder)
+    path = folder / f".{name}.{secrets.token_hex(6)}.part"
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield path
     finally:
@@ -98,7 +99,8 @@ def write_atomically(
     """
     digest = hashlib.sha256()
     size = 0
-    with temporary_file(destination.parent, destination.name) as temporary:
+    _writable(destination.parent)
+    with atomic.replacing(destination) as temporary:
         try:
             with open(temporary, "wb") as out:
                 for chunk in chunks:
@@ -110,7 +112,6 @@ def write_atomically(
         actual = digest.hexdigest()
         if not accept_mismatch:
             check(actual, size, expected_sha256, expected_size, what or destination.name)
-        os.replace(temporary, destination)
     return actual
 
 

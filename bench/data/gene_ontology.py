@@ -8,8 +8,6 @@ Built from NCBI Gene's ``gene2go`` (direct annotations, all three ontologies) an
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from scipy.sparse.linalg import svds
 from sklearn.preprocessing import normalize
 from threadpoolctl import threadpool_limits
 
-from bench.core import paths
+from bench.core import atomic, paths
 from bench.data.manifest import find_manifest
 from bench.data.ncbi import HUMAN, read_gene2go, read_gene_info
 
@@ -260,13 +258,5 @@ def _load_table(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
 
 
 def _save_table(path: Path, table: np.ndarray) -> None:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.save(stream, table)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic.replacing(path) as temporary, open(temporary, "wb") as stream:
+        np.save(stream, table)

@@ -7,6 +7,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.core import linalg
 from bench.core.conditions import CONTROL
 from bench.evaluation import interactions, metrics
 from bench.evaluation.split_data import SplitData
@@ -77,13 +78,10 @@ def score_part(predicted: pd.DataFrame, data: SplitData, part: str, dataset,
 
 def _pca(train_cells: ad.AnnData, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and principal axes (``ENERGY_PCS`` at most) of up to 5,000 training cells."""
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(train_cells.n_obs, size=min(5000, train_cells.n_obs), replace=False))
-    X = train_cells.X[rows]
+    X = train_cells.X[linalg.sample_rows(train_cells.n_obs, np.random.default_rng(seed))]
     X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
-    mean = X.mean(axis=0)
-    _, _, vt = np.linalg.svd(X - mean, full_matrices=False)
-    return mean, vt[: metrics.ENERGY_PCS]
+    mean, _, axes = linalg.principal_axes(X, metrics.ENERGY_PCS)
+    return mean, axes
 
 
 def _dense(adata: ad.AnnData) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Across seeds a metric is reported as mean ± sample standard deviation. A comparison of two models is
 paired over the perturbations both were scored on: the bootstrap resamples perturbations (with
-replacement) and reports the percentile interval of the mean difference.
+replacement) and reports the percentile interval of the mean difference (``scipy.stats.bootstrap``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.stats
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,9 @@ def paired_bootstrap(a, b, n_boot: int = 10_000, seed: int = 0, level: float = 0
     keep = np.isfinite(a) & np.isfinite(b)
     diff = a[keep] - b[keep]
     diff[np.abs(diff) < 1e-12] = 0.0  # equal predictions differ by rounding only: a tie, not a direction
-    if not len(diff):
-        return PairedDifference(float("nan"), float("nan"), float("nan"), 0)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), size=(n_boot, len(diff)))].mean(axis=1)
-    tail = (1 - level) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return PairedDifference(float(diff.mean()), float(low), float(high), len(diff))
+    if len(diff) < 2:  # scipy needs two observations; one has a zero-width interval
+        mean = float(diff[0]) if len(diff) else float("nan")
+        return PairedDifference(mean, mean, mean, len(diff))
+    interval = scipy.stats.bootstrap((diff,), np.mean, n_resamples=n_boot, vectorized=True, confidence_level=level,
+                                     method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return PairedDifference(float(diff.mean()), float(interval.low), float(interval.high), len(diff))

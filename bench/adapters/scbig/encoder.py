@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.core import linalg
+
 LN_EPS = 1e-6
 """flax ``nn.LayerNorm``'s default epsilon (torch's is 1e-5)."""
 
@@ -243,8 +245,7 @@ class PCALatent(nn.Module):
 
     def __init__(self, x: np.ndarray, latent_dim: int):
         super().__init__()
-        mean = x.mean(axis=0)
-        axes = np.linalg.svd(x - mean, full_matrices=False)[2][: min(latent_dim, *x.shape)]
+        mean, _, axes = linalg.principal_axes(x, latent_dim)
         self.register_buffer("mean", torch.from_numpy(mean.astype(np.float32)))
         self.register_buffer("axes", torch.from_numpy(axes.astype(np.float32)))
 

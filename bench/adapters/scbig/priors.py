@@ -39,6 +39,7 @@ from sklearn.preprocessing import normalize
 from bench.adapters.gene_features import GeneFeatures
 from bench.adapters.scbig import resources
 from bench.adapters.scbig.clustering import SEED as GRC_SEED
+from bench.core import linalg
 from bench.core.api import TrainData
 
 MAX_CELLS = 5000
@@ -62,14 +63,10 @@ class Sources:
 
 def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = EMBEDDING_DIM) -> np.ndarray:
     cells = train.cells
-    rows = np.sort(rng.choice(cells.n_obs, size=min(cells.n_obs, MAX_CELLS), replace=False))
-    x = cells.X[rows]
+    x = cells.X[linalg.sample_rows(cells.n_obs, rng, MAX_CELLS)]
     x = x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
-    scale = x.std(axis=0)
-    z = (x - x.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
-    _, values, axes = np.linalg.svd(z, full_matrices=False)
-    k = min(dim, len(values))
-    return (axes[:k].T * values[:k]).astype(np.float32)
+    _, values, axes = linalg.principal_axes(x, dim, scale=True)
+    return (axes.T * values).astype(np.float32)
 
 
 @dataclass
