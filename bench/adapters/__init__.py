@@ -1,1 +1,2 @@
-"""Model adapters: one module (or small package) per model family, named by the cards in ``bench/catalog/models/``."""
+"""The adapters layer: one module (or small package) per model family, named by the cards in
+``bench/catalog/models/``, and the kit they share. Imports only evaluation and the core."""

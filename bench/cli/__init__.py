@@ -1,0 +1,1 @@
+"""The command line (typer): parses options, calls workflows, prints. The top layer."""
