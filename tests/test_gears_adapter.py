@@ -18,15 +18,15 @@ import scipy
 import scipy.sparse as sp
 from conftest import real_data_file
 
-from bench.adapters.gears import GearsModel, go_cache, go_rows, graph, isolation, workspace
+from bench.adapters.gears import GearsModel, go_cache, go_rows, graph, workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR
 from bench.adapters.gears.graph import build
-from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import gears_condition, predict_key
-from bench.core import registry
+from bench.core import isolated_import, registry
 from bench.core.api import PredictQuery, TrainData
 from bench.core.conditions import CONTROL, genes_of, perturbed_genes
 from bench.core.errors import ModelError
+from bench.core.isolated_import import isolated
 from bench.data.gene_ontology import GeneOntology
 from bench.evaluation import splits
 
@@ -114,7 +114,7 @@ def test_predictions_are_gears_own_under_canonical_names(fitted, tmp_path):
     control = fitted.data.query_control
     ours = fitted.model.predict(PredictQuery([double, single], control, "type_0", seed=5)).means
     gears = fitted.fitted.gears
-    with isolated(5, tmp_path):
+    with isolated(5, tmp_path, "gears"):
         gears.adata, gears.saved_pred = workspace.control_anndata(control), {}
         direct = gears.predict([list(genes_of(double)), list(genes_of(single))])
     assert set(direct) == {double.replace("+", "_"), single}
@@ -146,8 +146,8 @@ def test_reports_gears_validation_value_every_epoch(fitted):
 
 
 def test_unannotated_training_gene_is_an_isolated_node_never_index_minus_one(fitted, tmp_path):
-    with isolated(0, tmp_path) as api:
-        get_pert_idx = api.PertData.get_pert_idx
+    with isolated(0, tmp_path, "gears") as (library,):
+        get_pert_idx = library.PertData.get_pert_idx
     graph, gears = fitted.fitted.graph, fitted.fitted.gears
     assert graph.kind == "go" and graph.isolated == [fitted.isolated]
     assert gears.pert_list == graph.nodes and fitted.isolated in gears.pert_list
@@ -275,7 +275,7 @@ def test_go_rows_give_gears_own_values(fitted, tmp_path):
     max_norm of 1, so a missed renormalisation would show at once). Only summation order differs."""
     import torch
 
-    with isolated(0, tmp_path):
+    with isolated(0, tmp_path, "gears"):
         from gears.model import GEARS_Model
         from torch_geometric.data import Batch, Data
     config = {**fitted.fitted.gears.config, "num_go_gnn_layers": 2}
@@ -447,7 +447,7 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
     table = pd.read_csv(f"{folder}/per_perturbation.csv")
     predicted = ad.read_h5ad(f"{folder}/predictions.h5ad")
 
-    with isolated(0, tmp_path):
+    with isolated(0, tmp_path, "gears"):
         from gears.inference import compute_metrics
     adata = norman_subset.adata
     X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
@@ -474,9 +474,9 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
 
 IMPORT_SCRIPT = """
 import torch, scanpy  # the heavy imports first, so that importing GEARS itself takes seconds
-from bench.adapters.gears import isolation
+from bench.core.isolated_import import locked_import
 print("ready", flush=True)
-isolation.gears_api()
+locked_import("gears")
 print("imported", flush=True)
 """
 
@@ -491,7 +491,7 @@ def test_importing_gears_waits_while_another_process_imports_it():
     child = subprocess.Popen([sys.executable, "-c", IMPORT_SCRIPT], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        with FileLock(isolation.import_lock_path()):
+        with FileLock(isolated_import.import_lock_path()):
             assert child.stdout.readline().strip() == "ready"
             with pytest.raises(subprocess.TimeoutExpired):
                 child.wait(timeout=30)

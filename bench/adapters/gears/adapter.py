@@ -3,7 +3,7 @@
 ``fit``: for each cell type, the GEARS-format files are written from TrainData into a fresh scratch
 folder (``workspace``), the perturbation graph comes from the harness's Gene Ontology (``graph``), and
 cell-gears' own ``PertData`` (``new_data_process``, a ``custom`` split, ``get_dataloader``) and ``GEARS``
-(``model_initialize``, ``train``) do the rest inside ``isolation.isolated``; the model computes its GO
+(``model_initialize``, ``train``) do the rest inside ``bench.core.isolated_import.isolated``; the model computes its GO
 GNN only at the rows each batch reads (``go_rows``, same values). GEARS keeps its epoch with
 the lowest validation MSE on the top 20 DE genes; that value, negated, is reported every epoch.
 
@@ -25,11 +25,13 @@ from bench.adapters.effects import prediction
 from bench.adapters.gears import go_rows, workspace
 from bench.adapters.gears.compat import EpochReporter, pandas_indexable
 from bench.adapters.gears.graph import GRAPHS, UNIVERSES, PerturbationGraph, build, edge_tensors
-from bench.adapters.gears.isolation import isolated
 from bench.adapters.gears.naming import predict_key
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL
 from bench.core.errors import ModelError
+from bench.core.isolated_import import isolated
+
+MODULES = ("gears", "gears.utils")
 
 
 @dataclass
@@ -113,16 +115,16 @@ class GearsModel:
         go_edges = graph.go_edges(self.network["num_similar_genes_go_graph"]) if graph.kind == "go" else None
         with tempfile.TemporaryDirectory(prefix="bench-gears-") as scratch:
             inputs = workspace.write_inputs(Path(scratch), graph, split)
-            with isolated(train.seed, Path(scratch)) as api:
-                pert_data = api.PertData(str(inputs.data_path), gene_set_path=str(inputs.gene_set))
+            with isolated(train.seed, Path(scratch), *MODULES) as (library, utils):
+                pert_data = library.PertData(str(inputs.data_path), gene_set_path=str(inputs.gene_set))
                 pert_data.new_data_process(dataset_name=workspace.DATASET, adata=adata)
                 pert_data.prepare_split(split="custom", split_dict_path=str(inputs.split))
                 batch_size = min(self.batch_size, selection.train.n_obs)  # GEARS drops an incomplete last batch
                 pert_data.get_dataloader(batch_size=batch_size, test_batch_size=self.eval_batch_size)
                 del pert_data.dataloader["test_loader"]  # empty; GEARS would evaluate it after training
                 pert_data.adata.X = pandas_indexable(pert_data.adata.X)
-                gears = api.GEARS(pert_data, device=train.device)
-                edges = go_edges if go_edges is not None else self._coexpression_edges(api, pert_data)
+                gears = library.GEARS(pert_data, device=train.device)
+                edges = go_edges if go_edges is not None else self._coexpression_edges(utils, pert_data)
                 g_go, g_go_weight = edge_tensors(edges, pert_data.node_map_pert)
                 gears.model_initialize(**self.network, G_go=g_go, G_go_weight=g_go_weight)
                 go_rows.install(gears.model)
@@ -132,9 +134,9 @@ class GearsModel:
         gears.dataloader, gears.adata, gears.ctrl_adata = {}, None, None  # training data, no longer needed
         return gears
 
-    def _coexpression_edges(self, api, pert_data):
+    def _coexpression_edges(self, utils, pert_data):
         """GEARS' co-expression graph of the measured genes (``network_type='co-express'``)."""
-        return api.get_similarity_network(
+        return utils.get_similarity_network(
             network_type="co-express",
             adata=pert_data.adata,
             threshold=self.network["coexpress_threshold"],
@@ -156,7 +158,7 @@ class GearsModel:
         fitted.graph.check(query.conditions)
         gears = fitted.gears
         means = {}
-        with tempfile.TemporaryDirectory(prefix="bench-gears-") as scratch, isolated(query.seed, Path(scratch)):
+        with tempfile.TemporaryDirectory(prefix="bench-gears-") as folder, isolated(query.seed, Path(folder), *MODULES):
             gears.adata = workspace.control_anndata(query.control)
             for condition in query.conditions:
                 nodes = fitted.graph.nodes_of(condition)
