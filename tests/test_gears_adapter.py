@@ -13,7 +13,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy
 import scipy.sparse as sp
 from conftest import real_data_file
 
@@ -289,7 +288,6 @@ def test_gears_sees_training_and_validation_cells_only(fitted):
     assert list(adata.var["gene_name"]) == list(data.train.var_names)
 
 
-@pytest.mark.skipif(tuple(map(int, scipy.__version__.split(".")[:2])) < (1, 15), reason="scipy < 1.15 indexes Series")
 def test_sparse_rows_indexed_by_a_pandas_series():
     X = sp.csr_matrix(np.arange(12, dtype=np.float32).reshape(4, 3))
     mask = pd.Series([True, False, True, False])
