@@ -6,7 +6,7 @@
 - ``test_gears_adapter_overhead``: in one fresh process, the same split and seed trained and predicted
   by calling cell-gears directly with the same prepared inputs (only its own calls timed) and by the
   adapter, three times in turn, on one torch thread; both compute the GO GNN only at the rows a batch
-  reads (``go_rows``), and all must give the same predictions. ``extra_info`` holds the times, the
+  reads (``install_go_rows``), and all must give the same predictions. ``extra_info`` holds the times, the
   ratios adapter / direct, one direct run of cell-gears' untouched model over every GO row
   (``all_rows_s``; its predictions differ from the others by floating-point summation order, which
   GEARS' training amplifies: ``all_rows_max_abs_diff``), and the time to build the genome-wide GO graph
@@ -52,12 +52,14 @@ from unittest import mock
 import numpy as np, torch
 from bench.core import registry
 from bench.evaluation import splits
-from bench.adapters.gears import go_cache, go_rows, workspace
-from bench.adapters.gears.compat import pandas_indexable
-from bench.adapters.gears.graph import GO_THRESHOLD, build, edge_tensors, ontology
-from bench.adapters.gears.isolation import isolated
+from bench.adapters.gears import workspace
+from bench.adapters.gears.compat import install_go_rows, pandas_indexable
+from bench.adapters.gears.graph import GO_THRESHOLD, build, edge_tensors
 from bench.core.api import PredictQuery, TrainData
+from bench.core.conditions import perturbed_genes
+from bench.core.isolated_import import isolated
 from bench.data.datasets import load_dataset
+from bench.data.go_similarity import GoSimilarity
 from bench.data.knowledge import StoreGeneKnowledge
 
 preset, seed = sys.argv[1], 1
@@ -70,8 +72,8 @@ data = splits.apply(split, dataset.adata)
 train = TrainData(cells=data.train, val=data.val, gene_knowledge=StoreGeneKnowledge(), seed=seed, device="cpu")
 conditions = sorted(set(data.test.obs["condition"]))
 query = PredictQuery(conditions, data.query_control, "k562", seed=seed)
-with isolated(0, Path(tempfile.gettempdir())):
-    import gears  # the import (several seconds) is timed in neither path
+with isolated(0, Path(tempfile.gettempdir()), "gears"):
+    pass  # the import (several seconds) is timed in neither path
 
 def adapter_run():
     start = time.perf_counter()
@@ -85,7 +87,7 @@ def direct_run(all_rows=False):
     # gene list, custom split and the GO graph tensors; then only cell-gears' own calls are timed.
     from gears import GEARS, PertData
     selection = workspace.select(train, "k562")
-    graph = build("auto", train.gene_knowledge, selection.seen, train.genes)
+    graph = build("auto", train.gene_knowledge, perturbed_genes(selection.train.obs["condition"].unique()), train.genes)
     adata, split_dict = workspace.gears_data(selection, graph)
     edges = graph.go_edges(params["num_similar_genes_go_graph"])
     controls = workspace.control_anndata(data.query_control)
@@ -94,12 +96,12 @@ def direct_run(all_rows=False):
                "num_similar_genes_go_graph", "num_similar_genes_co_express_graph", "coexpress_threshold",
                "direction_lambda")}
     with tempfile.TemporaryDirectory() as folder:
-        inputs = workspace.write_inputs(Path(folder), graph, split_dict)
+        data_path, gene_set, split_path = workspace.write_inputs(Path(folder), graph, split_dict)
         torch.manual_seed(seed); np.random.seed(seed); random.seed(seed)
         start = time.perf_counter()
-        pert_data = PertData(str(inputs.data_path), gene_set_path=str(inputs.gene_set))
+        pert_data = PertData(str(data_path), gene_set_path=str(gene_set))
         pert_data.new_data_process(dataset_name="bench", adata=adata)
-        pert_data.prepare_split(split="custom", split_dict_path=str(inputs.split))
+        pert_data.prepare_split(split="custom", split_dict_path=str(split_path))
         pert_data.get_dataloader(batch_size=min(params["batch_size"], selection.train.n_obs),
                                  test_batch_size=params["eval_batch_size"])
         del pert_data.dataloader["test_loader"]
@@ -108,7 +110,7 @@ def direct_run(all_rows=False):
         g_go, g_weight = edge_tensors(edges, pert_data.node_map_pert)
         model.model_initialize(**network, G_go=g_go, G_go_weight=g_weight)
         if not all_rows:
-            go_rows.install(model.model)
+            install_go_rows(model.model)
         model.train(epochs=params["epochs"], lr=params["lr"], weight_decay=params["weight_decay"])
         model.adata = controls
         np.random.seed(seed)
@@ -116,12 +118,13 @@ def direct_run(all_rows=False):
         seconds = time.perf_counter() - start
     return seconds, np.stack([predicted["_".join(g)] for g in genes])
 
-service, top_k = ontology(train.gene_knowledge, required=True), params["num_similar_genes_go_graph"]
+ontology, top_k = train.gene_knowledge.go_annotations().ontology, params["num_similar_genes_go_graph"]
 figures = {}
 with tempfile.TemporaryDirectory() as cache, mock.patch.dict(os.environ, {"BENCH_CACHE_DIR": cache}):
     for name in ("go_graph_build_s", "go_graph_cached_s"):  # the genome-wide GO graph built, then read back
+        similarity = GoSimilarity(ontology)  # not memoised
         start = time.perf_counter()
-        go_cache.go_edges(service, service.symbols, GO_THRESHOLD, top_k)
+        similarity.similarity_graph(ontology.symbols, GO_THRESHOLD, top_k)
         figures[name] = time.perf_counter() - start
 build("go", train.gene_knowledge, set(), train.genes).go_edges(top_k)  # memoised for every path below
 reference, same = None, True

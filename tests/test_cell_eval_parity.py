@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.adapters.gears.isolation import locked_import
 from bench.core.conditions import CONTROL
+from bench.core.isolated_import import locked_import
 from bench.core.pseudobulk import pseudobulk
 from bench.evaluation import scoring
 

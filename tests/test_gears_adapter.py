@@ -7,26 +7,24 @@ import json
 import os
 import subprocess
 import sys
-import weakref
 from types import SimpleNamespace
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-import scipy
 import scipy.sparse as sp
 from conftest import real_data_file
 
-from bench.adapters.gears import GearsModel, go_cache, go_rows, graph, isolation, workspace
-from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR
+from bench.adapters.gears import GearsModel, workspace
+from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR, install_go_rows
 from bench.adapters.gears.graph import build
-from bench.adapters.gears.isolation import isolated
-from bench.adapters.gears.naming import gears_condition, predict_key
-from bench.core import registry
+from bench.adapters.gears.workspace import gears_condition, predict_key
+from bench.core import isolated_import, registry
 from bench.core.api import PredictQuery, TrainData
 from bench.core.conditions import CONTROL, genes_of, perturbed_genes
-from bench.core.errors import ModelError
+from bench.core.errors import DataError, ModelError
+from bench.core.isolated_import import isolated
 from bench.data.gene_ontology import GeneOntology
 from bench.evaluation import splits
 
@@ -114,7 +112,7 @@ def test_predictions_are_gears_own_under_canonical_names(fitted, tmp_path):
     control = fitted.data.query_control
     ours = fitted.model.predict(PredictQuery([double, single], control, "type_0", seed=5)).means
     gears = fitted.fitted.gears
-    with isolated(5, tmp_path):
+    with isolated(5, tmp_path, "gears"):
         gears.adata, gears.saved_pred = workspace.control_anndata(control), {}
         direct = gears.predict([list(genes_of(double)), list(genes_of(single))])
     assert set(direct) == {double.replace("+", "_"), single}
@@ -146,8 +144,8 @@ def test_reports_gears_validation_value_every_epoch(fitted):
 
 
 def test_unannotated_training_gene_is_an_isolated_node_never_index_minus_one(fitted, tmp_path):
-    with isolated(0, tmp_path) as api:
-        get_pert_idx = api.PertData.get_pert_idx
+    with isolated(0, tmp_path, "gears") as (library,):
+        get_pert_idx = library.PertData.get_pert_idx
     graph, gears = fitted.fitted.graph, fitted.fitted.gears
     assert graph.kind == "go" and graph.isolated == [fitted.isolated]
     assert gears.pert_list == graph.nodes and fitted.isolated in gears.pert_list
@@ -193,6 +191,9 @@ def test_go_graph_maps_outdated_symbols_and_falls_back_to_coexpression(small_syn
     assert coexpression.kind == "coexpression" and "co-expression" in capsys.readouterr().err
     assert coexpression.node_of(genes[5]) == genes[5] and coexpression.isolated == ["NOT_A_GENE"]
     assert build("go", ontology, {"NOT_A_GENE"}, genes).kind == "go"
+    assert build("auto", None, {genes[0]}, genes).kind == "coexpression"
+    with pytest.raises(DataError, match="perturbation_graph 'go' needs the Gene Ontology"):
+        build("go", None, {genes[0]}, genes)
 
 
 def test_gene_universes(capsys):
@@ -230,38 +231,6 @@ def test_go_edges_of_each_universe():
     assert weights["MEAS1", "MEAS2"] == 1.0 and weights["TRAIN1", "OTHER"] == pytest.approx(1 / 3)
 
 
-def test_go_graph_is_cached_on_disk(monkeypatch, tmp_path):
-    """The second build in a fresh process state reads the file (the builder fails if called); an
-    unreadable or inconsistent file is rebuilt with a warning; another universe or top_k has its own file."""
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path))
-    ontology, genes = hand_ontology(), ["MEAS1", "MEAS2", "OTHER", "TRAIN1", "VAL1"]
-    built = go_cache.go_edges(ontology, genes, 0.1, 20)
-    path = go_cache.cache_path(ontology, genes, 0.1, 20)
-    assert list((tmp_path / "gears").iterdir()) == [path]
-    assert len({path, go_cache.cache_path(ontology, genes, 0.1, 5), go_cache.cache_path(ontology, genes[:4], 0.1, 20),
-                go_cache.cache_path(hand_ontology(), genes, 0.1, 20)}) == 3
-    original = GeneOntology.graph
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("the cached GO graph should have been read")
-
-    monkeypatch.setattr(GeneOntology, "graph", refuse)
-    pd.testing.assert_frame_equal(go_cache.go_edges(ontology, genes, 0.1, 20), built)
-    monkeypatch.setattr(graph, "_INDEXES", weakref.WeakKeyDictionary())  # as in a new process
-    through_graph = build("auto", ontology, {"TRAIN1"}, ["MEAS1"], "genome").go_edges(20)
-    assert edge_set(through_graph[through_graph["source"] != through_graph["target"]]) == edge_set(built)
-
-    out_of_range = tmp_path / "out_of_range.npz"
-    np.savez(out_of_range, source=np.array([0, 7]), target=np.array([1, 0]), importance=np.array([1.0, 1.0]))
-    for corrupt in (b"not a zip file", out_of_range.read_bytes()):
-        path.write_bytes(corrupt)
-        monkeypatch.setattr(GeneOntology, "graph", original)
-        with pytest.warns(UserWarning, match="GO graph cache .* is unusable"):
-            pd.testing.assert_frame_equal(go_cache.go_edges(ontology, genes, 0.1, 20), built)
-        monkeypatch.setattr(GeneOntology, "graph", refuse)
-        pd.testing.assert_frame_equal(go_cache.go_edges(ontology, genes, 0.1, 20), built)  # the rebuilt file
-
-
 def test_gene_universe_is_checked():
     with pytest.raises(ValueError, match="gene_universe must be one of genome, dataset, not 'all'"):
         GearsModel(gene_universe="all")
@@ -269,20 +238,20 @@ def test_gene_universe_is_checked():
 
 
 def test_go_rows_give_gears_own_values(fitted, tmp_path):
-    """GEARS' model with and without ``go_rows.install`` (two GO layers, so the rows of the first layer are
+    """GEARS' model with and without ``install_go_rows`` (two GO layers, so the rows of the first layer are
     the sources of the second's), trained side by side with GEARS' optimiser: the same outputs and
     gradients at every step, under the same parameter names (the embedding table starts far above GEARS'
     max_norm of 1, so a missed renormalisation would show at once). Only summation order differs."""
     import torch
 
-    with isolated(0, tmp_path):
+    with isolated(0, tmp_path, "gears"):
         from gears.model import GEARS_Model
         from torch_geometric.data import Batch, Data
     config = {**fitted.fitted.gears.config, "num_go_gnn_layers": 2}
     torch.manual_seed(0)
     reference = GEARS_Model(config)
     ours = copy.deepcopy(reference)
-    go_rows.install(ours)
+    install_go_rows(ours)
     assert [name for name, _ in ours.named_parameters()] == [name for name, _ in reference.named_parameters()]
     ours = copy.deepcopy(ours)  # as GEARS keeps its best model
     optimisers = [torch.optim.Adam(m.parameters(), lr=1e-3, weight_decay=5e-4) for m in (reference, ours)]
@@ -319,7 +288,6 @@ def test_gears_sees_training_and_validation_cells_only(fitted):
     assert list(adata.var["gene_name"]) == list(data.train.var_names)
 
 
-@pytest.mark.skipif(tuple(map(int, scipy.__version__.split(".")[:2])) < (1, 15), reason="scipy < 1.15 indexes Series")
 def test_sparse_rows_indexed_by_a_pandas_series():
     X = sp.csr_matrix(np.arange(12, dtype=np.float32).reshape(4, 3))
     mask = pd.Series([True, False, True, False])
@@ -447,7 +415,7 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
     table = pd.read_csv(f"{folder}/per_perturbation.csv")
     predicted = ad.read_h5ad(f"{folder}/predictions.h5ad")
 
-    with isolated(0, tmp_path):
+    with isolated(0, tmp_path, "gears"):
         from gears.inference import compute_metrics
     adata = norman_subset.adata
     X = adata.X.toarray() if sp.issparse(adata.X) else np.asarray(adata.X)
@@ -474,9 +442,9 @@ def test_cli_runs_gears_on_norman_subset_and_scores_like_gears(tmp_path, norman_
 
 IMPORT_SCRIPT = """
 import torch, scanpy  # the heavy imports first, so that importing GEARS itself takes seconds
-from bench.adapters.gears import isolation
+from bench.core.isolated_import import locked_import
 print("ready", flush=True)
-isolation.gears_api()
+locked_import("gears")
 print("imported", flush=True)
 """
 
@@ -491,7 +459,7 @@ def test_importing_gears_waits_while_another_process_imports_it():
     child = subprocess.Popen([sys.executable, "-c", IMPORT_SCRIPT], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
-        with FileLock(isolation.import_lock_path()):
+        with FileLock(isolated_import.import_lock_path()):
             assert child.stdout.readline().strip() == "ready"
             with pytest.raises(subprocess.TimeoutExpired):
                 child.wait(timeout=30)

@@ -19,6 +19,8 @@ from bench.core.api import GeneKnowledge
 from bench.core.errors import DataError
 from bench.data import gene_ontology
 from bench.data.gene_ontology import GeneOntology, load_gene_ontology
+from bench.data.go_similarity import GoSimilarity
+from bench.data.knowledge import StoreGeneKnowledge
 from bench.data.manifest import read_manifest
 from bench.data.ncbi import read_gene2go, read_gene_info
 
@@ -229,6 +231,53 @@ def test_tiny_files_graph_worked_by_hand(tiny):
     assert _edges(go.graph(genes, threshold=0.2)) == [("B", "OLDA", 0.5), ("OLDA", "B", 0.5)]
     assert go.graph(genes, threshold=0.5).empty
     assert go.gene_sets(["C", "SHARED", "B", "OLDA"], min_size=2) == {"GO:1": ["C", "B", "OLDA"], "GO:2": ["B", "OLDA"]}
+
+
+def test_go_annotations_name_every_annotated_gene(tiny):
+    """Official symbols of the human genes with a GO term (not D's NOT line, not mouse E), outdated ones
+    mapped; built once per service."""
+    go = GeneOntology.from_files(*tiny)
+    annotations = go.go_annotations()
+    assert annotations is go.go_annotations()
+    assert annotations.gene2go == {"A": {"GO:1", "GO:2", "GO:3"}, "B": {"GO:1", "GO:2", "GO:4"},
+                                   "C": {"GO:1", "GO:5", "GO:6", "GO:7"}, "D": {"GO:8"}}
+    assert [annotations.official(g) for g in ("A", "OLDA", "SHARED", "E", "NOPE")] == ["A", "A", None, None, None]
+    assert _edges(annotations.similarity_graph(["A", "B", "C"], 0.2, 20)) == [("A", "B", 0.5), ("B", "A", 0.5)]
+
+
+def test_store_without_gene_ontology_has_no_go_annotations(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
+    assert StoreGeneKnowledge().go_annotations() is None
+    assert "warning: no Gene Ontology features" in capsys.readouterr().err
+
+
+def test_go_graph_is_cached_on_disk(tiny, monkeypatch, tmp_path):
+    """A fresh service (as in a new process) reads the file (the builder fails if called); an unreadable or
+    inconsistent file is rebuilt with a warning; other genes, threshold or top_k have their own file."""
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    genes = ["A", "B", "C", "D"]
+    built = GoSimilarity(GeneOntology.from_files(*tiny)).similarity_graph(genes, 0.1, 20)
+    fresh = GoSimilarity(GeneOntology.from_files(*tiny))
+    path = fresh.cache_path(genes, 0.1, 20)
+    assert list((tmp_path / "cache" / "gene_ontology").iterdir()) == [path]
+    others = {fresh.cache_path(genes, 0.1, 5), fresh.cache_path(genes[:3], 0.1, 20), fresh.cache_path(genes, 0.2, 20)}
+    assert path not in others and len(others) == 3
+    original = GeneOntology.graph
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the cached GO graph should have been read")
+
+    monkeypatch.setattr(GeneOntology, "graph", refuse)
+    pd.testing.assert_frame_equal(fresh.similarity_graph(genes, 0.1, 20), built)
+    out_of_range = tmp_path / "out_of_range.npz"
+    np.savez(out_of_range, source=np.array([0, 7]), target=np.array([1, 0]), importance=np.array([1.0, 1.0]))
+    for corrupt in (b"not a zip file", out_of_range.read_bytes()):
+        path.write_bytes(corrupt)
+        monkeypatch.setattr(GeneOntology, "graph", original)
+        with pytest.warns(UserWarning, match="GO graph cache .* is unusable"):
+            pd.testing.assert_frame_equal(GoSimilarity(fresh.ontology).similarity_graph(genes, 0.1, 20), built)
+        monkeypatch.setattr(GeneOntology, "graph", refuse)
+        pd.testing.assert_frame_equal(GoSimilarity(fresh.ontology).similarity_graph(genes, 0.1, 20), built)
 
 
 def test_tiny_embeddings(tiny):

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import TheilSenRegressor
 
-from bench.adapters.gears.isolation import locked_import
 from bench.core.conditions import genes_of
+from bench.core.isolated_import import locked_import
 from bench.evaluation import interactions
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
-from bench.adapters.gears.isolation import locked_import
 from bench.core.errors import BenchError
+from bench.core.isolated_import import locked_import
 from bench.evaluation import metrics
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from bench.adapters.gears.isolation import locked_import
 from bench.core.conditions import CONTROL
+from bench.core.isolated_import import locked_import
 from bench.evaluation import metrics
 from bench.evaluation.de import de_genes
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from conftest import adapter_catalog
 
-from bench.adapters.gears.isolation import locked_import
 from bench.core import registry
+from bench.core.isolated_import import locked_import
 from bench.data.datasets import load_dataset
 from bench.evaluation import metrics, splits
 from bench.reporting import plots as leaderboard_plots

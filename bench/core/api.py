@@ -19,6 +19,22 @@ import pandas as pd
 from bench.core.errors import ModelError
 
 
+class GoAnnotations(Protocol):
+    """Every gene with a Gene Ontology annotation, for a model that builds its own gene graph (GEARS)."""
+
+    gene2go: dict[str, set[str]]
+    """Official symbol -> its GO terms, for every annotated gene."""
+
+    def official(self, gene: str) -> str | None:
+        """The official symbol of ``gene`` (an outdated symbol or unique synonym mapped), None without annotation."""
+        ...
+
+    def similarity_graph(self, genes: Sequence[str], threshold: float, top_k: int) -> pd.DataFrame:
+        """GEARS' GO graph among the annotated ``genes``: columns ``source``, ``target``, ``importance`` (the
+        Jaccard index of their GO-term sets, above ``threshold``), each target's ``top_k`` sources, no self loops."""
+        ...
+
+
 @runtime_checkable
 class GeneKnowledge(Protocol):
     """Prior knowledge about genes that does not come from the expression data (Gene Ontology)."""
@@ -36,6 +52,10 @@ class GeneKnowledge(Protocol):
 
     def gene_sets(self, genes: Sequence[str]) -> dict[str, list[str]]:
         """Biological-process gene sets: ``{set name: member genes among genes}`` (pathway priors)."""
+        ...
+
+    def go_annotations(self) -> GoAnnotations | None:
+        """Every annotated gene and their GO graph; None without a Gene Ontology."""
         ...
 
 

@@ -1,5 +1,5 @@
-"""The Gene Ontology service: gene symbols to GO-term sets, GEARS' GO graph, LSA gene embeddings and
-per-term gene sets (pathway priors).
+"""The Gene Ontology service: gene symbols to GO-term sets, GEARS' GO graph, LSA gene embeddings,
+per-term gene sets (pathway priors) and every annotated gene with their cached GO graph (``go_annotations``).
 
 Built from NCBI Gene's ``gene2go`` (direct annotations, all three ontologies) and ``gene_info``
 (symbols and synonyms). It gives models knowledge about genes that never appear perturbed in training.
@@ -19,6 +19,7 @@ from sklearn.preprocessing import normalize
 from threadpoolctl import threadpool_limits
 
 from bench.core import atomic, paths
+from bench.data.go_similarity import GoSimilarity
 from bench.data.manifest import find_manifest
 from bench.data.ncbi import HUMAN, read_gene2go, read_gene_info
 
@@ -55,6 +56,7 @@ class GeneOntology:
         self._row = {int(g): i for i, g in enumerate(self._gene_ids)}
         self._by_symbol, self._by_synonym = _symbol_maps(genes, self._row)
         self._embedding_tables: dict[int, np.ndarray] = {}
+        self._annotations: GoSimilarity | None = None
 
     @classmethod
     def from_files(cls, gene2go: Path, gene_info: Path, tax_id: int = HUMAN) -> GeneOntology:
@@ -99,6 +101,12 @@ class GeneOntology:
         kept = np.asarray(names, dtype=object)[known]
         target, source, weight = _jaccard_top_k(self._incidence[rows[known]], threshold, top_k)
         return pd.DataFrame({"source": kept[source], "target": kept[target], "importance": weight})
+
+    def go_annotations(self) -> GoSimilarity:
+        """Every annotated gene, their official symbols and their GO graph, cached (built once per service)."""
+        if self._annotations is None:
+            self._annotations = GoSimilarity(self)
+        return self._annotations
 
     def annotation_digest(self, genes: Sequence[str]) -> str:
         """sha256 of ``genes`` (in order) and of each one's GO-term set: everything ``graph(genes)`` reads."""

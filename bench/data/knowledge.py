@@ -35,9 +35,9 @@ class StoreGeneKnowledge:
                 print(f"warning: no Gene Ontology features ({exc})", file=sys.stderr)
         return self._service
 
-    def service(self):
-        """The Gene Ontology service (``bench.data.gene_ontology.GeneOntology``), or None without its files."""
-        return self._get()
+    def go_annotations(self):
+        service = self._get()
+        return None if service is None else service.go_annotations()
 
     def embeddings(self, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         service = self._get()

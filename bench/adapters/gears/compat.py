@@ -1,13 +1,13 @@
-"""Two adaptations of cell-gears 0.1.2 that leave its installed code untouched.
+"""Adaptations of cell-gears 0.1.2 that leave its installed code untouched.
 
-- ``PandasIndexCSR``: ``GEARS.__init__`` averages the control cells with ``adata.X[adata.obs.condition
-  == 'ctrl']``, a pandas Series as the row index of a sparse matrix. scipy ≥ 1.15 calls ``.nonzero()``
-  on boolean indices, which a Series lacks (``'Series' object has no attribute 'nonzero'``). This CSR
-  matrix turns pandas indices into NumPy arrays first; the adapter gives it to GEARS as ``adata.X``.
-- ``EpochReporter``: ``GEARS.train`` computes validation metrics every epoch but only shows them in log
-  lines and through its Weights & Biases hook (``GEARS.wandb.log``). This stand-in for that hook
-  passes GEARS' model-selection value, the validation MSE on the top 20 DE genes, negated (higher is
-  better), to the harness's ``TrainData.report``.
+- ``PandasIndexCSR``: ``GEARS.__init__`` indexes ``adata.X`` with a pandas Series (``adata.obs.condition ==
+  'ctrl'``), which scipy ≥ 1.15 rejects (``'Series' object has no attribute 'nonzero'``); this CSR matrix
+  turns pandas indices into NumPy arrays first.
+- ``EpochReporter``: a stand-in for GEARS' Weights & Biases hook (``GEARS.wandb.log``) that passes its
+  model-selection value, the validation MSE on the top 20 DE genes, negated, to ``TrainData.report``.
+- ``install_go_rows``: ``GEARS_Model.forward`` (``gears/model.py:155-183``) runs its GO GNN over every node
+  but reads only the batch's perturbed genes, four fifths of a training step over the genome-wide graph;
+  the model then computes only those rows (``bench.adapters.row_gnn``), the same values.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from torch import nn
 
+from bench.adapters.row_gnn import GraphEdges, LayerRows, RenormedTable, RowSGConv
 from bench.core.api import no_progress
 
 VALIDATION_KEY = "val_de_mse"
@@ -26,9 +28,7 @@ VALIDATION_KEY = "val_de_mse"
 def _plain(index: object) -> object:
     if isinstance(index, tuple):
         return tuple(_plain(part) for part in index)
-    if isinstance(index, (pd.Series, pd.Index)):
-        return index.to_numpy()
-    return index
+    return index.to_numpy() if isinstance(index, (pd.Series, pd.Index)) else index
 
 
 class PandasIndexCSR(sp.csr_matrix):
@@ -44,12 +44,8 @@ def pandas_indexable(matrix) -> PandasIndexCSR:
 
 
 class EpochReporter:
-    """Receives ``GEARS.train``'s Weights & Biases logs and reports one value per epoch, and the epochs
-    done of ``total_epochs`` to ``progress``.
-
-    Steps continue from ``first_step`` so that several GEARS models (one per cell type) report one
-    increasing sequence of epochs.
-    """
+    """Reports one value per epoch, and the epochs done of ``total_epochs`` to ``progress``; steps continue
+    from ``first_step`` so that several GEARS models (one per cell type) report one increasing sequence."""
 
     def __init__(self, report: Callable[[int, float], None], first_step: int = 0,
                  progress: Callable[..., None] = no_progress, total_epochs: int | None = None) -> None:
@@ -62,3 +58,19 @@ class EpochReporter:
             self.step += 1
             self.progress("training", self.step, self.total_epochs)
             self.report(self.step, -float(values[VALIDATION_KEY]))
+
+
+class BatchRows(LayerRows):
+    """A forward pre-hook of ``GEARS_Model``: its GO layers compute the rows of the batch's perturbed genes."""
+
+    def __call__(self, model: nn.Module, args: tuple) -> None:
+        self.select(sorted({j for cell in args[0].pert_idx for j in cell if j != -1}))
+
+
+def install_go_rows(model: nn.Module) -> None:
+    """Make a ``gears.model.GEARS_Model`` compute its GO GNN only at the rows each batch reads."""
+    rows = BatchRows(GraphEdges(model.G_sim, model.G_sim_weight, model.num_perts), len(model.sim_layers))
+    model.pert_emb = RenormedTable(model.pert_emb)
+    for depth, conv in enumerate(model.sim_layers):
+        model.sim_layers[depth] = RowSGConv(conv, rows, depth)
+    model.register_forward_pre_hook(rows)

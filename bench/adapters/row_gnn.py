@@ -1,19 +1,13 @@
-"""GEARS' GO GNN computed only at the rows a batch reads: the same model, without the unread rows.
+"""Graph layers computed only at the rows a forward reads: the same values, without the unread rows.
 
-``GEARS_Model.forward`` (cell-gears 0.1.2, ``gears/model.py:155-161``) looks up the embedding of every
-node of the perturbation graph and runs its SGConv layers over all of them, then reads only the rows of
-the batch's perturbed genes (``model.py:166-183``). Over the genome-wide graph (20,728 nodes, about
-430,000 edges) that was four fifths of each training step, for rows nobody reads. ``install`` swaps two
-of the model's modules so that GEARS' own ``forward`` gets the same values for the rows it reads:
-
-- each SGConv computes ``lin(sum of norm * x[source])`` only at its target rows (the last layer: the
-  batch's perturbed nodes; an earlier layer: the sources of the next layer's edges), with PyG's
-  ``gcn_norm`` weights over the whole graph, computed once; other rows are left zero and never read;
-- the embedding table keeps ``nn.Embedding(max_norm=True)``'s rule (``model.py:64``): before each
-  forward every row whose norm may exceed 1 goes through the same ``torch.embedding_renorm_``.
-
-Parameters keep their names and order, so the optimiser, ``deepcopy`` and ``state_dict`` see the same
-model; gradients reach the same rows. Only floating-point summation order differs.
+A model that runs graph convolutions over every node but reads a few rows of the result (GEARS' GO GNN
+reads its batch's perturbed genes) can swap in these modules: ``RowSGConv`` computes one SGConv step
+(K = 1) as ``lin(sum of norm * x[source])`` only at the rows ``LayerRows`` chose for its depth (the last
+layer: the rows read; an earlier layer: the sources of the next layer's edges), with PyG's ``gcn_norm``
+weights over the whole graph, computed once; other rows are left zero. ``RenormedTable`` keeps
+``nn.Embedding(max_norm=...)``'s rule by renormalising, before each forward, every row whose norm may
+exceed ``max_norm`` with the same ``torch.embedding_renorm_``. Parameters keep their names and order, so
+optimisers, ``deepcopy`` and ``state_dict`` see the same model; only floating-point summation order differs.
 """
 
 from __future__ import annotations
@@ -28,7 +22,7 @@ class GraphEdges:
     """The normalised edges of one graph, grouped by target node (the order within a target kept)."""
 
     def __init__(self, edge_index: torch.Tensor, edge_weight: torch.Tensor, num_nodes: int) -> None:
-        from torch_geometric.nn.conv.gcn_conv import gcn_norm  # as GEARS' SGConv does; imported with GEARS
+        from torch_geometric.nn.conv.gcn_conv import gcn_norm  # as PyG's SGConv does
 
         index, norm = gcn_norm(edge_index, edge_weight, num_nodes, False, True, "source_to_target",
                                dtype=edge_weight.dtype)
@@ -44,17 +38,17 @@ class GraphEdges:
         return self.start[targets][position] + offsets, position
 
 
-class BatchRows:
-    """A forward pre-hook of ``GEARS_Model``: the rows each GO layer must compute for the coming batch."""
+class LayerRows:
+    """The rows each of ``layers`` stacked convolutions over ``edges`` computes for the coming forward."""
 
     def __init__(self, edges: GraphEdges, layers: int) -> None:
         self.edges = edges
         self.layers = layers
         self.rows: list[torch.Tensor] = []
 
-    def __call__(self, model: nn.Module, args: tuple) -> None:
-        perturbed = sorted({j for cell in args[0].pert_idx for j in cell if j != -1})
-        rows = [torch.tensor(perturbed, dtype=torch.long)]
+    def select(self, read: list[int]) -> None:
+        """Make the last layer compute the rows ``read`` and each earlier one the rows the next one reads."""
+        rows = [torch.tensor(read, dtype=torch.long)]
         for _ in range(self.layers - 1):
             edges, _ = self.edges.into(rows[0])
             rows.insert(0, torch.unique(self.edges.source[edges]))
@@ -62,9 +56,9 @@ class BatchRows:
 
 
 class RowSGConv(nn.Module):
-    """One of GEARS' GO SGConv layers (K = 1), computed at the rows ``BatchRows`` chose for it."""
+    """A PyG ``SGConv`` with K = 1, computed at the rows ``rows`` chose for ``depth``."""
 
-    def __init__(self, conv: nn.Module, rows: BatchRows, depth: int) -> None:
+    def __init__(self, conv: nn.Module, rows: LayerRows, depth: int) -> None:
         super().__init__()
         if conv.K != 1:
             raise ValueError(f"RowSGConv computes one propagation step; this SGConv takes {conv.K}")
@@ -73,7 +67,7 @@ class RowSGConv(nn.Module):
         self.depth = depth
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
-        """``x``: every node's input; the graph GEARS passes again is the one normalised at ``install``."""
+        """``x``: every node's input; the graph passed again is the one ``rows.edges`` normalised."""
         targets = self.rows.rows[self.depth]
         edges, position = self.rows.edges.into(targets)
         sources = self.rows.edges.source[edges]
@@ -83,8 +77,8 @@ class RowSGConv(nn.Module):
 
 
 class RenormedTable(nn.Module):
-    """GEARS' perturbation embedding (``nn.Embedding`` with ``max_norm``), renormalising only the rows
-    that may need it; the weight is the same parameter."""
+    """An ``nn.Embedding`` with ``max_norm``, renormalising only the rows that may need it; the weight is
+    the same parameter."""
 
     def __init__(self, embedding: nn.Embedding) -> None:
         super().__init__()
@@ -98,12 +92,3 @@ class RenormedTable(nn.Module):
             if len(near):
                 torch.embedding_renorm_(self.weight, near, self.max_norm, self.norm_type)
         return nn.functional.embedding(indices, self.weight)
-
-
-def install(model: nn.Module) -> None:
-    """Make a ``gears.model.GEARS_Model`` compute its GO GNN only at the rows each batch reads."""
-    rows = BatchRows(GraphEdges(model.G_sim, model.G_sim_weight, model.num_perts), len(model.sim_layers))
-    model.pert_emb = RenormedTable(model.pert_emb)
-    for depth, conv in enumerate(model.sim_layers):
-        model.sim_layers[depth] = RowSGConv(conv, rows, depth)
-    model.register_forward_pre_hook(rows)

@@ -1,17 +1,14 @@
-"""Run cell-gears inside a fence that leaves the caller's process as it found it.
+"""Import and run a library that changes process-wide state, inside a fence that restores it.
 
-Importing GEARS seeds torch globally (``torch.manual_seed(0)`` in ``gears/gears.py``), silences every
-warning (``warnings.filterwarnings("ignore")``) and sets scanpy's verbosity to 0; importing its
-dependencies also moves Python's ``random`` state, sets an environment variable and resets the thread
-counts of torch's OpenMP pool (numba, through ``dcor``). GEARS draws from
-NumPy's and torch's global generators while building cell graphs, shuffling batches, initialising its
-network and sampling control cells for prediction; it prints progress to stdout and stderr, and writes
-files relative to the working directory (``./data/go_essential_*.csv``). ``isolated`` imports GEARS
-lazily, seeds the global generators from the run's seed, runs in a scratch folder with GEARS' output
-discarded, its warnings ignored and the caller's thread counts, and afterwards restores the torch (CPU
-and CUDA), NumPy and ``random`` generator states, the warnings filters, the working directory, the
-environment, the thread counts of torch and of the native thread pools, scanpy's verbosity, stdout and
-stderr.
+cell-gears, for one, seeds torch when imported (``torch.manual_seed(0)``), silences every warning, sets
+scanpy's verbosity to 0, and its dependencies move Python's ``random`` state, set an environment variable
+and reset the thread counts of torch's OpenMP pool (numba, through ``dcor``); it then draws from NumPy's
+and torch's global generators, prints progress and writes files relative to the working directory.
+``isolated`` imports such modules lazily, seeds the global generators from the run's seed, runs in a
+scratch folder with their output discarded, warnings ignored and the caller's thread counts, and
+afterwards restores the torch (CPU and CUDA), NumPy and ``random`` generator states, the warnings
+filters, the working directory, the environment, the thread counts of torch and of the native thread
+pools, scanpy's verbosity, stdout and stderr.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 
 import numpy as np
 import scanpy as sc
@@ -37,9 +34,9 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 
 def import_lock_path() -> Path:
-    """The lock file that every process of this Python environment takes to import GEARS or ``dcor``."""
+    """The lock file that every process of this Python environment takes for :func:`locked_import`."""
     environment = hashlib.sha256(sys.prefix.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"bench-import-gears-{environment}.lock"
+    return Path(tempfile.gettempdir()) / f"bench-import-{environment}.lock"
 
 
 def locked_import(module: str) -> ModuleType:
@@ -50,13 +47,6 @@ def locked_import(module: str) -> ModuleType:
     processes first imported GEARS on a fresh install), so every such import takes the lock."""
     with FileLock(import_lock_path()):
         return importlib.import_module(module)
-
-
-def gears_api() -> SimpleNamespace:
-    """The parts of cell-gears the adapter calls (imported here, inside the fence)."""
-    gears, utils = locked_import("gears"), locked_import("gears.utils")
-    return SimpleNamespace(GEARS=gears.GEARS, PertData=gears.PertData,
-                           get_similarity_network=utils.get_similarity_network)
 
 
 def _restore_threads(torch_threads: int, pools: list[dict]) -> None:
@@ -73,9 +63,9 @@ def _restore_environment(saved: dict[str, str]) -> None:
 
 
 @contextmanager
-def isolated(seed: int, workdir: Path) -> Iterator[SimpleNamespace]:
-    """Yield the GEARS API with the global generators seeded from ``seed`` and ``workdir`` as the
-    working directory; restore the caller's process state on exit, also when GEARS raises."""
+def isolated(seed: int, workdir: Path, *modules: str) -> Iterator[list[ModuleType]]:
+    """Yield ``modules``, imported with :func:`locked_import`, with the global generators seeded from ``seed``
+    and ``workdir`` as the working directory; restore the caller's process state on exit, also on errors."""
     cwd = os.getcwd()
     environment = dict(os.environ)
     threads, pools = torch.get_num_threads(), threadpool_info()
@@ -93,12 +83,12 @@ def isolated(seed: int, workdir: Path) -> Iterator[SimpleNamespace]:
         try:
             os.chdir(workdir)
             warnings.simplefilter("ignore")
-            api = gears_api()
-            _restore_threads(threads, pools)  # GEARS runs with the caller's thread counts, imported or not
+            imported = [locked_import(module) for module in modules]
+            _restore_threads(threads, pools)  # the block runs with the caller's thread counts, imported or not
             torch.manual_seed(seed)
             np.random.seed(seed)
             random.seed(seed)
-            yield api
+            yield imported
         finally:
             os.chdir(cwd)
             _restore_environment(environment)
