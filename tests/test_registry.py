@@ -27,7 +27,7 @@ def test_preset_then_override_order():
 def test_integer_override_of_a_float_parameter_is_accepted():
     card = registry.find_card("linear")
     model = registry.build(card, registry.resolve_params(card, None, ["ridge=2"]))
-    assert model.ridge == 2.0 and isinstance(model.ridge, float)
+    assert model.params.ridge == 2.0 and isinstance(model.params.ridge, float)
 
 
 def test_unknown_parameter_names_the_allowed_ones():

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.adapters.effects import prediction
+from bench.adapters.kit.effects import prediction
 from bench.adapters.gears import go_rows, workspace
 from bench.adapters.gears.compat import EpochReporter, pandas_indexable
 from bench.adapters.gears.graph import GRAPHS, UNIVERSES, PerturbationGraph, build, edge_tensors
