@@ -35,7 +35,7 @@ from bench.core.api import (
     no_progress,
     now_ms,
 )
-from bench.core.registry import ModelCard, build
+from bench.core.registry import ModelCard, build, card_hash
 from bench.data.datasets import Dataset, add_counts
 from bench.evaluation import interactions, metrics, scoring, splits
 from bench.evaluation.de import cached_de_genes
@@ -146,7 +146,7 @@ def new_result(card: ModelCard, params: dict, dataset: PreparedDataset, split_na
                preset: str | None) -> tuple[RunResult, splits.Split]:
     """The result of a run that has not started yet (status FINISHED until something fails), and its split."""
     split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
-    result = RunResult(model=card.name, params=params, card_hash=card.sha256, dataset=dataset.name,
+    result = RunResult(model=card.name, params=params, card_hash=card_hash(card), dataset=dataset.name,
                        dataset_sha256=dataset.sha256, split=split_name, split_hash=split.sha256, seed=seed,
                        device=device, split_json=split.to_json(), preset=preset)
     return result, split
