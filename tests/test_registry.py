@@ -171,7 +171,8 @@ def test_card_hash_follows_the_adapters_defaults(tmp_path, monkeypatch):
 def test_resolved_params_are_complete_from_the_adapters_defaults():
     card = registry.find_card("cpa")
     assert not card.params and registry.resolve_params(card) == registry.adapter_defaults(card)
-    assert registry.resolve_params(card)["latent_dim"] == 64 and registry.resolve_params(card, "fast")["latent_dim"] == 16
+    assert registry.resolve_params(card)["latent_dim"] == 64
+    assert registry.resolve_params(card, "fast")["latent_dim"] == 16
 
 
 def test_unset_drops_inherited_entries(tmp_path):

@@ -13,14 +13,15 @@ class Adapter:
     """An adapter declares ``Params`` (a ``Params`` dataclass) and writes ``fit`` and ``predict``.
 
     The constructor takes the parameters by name and keeps them checked in ``self.params``; the class's
-    signature is that of ``Params``, so the registry reads the parameter names and defaults from it.
+    signature is that of ``Params``, so the registry reads the parameter names and defaults from it (a
+    subclass with its own ``__init__`` keeps that one's signature; it must call ``super().__init__``).
     """
 
     Params: ClassVar[type[Params]] = Params
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        cls.__signature__ = inspect.signature(cls.Params)
+        cls.__signature__ = inspect.signature(cls.Params) if cls.__init__ is Adapter.__init__ else None
 
     def __init__(self, **values):
         self.params = self.Params(**values)
