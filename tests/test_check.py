@@ -83,7 +83,7 @@ class BrokenAdditive(AdditiveModel):
 
 def catalog_with(tmp_path, monkeypatch, card: str, old: str, new: str) -> None:
     """A copy of the catalog (``BENCH_CATALOG``) whose ``card`` has ``old`` replaced by ``new``, with the
-    adapters above importable by the check's worker processes."""
+    adapters above importable here and by the check's worker processes."""
     catalog = tmp_path / "catalog"
     shutil.copytree(paths.catalog_dir(), catalog)
     path = catalog / "models" / f"{card}.toml"
@@ -91,6 +91,7 @@ def catalog_with(tmp_path, monkeypatch, card: str, old: str, new: str) -> None:
     path.write_text(path.read_text().replace(old, new))
     (tmp_path / "changed_adapters.py").write_text(ADAPTERS)
     monkeypatch.setenv("BENCH_CATALOG", str(catalog))
+    monkeypatch.syspath_prepend(str(tmp_path))  # resolving a card's parameters reads its adapter's defaults
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
 
 

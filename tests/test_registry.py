@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+import sys
+
 import pytest
 
 from bench.core import registry
@@ -27,7 +31,7 @@ def test_preset_then_override_order():
 def test_integer_override_of_a_float_parameter_is_accepted():
     card = registry.find_card("linear")
     model = registry.build(card, registry.resolve_params(card, None, ["ridge=2"]))
-    assert model.ridge == 2.0 and isinstance(model.ridge, float)
+    assert model.params.ridge == 2.0 and isinstance(model.params.ridge, float)
 
 
 def test_unknown_parameter_names_the_allowed_ones():
@@ -123,13 +127,93 @@ def test_grandchild_inherits_through_its_parent(tmp_path):
     assert (card.description, card.params, card.baseline) == ("ablation", {"n_components": 10, "ridge": 0.5}, True)
 
 
-def test_card_hash_follows_its_parent(tmp_path):
+def test_card_hash_follows_its_parent_but_not_comments(tmp_path):
     _card(tmp_path, "base", PARENT)
     _card(tmp_path, "child", 'name = "child"\nextends = "base"\n')
-    before = registry.read_card(tmp_path / "child.toml").sha256
-    assert before != registry.read_card(tmp_path / "base.toml").sha256
+    before = registry.card_hash(registry.read_card(tmp_path / "child.toml"))
+    assert before == registry.card_hash(registry.read_card(tmp_path / "base.toml"))  # it runs the same
+    _card(tmp_path, "base", PARENT.replace("ridge = 0.1", "ridge = 0.1  # the paper's value\n# a comment"))
+    assert registry.card_hash(registry.read_card(tmp_path / "child.toml")) == before
     _card(tmp_path, "base", PARENT.replace("ridge = 0.1", "ridge = 0.2"))
-    assert registry.read_card(tmp_path / "child.toml").sha256 != before
+    assert registry.card_hash(registry.read_card(tmp_path / "child.toml")) != before
+
+
+ADAPTER = """
+from dataclasses import dataclass
+from bench.adapters.kit.base import Adapter
+from bench.adapters.kit.params import Params, param
+
+@dataclass(frozen=True)
+class ToyParams(Params):
+    width: int = param(WIDTH, "[1, inf)")
+
+class Toy(Adapter):
+    Params = ToyParams
+"""
+
+
+def test_card_hash_follows_the_adapters_defaults(tmp_path, monkeypatch):
+    """Defaults live in the adapter, so a changed default is a changed card, though the card file is not."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    (tmp_path / "toy_adapter.py").write_text(ADAPTER.replace("WIDTH", "8"))
+    _card(tmp_path, "toy", 'name = "toy"\nadapter = "toy_adapter:Toy"\ndescription = "t"\ncitation = "c"\n')
+    card = registry.read_card(tmp_path / "toy.toml")
+    import toy_adapter
+
+    before = registry.card_hash(card)
+    assert registry.resolve_params(card) == {"width": 8} and registry.card_hash(card) == before
+    (tmp_path / "toy_adapter.py").write_text(ADAPTER.replace("WIDTH", "16"))
+    importlib.reload(toy_adapter)
+    assert registry.resolve_params(card) == {"width": 16} and registry.card_hash(card) != before
+
+
+def test_resolved_params_are_complete_from_the_adapters_defaults():
+    card = registry.find_card("cpa")
+    assert not card.params and registry.resolve_params(card) == registry.adapter_defaults(card)
+    assert registry.resolve_params(card)["latent_dim"] == 64
+    assert registry.resolve_params(card, "fast")["latent_dim"] == 16
+
+
+def test_unset_drops_inherited_entries(tmp_path):
+    _card(tmp_path, "base", PARENT.replace("ridge = 0.1\n", "ridge = 0.1\ngo_ridge = 3.0\n"))
+    _card(tmp_path, "child", 'name = "child"\nextends = "base"\n'
+          'unset = ["search_space.ridge", "presets.fast.ridge", "params.go_ridge"]\n')
+    card = registry.read_card(tmp_path / "child.toml")
+    assert list(card.search_space) == ["n_components"] and card.presets == {"fast": {"n_components": 5}}
+    assert registry.resolve_params(card) == {"n_components": 10, "ridge": 0.1}  # go_ridge: not passed
+    assert registry.resolve_params(card, "fast") == {"n_components": 5, "ridge": 0.1}
+
+
+def test_latent_additive_is_cpa_without_the_adversary():
+    cpa, latent_additive = registry.find_card("cpa"), registry.find_card("latent_additive")
+    assert latent_additive.extends == "cpa" and latent_additive.adapter == cpa.adapter
+    assert list(latent_additive.search_space) == [k for k in cpa.search_space if k != "adversary_weight"]
+    for preset in ("default", "fast"):
+        params = registry.resolve_params(latent_additive, preset)
+        assert "adversary_hidden" not in params and params["adversary_weight"] == 0.0
+        assert {k: v for k, v in registry.resolve_params(cpa, preset).items() if k != "adversary_hidden"} == {
+            **params, "adversary_weight": 30.0, "encoder_input": "cell"}
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("search_space.rigde", "unknown entry to unset 'search_space.rigde'; did you mean 'search_space.ridge'"),
+    ("presets.fast.go_ridge", "unknown entry to unset 'presets.fast.go_ridge'"),
+    ("description", "cannot unset 'description'"),
+])
+def test_unset_of_an_unknown_entry_is_a_one_line_error(tmp_path, entry, message):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", f'name = "child"\nextends = "base"\nunset = ["{entry}"]\n')
+    with pytest.raises(BenchError, match=re.escape(message)) as error:
+        registry.read_card(tmp_path / "child.toml")
+    assert "\n" not in str(error.value)
+
+
+def test_unset_of_a_parameter_the_adapter_lacks_is_an_error(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "child", 'name = "child"\nextends = "base"\nunset = ["params.rigde"]\n')
+    with pytest.raises(BenchError, match="unknown parameter to unset 'rigde'; did you mean 'ridge'"):
+        registry.resolve_params(registry.read_card(tmp_path / "child.toml"))
 
 
 def test_unknown_parent_suggests(tmp_path):

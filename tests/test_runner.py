@@ -190,3 +190,14 @@ def test_diagnostics_a_model_records_are_run_metrics_but_not_test_subgroups(test
     assert result.metrics["diagnostic/latent_pearson_delta"] == 0.25
     subgroups = {key.split("/")[0] for key in result.metrics if is_test_metric(key)}
     assert "diagnostic" not in subgroups and "val" not in subgroups and "all" in subgroups
+
+
+def test_a_model_skips_data_it_cannot_use(small_synthetic):
+    """``skip`` sees the data's properties before the model trains: the negative binomial on data without
+    raw counts is a skipped run with the model's reason, not a failed one."""
+    adata = small_synthetic.copy()
+    del adata.layers["counts"]
+    prepared = runner.PreparedDataset.of(Dataset("synthetic_small", adata, "a" * 64))
+    card = registry.find_card("cpa")
+    result = runner.run(card, registry.resolve_params(card, "fast", ['likelihood="nb"']), prepared, "simulation", 1)
+    assert result.status == "SKIPPED" and "needs a counts layer" in result.error and "fit" not in result.phase_seconds

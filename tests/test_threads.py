@@ -43,7 +43,7 @@ import json, numpy, torch
 from threadpoolctl import threadpool_info
 from bench.core import threads
 threads.limit(1)
-import bench.adapters.torch_runtime
+import bench.adapters.kit.torch_runtime
 pools = [pool["num_threads"] for pool in threadpool_info()]
 print(json.dumps({"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(), "pools": pools}))
 """

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.adapters.effects import Effects, prediction
+from bench.adapters.kit.base import Adapter
+from bench.adapters.kit.effects import Effects, prediction
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import genes_of
 
 
-class _EffectsModel:
+class _EffectsModel(Adapter):
     effects: Effects
 
     def fit(self, train: TrainData) -> None:

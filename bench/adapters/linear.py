@@ -11,9 +11,13 @@ both; a gene with neither contributes nothing (the prediction falls back to ``b`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from bench.adapters.effects import Effects, prediction
+from bench.adapters.kit.base import Adapter
+from bench.adapters.kit.effects import Effects, prediction
+from bench.adapters.kit.params import Params, param
 from bench.core import linalg
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL, genes_of
@@ -24,18 +28,22 @@ def ridge_solve(a: np.ndarray, b: np.ndarray, ridge: float) -> np.ndarray:
     return np.linalg.solve(a.T @ a + ridge * np.eye(a.shape[1]), a.T @ b)
 
 
-class LinearModel:
-    def __init__(self, n_components: int = 10, ridge: float = 0.1, go_ridge: float = 1.0):
-        if n_components < 1 or ridge < 0 or go_ridge < 0:
-            raise ValueError("n_components must be >= 1 and the ridge penalties >= 0")
-        self.n_components = n_components
-        self.ridge = ridge
-        self.go_ridge = go_ridge
+@dataclass(frozen=True)
+class LinearParams(Params):
+    """``n_components`` (K); ``ridge`` (λ); ``go_ridge``, the penalty of the map from GO embeddings."""
+
+    n_components: int = param(10, "[1, inf)")
+    ridge: float = param(0.1, "[0, inf)")
+    go_ridge: float = param(1.0, "[0, inf)")
+
+
+class LinearModel(Adapter):
+    Params = LinearParams
 
     def fit(self, train: TrainData) -> None:
         self.effects = Effects.of(train)
         bulk = train.pseudobulk().to_numpy()
-        k = max(1, min(self.n_components, min(bulk.shape) - 1))
+        k = max(1, min(self.params.n_components, min(bulk.shape) - 1))
         self.gene_index = {g: i for i, g in enumerate(train.genes)}
         self.G = linalg.principal_axes(bulk, k)[2].T
         self.knowledge = train.gene_knowledge
@@ -45,8 +53,8 @@ class LinearModel:
         Y = delta.to_numpy().T
         self.b = Y.mean(axis=1, keepdims=True)
         P = np.stack([self.embed(c) for c in conditions])
-        left = np.linalg.solve(self.G.T @ self.G + self.ridge * np.eye(k), self.G.T @ (Y - self.b))
-        self.W = left @ P @ np.linalg.inv(P.T @ P + self.ridge * np.eye(k))
+        left = np.linalg.solve(self.G.T @ self.G + self.params.ridge * np.eye(k), self.G.T @ (Y - self.b))
+        self.W = left @ P @ np.linalg.inv(P.T @ P + self.params.ridge * np.eye(k))
 
     def _fit_go_map(self, genes: list[str]) -> None:
         """Ridge map from GO embeddings to PCA loadings, fitted on measured genes that have both."""
@@ -55,7 +63,7 @@ class LinearModel:
             return
         embeddings, found = self.knowledge.embeddings(genes)
         if found.sum() >= 2:
-            self.go_map = ridge_solve(embeddings[found].astype(np.float64), self.G[found], self.go_ridge)
+            self.go_map = ridge_solve(embeddings[found].astype(np.float64), self.G[found], self.params.go_ridge)
 
     def gene_row(self, gene: str) -> np.ndarray:
         if gene in self.gene_index:

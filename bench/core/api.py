@@ -8,7 +8,7 @@ from its card's parameters. The harness never shows a model the observed cells o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -16,6 +16,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.core.conditions import is_double
 from bench.core.errors import ModelError
 
 
@@ -121,6 +122,29 @@ class TrainData:
 
     def rng(self) -> np.random.Generator:
         return np.random.default_rng(self.seed)
+
+
+@dataclass(frozen=True)
+class DataProperties:
+    """What a model may check before it trains, to decline data it cannot use (an adapter's ``skip``):
+    the dataset and split names, whether the training cells carry raw counts (``layers['counts']``, loaded
+    for cards with ``counts = true``), the training cell types, the number of genes, and whether the
+    training and the test conditions include doubles."""
+
+    dataset: str
+    split: str
+    counts: bool
+    cell_types: tuple[str, ...]
+    n_genes: int
+    train_doubles: bool
+    test_doubles: bool
+
+    @classmethod
+    def of(cls, dataset: str, split: str, train: ad.AnnData, test_conditions: Iterable[str]) -> DataProperties:
+        obs = train.obs
+        return cls(dataset, split, "counts" in train.layers, tuple(sorted(obs["cell_type"].astype(str).unique())),
+                   train.n_vars, any(map(is_double, obs["condition"].astype(str).unique())),
+                   any(map(is_double, test_conditions)))
 
 
 @dataclass

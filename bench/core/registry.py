@@ -1,4 +1,4 @@
-"""Model cards: which adapter, its parameters, presets and search space.
+"""Model cards: which adapter, the parameters that differ from its defaults, presets and search space.
 
 Cards are read from the catalog (``bench/catalog/models/``) and from the user's card folder
 (``BENCH_CARDS_DIR``, where ``bench sweep`` writes tuned cards); a name may be used once.
@@ -12,9 +12,13 @@ Schema::
     baseline = true                       # optional: a simple baseline (leaderboard references)
     counts = true                         # optional: the adapter reads layers['counts'] (raw counts),
                                           # which the harness then loads (it skips them otherwise)
-    [params]                              # defaults, passed to the adapter's constructor
+    [params]                              # overrides of the adapter's defaults
     [presets.fast]                        # named overrides on top of params ("default" = params)
     [search_space]                        # for sweeps: name = { type = "float", low, high, log }
+
+The adapter's constructor declares the parameters and their defaults (a kit adapter in its ``Params``
+dataclass): they are the one source of defaults. ``resolve_params`` returns a run's complete parameters:
+the adapter's defaults, then the card's params, the preset's values and ``--param`` overrides.
 
 An ablation or tuned card can start from another card instead of repeating it (the parent is looked
 up beside the card first, then among all known cards)::
@@ -22,11 +26,19 @@ up beside the card first, then among all known cards)::
     name = "linear_no_go"
     extends = "linear"                    # inherit adapter, description, citation, params, presets, search_space
     description = "..."                   # own strings replace the parent's (omitted ones are inherited)
+    unset = ["search_space.ridge"]        # drop inherited entries (see below)
     [params]                              # merged key by key over the parent's params
     [presets.fast]                        # merged key by key over the parent's preset of that name
     [search_space]                        # entries replace the parent's entry of the same name whole
 
-``baseline`` is not inherited; ``counts`` is. A card's ``sha256`` covers its parents too, so runs notice a changed parent.
+``unset`` names what the card drops after merging: ``search_space.<name>``, ``presets.<preset>``,
+``presets.<preset>.<name>``, or ``params.<name>``: a parameter the card does not pass at all (the
+adapter's default applies and runs do not record it, e.g. the adversary's size of a card without
+adversary). Naming an entry that is not there is an error. ``baseline`` is not inherited; ``counts``
+and ``unset`` parameters are.
+
+``card_hash`` identifies what a card runs (adapter, the adapter's defaults, every preset's complete
+parameters, search space, counts), so a run notices a changed parent or default; it imports the adapter.
 
 Dataset manifests are read by ``bench.data.manifest``; both give did-you-mean errors for unknown names.
 """
@@ -36,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +78,8 @@ class ModelCard:
     counts: bool = False
     extends: str = ""
     sweep: dict = field(default_factory=dict)
+    unset: list = field(default_factory=list)
     path: Path | None = None
-    sha256: str = ""
 
     @property
     def preset_names(self) -> list[str]:
@@ -95,19 +108,21 @@ def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> Mo
     """``chain``: the cards being read that extend this one, outermost first (to report cycles);
     ``known``: card name -> file, where parents are found."""
     try:
-        raw = path.read_bytes()
-        table = tomllib.loads(raw.decode())
+        table = tomllib.loads(path.read_bytes().decode())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BenchError(f"cannot read model card {path}: {exc}") from None
-    extra = set(table) - (set(ModelCard.__dataclass_fields__) - {"path", "sha256"})
+    extra = set(table) - (set(ModelCard.__dataclass_fields__) - {"path"})
     if extra:
         raise BenchError(f"{path}: unknown field(s) {', '.join(sorted(extra))}")
     _check_tables(path, table)
-    digest = hashlib.sha256(raw)
+    unset = table.get("unset", [])
+    if not isinstance(unset, list) or not all(isinstance(entry, str) for entry in unset):
+        raise BenchError(f"{path}: 'unset' must be a list of strings, e.g. unset = [\"search_space.ridge\"]")
     if "extends" in table:
         parent = _read_parent(path, table["extends"], (*chain, path.stem), known)
         table = _inherit(parent, table)
-        digest.update(parent.sha256.encode())
+    for entry in unset:
+        _unset(path, table, entry)
     for key in ("name", "adapter", "description", "citation"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
@@ -117,7 +132,7 @@ def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> Mo
         raise BenchError(f"{path}: name '{table['name']}' must match the file name '{path.stem}'")
     if ":" not in table["adapter"]:
         raise BenchError(f"{path}: adapter must be 'module:Class', got '{table['adapter']}'")
-    return ModelCard(**table, path=path, sha256=digest.hexdigest())
+    return ModelCard(**table, path=path)
 
 
 def _check_tables(path: Path, table: dict) -> None:
@@ -156,7 +171,26 @@ def _inherit(parent: ModelCard, table: dict) -> dict:
             for name in parent.presets | child_presets
         },
         "search_space": {**parent.search_space, **table.get("search_space", {})},
+        "unset": list(dict.fromkeys([*parent.unset, *table.get("unset", [])])),
     }
+
+
+def _unset(path: Path, table: dict, entry: str) -> None:
+    """Drop ``entry`` from the merged ``table``; ``params.<name>`` also leaves the adapter's default out
+    (``resolve_params`` checks that the adapter has the parameter)."""
+    *where, key = entry.split(".")
+    if where == ["params"]:
+        table.get("params", {}).pop(key, None)
+        return
+    if where not in (["search_space"], ["presets"]) and not (len(where) == 2 and where[0] == "presets"):
+        raise BenchError(f"{path}: cannot unset '{entry}'; name params.<name>, search_space.<name>, "
+                         "presets.<preset> or presets.<preset>.<name>")
+    container = table.get(where[0], {})
+    container = container.get(where[1], {}) if len(where) == 2 else container
+    if key not in container:
+        known = [".".join([*where, name]) for name in container]
+        raise BenchError(f"{path}: " + unknown("entry to unset", entry, known, "fix 'unset'"))
+    del container[key]
 
 
 def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:
@@ -205,17 +239,46 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), parsed
 
 
+def check_preset(card: ModelCard, preset: str | None) -> str:
+    """``preset`` (None: the default) if the card has it; a did-you-mean error otherwise."""
+    preset = preset or DEFAULT_PRESET
+    if preset not in card.preset_names:
+        raise BenchError(unknown(f"preset of model '{card.name}'", preset, card.preset_names))
+    return preset
+
+
+def adapter_defaults(card: ModelCard) -> dict:
+    """The adapter's parameters that have a default, with it (imports the adapter)."""
+    parameters = inspect.signature(adapter_class(card)).parameters.values()
+    return {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 def resolve_params(card: ModelCard, preset: str | None = None, overrides: list[str] | tuple = ()) -> dict:
-    """The card's defaults, then the preset's values, then ``--param`` overrides."""
-    params = dict(card.params)
-    if preset and preset != DEFAULT_PRESET:
-        if preset not in card.presets:
-            raise BenchError(unknown(f"preset of model '{card.name}'", preset, card.preset_names))
+    """A run's complete parameters: the adapter's defaults (less the card's ``unset`` ones), the card's
+    params, the preset's values, then ``--param`` overrides."""
+    defaults = adapter_defaults(card)
+    dropped = {entry.removeprefix("params.") for entry in card.unset if entry.startswith("params.")}
+    if dropped - set(defaults):
+        name = sorted(dropped - set(defaults))[0]
+        raise BenchError(f"model '{card.name}': " + unknown("parameter to unset", name, defaults, "fix 'unset'"))
+    params = {name: value for name, value in defaults.items() if name not in dropped}
+    params.update(card.params)
+    if check_preset(card, preset) != DEFAULT_PRESET:
         params.update(card.presets[preset])
     for text in overrides:
         key, value = parse_override(text)
         params[key] = value
     return params
+
+
+def card_hash(card: ModelCard) -> str:
+    """sha256 of what the card runs: its adapter and the adapter's defaults, every preset's complete
+    parameters, the search space and ``counts`` (not its prose or comments)."""
+    content = {"adapter": card.adapter, "counts": card.counts, "defaults": adapter_defaults(card),
+               "presets": {name: resolve_params(card, name) for name in card.preset_names},
+               "search_space": card.search_space}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def build(card: ModelCard, params: dict):

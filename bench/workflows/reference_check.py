@@ -102,7 +102,7 @@ def _check_line(line, require_values: bool) -> None:
         raise BenchError(f"empty {', '.join(empty)}")
     find_manifest(line.dataset)
     splits.check_name(line.split)
-    registry.resolve_params(registry.find_card(line.model), line.preset)
+    registry.check_preset(registry.find_card(line.model), line.preset)
     parse_seeds(line.seeds)
     if line.metric not in METRICS:
         raise BenchError(f"unknown metric '{line.metric}'; see `bench list metrics`")

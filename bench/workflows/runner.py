@@ -21,8 +21,10 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
+from bench.adapters.kit.base import Adapter
 from bench.core import numeric_env
 from bench.core.api import (
+    DataProperties,
     GeneKnowledge,
     PerturbationModel,
     PredictQuery,
@@ -33,7 +35,7 @@ from bench.core.api import (
     no_progress,
     now_ms,
 )
-from bench.core.registry import ModelCard, build
+from bench.core.registry import ModelCard, build, card_hash
 from bench.data.datasets import Dataset, add_counts
 from bench.evaluation import interactions, metrics, scoring, splits
 from bench.evaluation.de import cached_de_genes
@@ -144,7 +146,7 @@ def new_result(card: ModelCard, params: dict, dataset: PreparedDataset, split_na
                preset: str | None) -> tuple[RunResult, splits.Split]:
     """The result of a run that has not started yet (status FINISHED until something fails), and its split."""
     split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
-    result = RunResult(model=card.name, params=params, card_hash=card.sha256, dataset=dataset.name,
+    result = RunResult(model=card.name, params=params, card_hash=card_hash(card), dataset=dataset.name,
                        dataset_sha256=dataset.sha256, split=split_name, split_hash=split.sha256, seed=seed,
                        device=device, split_json=split.to_json(), preset=preset)
     return result, split
@@ -168,19 +170,14 @@ def run(
     passes through. ``test=False`` (sweeps) predicts and scores only the validation conditions, so test
     conditions never reach the model's ``predict``. ``progress(phase, done, total)`` hears where the run
     is: the harness's phases and those the model reports (``TrainData.progress``). The values the model
-    reports are recorded in the result's ``curve`` before they reach ``report``."""
+    reports are recorded in the result's ``curve`` before they reach ``report``. A kit adapter that declines
+    the data (``Adapter.skip``, given its ``DataProperties``) gets a SKIPPED result with its reason."""
     progress = progress or no_progress
     start, started_ms = time.perf_counter(), now_ms()
     _reset_peak_memory()
     result, split = new_result(card, params, dataset, split_name, seed, device, preset)
     result.started_ms = started_ms
     model = build(card, params)
-    skip = getattr(model, "skip", None)
-    reason = skip(dataset.name, split_name) if callable(skip) else None
-    if reason:
-        result.status, result.error = "SKIPPED", reason
-        result.ended_ms = now_ms()
-        return result
     phases = result.phase_seconds
     with _timed(phases, "split"):
         progress("preparing the split")
@@ -188,6 +185,12 @@ def run(
             add_counts(dataset.adata, dataset.with_counts)
         data = dataset.split_data(split)
         bulk = data.pseudobulk("train")
+    properties = DataProperties.of(dataset.name, split_name, data.train, data.subgroups)
+    reason = model.skip(model.params, properties) if isinstance(model, Adapter) else None
+    if reason:
+        result.status, result.error = "SKIPPED", reason
+        result.ended_ms = now_ms()
+        return result
 
     def recorded(step: int, value: float) -> None:
         result.curve.append((int(step), float(value), now_ms()))

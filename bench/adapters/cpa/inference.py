@@ -15,7 +15,7 @@ import torch
 
 from bench.adapters.cpa.likelihood import decoded_cells
 from bench.adapters.cpa.network import CPANetwork
-from bench.adapters.gene_features import GeneFeatures
+from bench.adapters.kit.gene_features import GeneFeatures
 from bench.core.conditions import genes_of
 
 

@@ -22,20 +22,10 @@ import torch
 from bench.adapters.cpa.inference import Vocabulary, counterfactual
 from bench.adapters.cpa.likelihood import gaussian_loss, nb_loss
 from bench.adapters.cpa.network import Adversary, CPANetwork
-from bench.adapters.early_stopping import BestWeights
-from bench.adapters.torch_runtime import dense_rows
+from bench.adapters.cpa.params import CPAParams
+from bench.adapters.kit.early_stopping import EarlyStopping
+from bench.adapters.kit.torch_runtime import dense_rows
 from bench.core.api import no_progress
-
-
-@dataclass
-class Settings:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    adversary_weight: float
-    residual_dropout: float
-    patience: int
-    encoder_input: str
 
 
 @dataclass
@@ -78,13 +68,13 @@ class Validation:
 
 
 def train(net: CPANetwork, adversary: Adversary | None, vocabulary: Vocabulary, data: TrainingSet,
-          validation: Validation | None, settings: Settings, rng: np.random.Generator, report,
+          validation: Validation | None, settings: CPAParams, rng: np.random.Generator, report,
           progress: Callable[..., None] = no_progress) -> None:
     device = vocabulary.device
     optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     adversary_optimiser = torch.optim.Adam(adversary.parameters(), lr=settings.learning_rate) if adversary else None
     incidence = vocabulary.incidence(data.conditions, vocabulary.free)
-    best = BestWeights(settings.patience)
+    best = EarlyStopping(settings.patience, report)
     for epoch in range(1, settings.epochs + 1):
         progress("training", epoch - 1, settings.epochs)
         net.train()
@@ -119,8 +109,6 @@ def train(net: CPANetwork, adversary: Adversary | None, vocabulary: Vocabulary, 
         if validation is None:
             report(epoch, -total / len(order))
             continue
-        value = validation.loss(net, vocabulary)
-        report(epoch, -value)
-        if best.update(net, value):
+        if best.evaluated(epoch, net, validation.loss(net, vocabulary)):
             break
     best.restore(net)

@@ -10,9 +10,9 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
-from bench.adapters.effects import prediction
 from bench.adapters.gears import workspace
 from bench.adapters.gears.compat import EpochReporter, install_go_rows, pandas_indexable
+from bench.adapters.kit.effects import prediction
 from bench.adapters.gears.graph import GRAPHS, UNIVERSES, PerturbationGraph, build, edge_tensors
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL, perturbed_genes

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.adapters.torch_runtime import dense_rows
+from bench.adapters.kit.torch_runtime import dense_rows
 
 BATCH = 256
 

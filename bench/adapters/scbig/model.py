@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from bench.adapters.counterfactual_cells import cells_anndata, starting_rows
+from bench.adapters.kit.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.scbig import clustering, priors
 from bench.adapters.scbig.ceiling import ceiling
 from bench.adapters.scbig.encoder import GeneClusterAwareEncoder, PCALatent
@@ -41,7 +41,7 @@ from bench.adapters.scbig.training import (
     predict_cells,
     train_flow,
 )
-from bench.adapters.torch_runtime import dense_rows, seeded_torch, torch_threads
+from bench.adapters.kit.torch_runtime import dense_rows, seeded_torch, torch_threads
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL, perturbed_genes
 from bench.core.errors import ModelError

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.adapters.early_stopping import BestWeights
-from bench.adapters.torch_runtime import dense_rows
+from bench.adapters.kit.early_stopping import BestWeights
+from bench.adapters.kit.torch_runtime import dense_rows
 from bench.core.api import no_progress
 
 

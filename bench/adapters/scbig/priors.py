@@ -36,7 +36,7 @@ import pandas as pd
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from bench.adapters.gene_features import GeneFeatures
+from bench.adapters.kit.gene_features import GeneFeatures
 from bench.adapters.scbig import resources
 from bench.adapters.scbig.clustering import SEED as GRC_SEED
 from bench.core import linalg

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.adapters.early_stopping import BestWeights
+from bench.adapters.kit.early_stopping import BestWeights
 from bench.adapters.scbig.coupling import couple
 from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import cluster_correlation_loss, pathway_ot_loss
-from bench.adapters.torch_runtime import dense_rows
+from bench.adapters.kit.torch_runtime import dense_rows
 from bench.core.api import no_progress
 from bench.evaluation.metrics import rowwise_pearson
 

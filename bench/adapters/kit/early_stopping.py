@@ -1,8 +1,10 @@
-"""Early stopping on a validation value (lower is better), keeping a copy of the best weights."""
+"""Early stopping on a validation value (lower is better), keeping a copy of the best weights; with
+``EarlyStopping`` each value is also reported to the harness (``TrainData.report``, higher is better)."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,3 +30,16 @@ class BestWeights:
     def restore(self, net: torch.nn.Module) -> None:
         if self.state is not None:
             net.load_state_dict(self.state)
+
+
+class EarlyStopping(BestWeights):
+    """``evaluated(step, net, loss)`` after each validation: reports ``-loss`` at ``step``, keeps the
+    weights when best, and returns True once training should stop; ``restore(net)`` at the end."""
+
+    def __init__(self, patience: int, report: Callable[[int, float], None]):
+        super().__init__(patience)
+        self.report = report
+
+    def evaluated(self, step: int, net: torch.nn.Module, loss: float) -> bool:
+        self.report(step, -loss)
+        return self.update(net, loss)

@@ -1,0 +1,54 @@
+"""Declared parameters: an adapter's parameters, their defaults and allowed values in one frozen dataclass.
+
+Each field is a ``param(default, within)`` with ``within`` an interval such as ``"[1, inf)"`` or
+``"[0, 1)"`` (brackets include the end, parentheses exclude it), or ``param(default, choices=(...))``.
+Constructing the dataclass checks every value and raises a one-line ``ValueError`` naming the parameter,
+what it allows and the value. A rule between parameters goes in the subclass's ``__post_init__``, after
+``super().__post_init__()``. These defaults are the card defaults too (``bench.core.registry``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+
+INTERVAL = re.compile(r"^([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
+
+
+class Rule:
+    """The values a parameter allows: an interval ``within`` (e.g. ``"[0, 1)"``) or ``choices``."""
+
+    def __init__(self, within: str = "", choices: tuple = ()):
+        self.within, self.choices = within, tuple(choices)
+        if within:
+            match = INTERVAL.match(within)
+            try:
+                self.low, self.high = float(match[2]), float(match[3])
+            except (TypeError, ValueError):
+                raise ValueError(f"interval {within!r} must look like '[0, 1)' or '(0, inf)'") from None
+            self.closed = (match[1] == "[", match[4] == "]")
+
+    def allows(self, value) -> bool:
+        if self.choices:
+            return value in self.choices
+        above = self.low <= value if self.closed[0] else self.low < value
+        return above and (value <= self.high if self.closed[1] else value < self.high)
+
+    def describe(self) -> str:
+        return "one of " + ", ".join(map(str, self.choices)) if self.choices else f"in {self.within}"
+
+
+def param(default, within: str = "", choices: tuple = ()):
+    """A dataclass field: the parameter's default and the values it allows (an interval or choices)."""
+    return field(default=default, metadata={"rule": Rule(within, tuple(choices))} if within or choices else {})
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of an adapter's parameters: checks every field declared with a rule when constructed."""
+
+    def __post_init__(self):
+        for declared in fields(self):
+            rule, value = declared.metadata.get("rule"), getattr(self, declared.name)
+            if rule is not None and not rule.allows(value):
+                raise ValueError(f"{declared.name} must be {rule.describe()}, got {value!r}")
