@@ -196,6 +196,19 @@ def test_latent_additive_is_cpa_without_the_adversary():
             **params, "adversary_weight": 30.0, "encoder_input": "cell"}
 
 
+def test_a_card_is_drawn_in_the_family_it_names_else_in_its_roots(tmp_path):
+    _card(tmp_path, "base", PARENT)
+    _card(tmp_path, "own", 'name = "own"\nextends = "base"\nfamily = "own"\n')
+    _card(tmp_path, "tuned_own", 'name = "tuned_own"\nextends = "own"\n')
+    _card(tmp_path, "ablation", 'name = "ablation"\nextends = "base"\n')
+    cards = registry.all_cards(tmp_path)
+    assert [registry.family(name, cards) for name in ("base", "own", "tuned_own", "ablation", "external")] == [
+        "base", "own", "own", "base", "external"]
+    catalog = registry.all_cards()
+    assert (registry.family("latent_additive", catalog), registry.family("scbig_pca_latent", catalog)) == (
+        "latent_additive", "scbig")
+
+
 @pytest.mark.parametrize("entry, message", [
     ("search_space.rigde", "unknown entry to unset 'search_space.rigde'; did you mean 'search_space.ridge'"),
     ("presets.fast.go_ridge", "unknown entry to unset 'presets.fast.go_ridge'"),

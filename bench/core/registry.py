@@ -10,6 +10,7 @@ Schema::
     description = "..."
     citation = "..."
     baseline = true                       # optional: a simple baseline (leaderboard references)
+    family = "latent_additive"            # optional: the family plots draw it in (default: see ``family``)
     counts = true                         # optional: the adapter reads layers['counts'] (raw counts),
                                           # which the harness then loads (it skips them otherwise)
     [params]                              # overrides of the adapter's defaults
@@ -34,7 +35,7 @@ up beside the card first, then among all known cards)::
 ``unset`` names what the card drops after merging: ``search_space.<name>``, ``presets.<preset>``,
 ``presets.<preset>.<name>``, or ``params.<name>``: a parameter the card does not pass at all (the
 adapter's default applies and runs do not record it, e.g. the adversary's size of a card without
-adversary). Naming an entry that is not there is an error. ``baseline`` is not inherited; ``counts``
+adversary). Naming an entry that is not there is an error. ``baseline`` and ``family`` are not inherited; ``counts``
 and ``unset`` parameters are.
 
 ``card_hash`` identifies what a card runs (adapter, the adapter's defaults, every preset's complete
@@ -77,6 +78,7 @@ class ModelCard:
     baseline: bool = False
     counts: bool = False
     extends: str = ""
+    family: str = ""
     sweep: dict = field(default_factory=dict)
     unset: list = field(default_factory=list)
     path: Path | None = None
@@ -126,6 +128,8 @@ def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> Mo
     for key in ("name", "adapter", "description", "citation"):
         if not isinstance(table.get(key), str) or not table[key]:
             raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
+    if not isinstance(table.get("family", ""), str):
+        raise BenchError(f"{path}: 'family' must be a card name in quotes, got {table['family']!r}")
     if not isinstance(table.get("counts", False), bool):
         raise BenchError(f"{path}: 'counts' must be true or false, got {table['counts']!r}")
     if table["name"] != path.stem:
@@ -202,11 +206,12 @@ def all_cards(directory: Path | None = None) -> dict[str, ModelCard]:
 
 
 def family(name: str, cards: dict[str, ModelCard]) -> str:
-    """The card that ``name`` extends at the root of its ``extends`` chain (itself when it extends none,
-    or when it is not a known card, e.g. an external model)."""
-    while name in cards and cards[name].extends:
+    """The first ``family`` named along ``name``'s ``extends`` chain, else the card at its root (itself when
+    it extends none, or when it is not a known card, e.g. an external model). A card that extends another
+    only to reuse its adapter, but is a model of its own (``latent_additive`` of ``cpa``), names its family."""
+    while name in cards and not cards[name].family and cards[name].extends:
         name = cards[name].extends
-    return name
+    return cards[name].family or name if name in cards else name
 
 
 def find_card(name: str) -> ModelCard:
