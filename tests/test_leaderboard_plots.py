@@ -1,4 +1,4 @@
-"""Leaderboard plots: the bar chart from a synthetic ``cells`` table, the choice of scatter rows and
+"""Leaderboard plots: the bar chart from a synthetic ``table_cells`` table, the choice of scatter rows and
 panels, and the scatter figure from synthetic panels."""
 
 from __future__ import annotations
