@@ -36,10 +36,10 @@ from bench.evaluation import ceiling, splits, stats
 from bench.evaluation.metrics import METRICS, is_test_metric
 
 PROVENANCE = {"dataset_sha256": "dataset checksums", "metrics_version": "metric versions"}
-UNFINISHED = "UNFINISHED"  # the status of a run whose logging never ended (still running, or killed while logging)
+UNFINISHED = "UNFINISHED"  # tracking's status of a run whose logging never ended (still running, or killed then)
 SCORE_COLUMNS = ["subgroup", "metric", "value"]
 CELL_COLUMNS = ["split", "model", "preset", "label", "baseline", "metric", "subgroup", "mean", "sd", "n_seeds",
-                "n_failed", "reference", "diff", "ci_low", "ci_high", "n_perturbations"]  # of ``table_cells``, and "best"
+                "n_failed", "reference", "diff", "ci_low", "ci_high", "n_perturbations"]  # ``table_cells``' (and best)
 Key = TypeVar("Key")
 
 
@@ -232,7 +232,8 @@ def boards(rows: pd.DataFrame, dataset: str, has_scores: Callable[[str], bool], 
     for split_name, split_runs in runs.groupby("split", sort=True):
         board_rows: dict[tuple[str, str, str], Row] = {}
         superseded, ignored = 0, int(unfinished.get(split_name, 0))
-        for (model, preset, variant, seed), group in split_runs.groupby(["model", "preset", "variant", "seed"], sort=False):
+        keys = ["model", "preset", "variant", "seed"]
+        for (model, preset, variant, seed), group in split_runs.groupby(keys, sort=False):
             run, passed = _newest_counted(group, has_scores)
             ignored += passed
             if run is None:
@@ -254,7 +255,8 @@ def boards(rows: pd.DataFrame, dataset: str, has_scores: Callable[[str], bool], 
             split=split_name,
             dataset_sha256=str(split_runs["dataset_sha256"].iloc[0]),
             metrics_version=str(split_runs["metrics_version"].iloc[0]),
-            split_files={int(seed): _split_file(dataset, split_name, int(seed), sha) for seed, sha in sorted(shas.items())},
+            split_files={int(seed): _split_file(dataset, split_name, int(seed), sha)
+                         for seed, sha in sorted(shas.items())},
             commits=sorted({run.git_commit for row in board_rows.values() for run in row.runs.values()}),
             rows=sorted(board_rows.values(),
                         key=lambda r: (not r.is_ceiling, not r.baseline, r.model, r.preset, r.variant)),
