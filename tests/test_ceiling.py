@@ -17,7 +17,7 @@ from bench.evaluation.split_data import SplitData
 from bench.evaluation.splits import Split
 from bench.reporting import leaderboard as lb
 from bench.reporting import markdown as render
-from bench.workflows import tracking
+from bench.workflows import leaderboard_inputs, tracking
 
 GENES = [f"g{i}" for i in range(30)]
 
@@ -89,11 +89,11 @@ def test_the_ceiling_row_spans_seeds_and_halvings_and_is_never_best(tracking_sto
         log("additive", seed, scores(seed, 0.1))
     log_ceiling(1, [0.9, 0.8, 0.7])
     log_ceiling(2, [0.95, 0.85, 0.75])
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     assert board.rows[0].label == ceiling.LABEL and board.subgroups == ["all", "combo", "single"]
     reference = lb.default_reference(board, "pearson_delta_de20")
     assert reference.model == "additive"
-    table = lb.cells(board, ["pearson_delta_de20"], reference, lb.PerPerturbation())
+    table = lb.table_cells(board, ["pearson_delta_de20"], reference, leaderboard_inputs.scores())
     line = table.set_index(["label", "subgroup"]).loc[(ceiling.LABEL, "all")]
     values = [0.9, 0.8, 0.7, 0.95, 0.85, 0.75]
     assert line["mean"] == pytest.approx(np.mean(values)) and line["sd"] == pytest.approx(np.std(values, ddof=1))

@@ -16,7 +16,7 @@ from bench.core.errors import BenchError
 from bench.evaluation.metrics import aggregate
 from bench.reporting import leaderboard as lb
 from bench.reporting import markdown as render
-from bench.workflows import tracking
+from bench.workflows import leaderboard_inputs, tracking
 
 DATASET = "lbtest"
 CONDITIONS = [f"G{i}+G{i + 1}" for i in range(0, 16, 2)] + [f"S{i}" for i in range(8)]
@@ -74,10 +74,10 @@ def test_cells_are_seed_means_with_a_paired_interval_to_the_best_baseline(tracki
         log("additive", seed, scores(seed, 0.1))
         log("linear", seed, scores(seed, 0.25))
     log("linear", 4, scores(4, 0.25), status="FAILED")
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     reference = lb.default_reference(board, "pearson_delta_de20")
     assert reference.model == "linear"  # linear, additive and mean are baselines; linear scores highest
-    table = lb.cells(board, ["pearson_delta_de20", "mse_de20"], reference, lb.PerPerturbation())
+    table = lb.table_cells(board, ["pearson_delta_de20", "mse_de20"], reference, leaderboard_inputs.scores())
     line = table.set_index(["label", "metric", "subgroup"]).loc[("additive", "pearson_delta_de20", "combo")]
     expected = [scores(seed, 0.1)[:8].mean() for seed in (1, 2, 3)]
     assert line["mean"] == pytest.approx(np.mean(expected))
@@ -95,8 +95,8 @@ def test_mixing_split_files_of_one_seed_is_refused(tracking_store):
     log("mean", 1, scores(1, 0.0), split_hash="a" * 64)
     log("additive", 1, scores(1, 0.1), split_hash="b" * 64)
     with pytest.raises(BenchError, match="simulation seed 1 mix split files"):
-        lb.boards(DATASET)
-    (board,) = lb.boards(DATASET, latest=True)
+        leaderboard_inputs.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET, latest=True)
     assert [row.model for row in board.rows] == ["additive"] and board.left_out == 1
 
 
@@ -104,7 +104,7 @@ def test_mixing_dataset_checksums_is_refused(tracking_store):
     log("mean", 1, scores(1, 0.0), dataset_sha="1" * 64)
     log("mean", 2, scores(2, 0.0), dataset_sha="2" * 64)
     with pytest.raises(BenchError, match="mix dataset checksums"):
-        lb.boards(DATASET)
+        leaderboard_inputs.boards(DATASET)
 
 
 def test_mixing_versions_of_a_model_card_is_refused(tracking_store):
@@ -112,8 +112,8 @@ def test_mixing_versions_of_a_model_card_is_refused(tracking_store):
     log("linear", 2, scores(2, 0.0), card_hash="new")
     log("mean", 1, scores(1, 0.0))
     with pytest.raises(BenchError, match="linear \\[default\\] mix versions of the model card"):
-        lb.boards(DATASET)
-    (board,) = lb.boards(DATASET, latest=True)
+        leaderboard_inputs.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET, latest=True)
     linear = board.row("linear")
     assert sorted(linear.runs) == [2] and board.left_out == 1
 
@@ -121,7 +121,7 @@ def test_mixing_versions_of_a_model_card_is_refused(tracking_store):
 def test_a_rerun_replaces_the_older_run_of_its_seed(tracking_store):
     log("mean", 1, scores(1, 0.0))
     log("mean", 1, scores(1, 0.3))
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     assert board.superseded == 1
     assert board.rows[0].value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.3).mean())
 
@@ -130,12 +130,12 @@ def test_a_run_killed_while_logging_is_ignored_and_counted(tracking_store, capsy
     log("mean", 1, scores(1, 0.0))
     log("mean", 2, scores(2, 0.0))
     log_unfinished("mean", 1, scores(1, 0.3))
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     mean = board.row("mean")
     assert sorted(mean.runs) == [1, 2] and board.ignored == 1 and board.superseded == 0
     expected = np.mean([scores(1, 0.0).mean(), scores(2, 0.0).mean()])
     assert mean.value("all", "pearson_delta_de20").mean == pytest.approx(expected)
-    table = lb.cells(board, ["pearson_delta_de20"], None, lb.PerPerturbation())
+    table = lb.table_cells(board, ["pearson_delta_de20"], None, leaderboard_inputs.scores())
     assert "1 run(s) ignored: unfinished (still running, or killed while logging)" in render.markdown([(board, table, {})], "bench leaderboard")
     leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=tracking_store / "boards", plots=False)
     assert "; 1 incomplete run(s) ignored" in " ".join(capsys.readouterr().out.split())
@@ -146,16 +146,37 @@ def test_a_finished_run_without_per_perturbation_scores_is_ignored(tracking_stor
     result = result_of("mean", 1, scores(1, 0.3))
     result.per_perturbation = None
     tracking.log_run(result)
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     assert board.ignored == 1 and board.superseded == 0
     assert board.row("mean").value("all", "pearson_delta_de20").mean == pytest.approx(scores(1, 0.0).mean())
+
+
+def test_a_sweeps_parent_and_trials_are_no_rows(tracking_store):
+    """A tracked sweep's parent carries the sweep's setup (model, split, seed) but no provenance; it must
+    neither take a row nor count as a run of mixed provenance."""
+    log("mean", 1, scores(1, 0.0))
+    setup = {"model": "linear", "dataset": DATASET, "split": "simulation", "seed": 1, "preset": "default"}
+    parent = tracking.SweepParent(DATASET, "study", "sqlite:///sweeps.db", setup).run_id()
+    tracking.log_run(result_of("linear", 1, scores(1, 0.5)), parent, {"sweep_trial": "0"})
+    (board,) = leaderboard_inputs.boards(DATASET)
+    assert [row.label for row in board.rows] == ["mean"] and board.ignored == board.left_out == 0
+
+
+def test_a_board_whose_every_run_is_ignored_is_written_with_the_reason(tracking_store):
+    result = result_of("mean", 1, scores(1, 0.0))
+    result.per_perturbation = None  # e.g. a store whose artifact folder was lost
+    tracking.log_run(result)
+    out = tracking_store / "boards"
+    leaderboard(dataset=DATASET, metric="pearson_delta_de20", out=out)
+    text = (out / f"{DATASET}.md").read_text()
+    assert "Reference: none" in text and "1 run(s) ignored: unfinished" in text
 
 
 def test_runs_with_other_parameters_are_their_own_rows(tracking_store):
     for seed in (1, 2):
         log("linear", seed, scores(seed, 0.0), params={"ridge": 0.1, "go_ridge": 1.0})
         log("linear", seed, scores(seed, 0.2), params={"ridge": 0.5, "go_ridge": 1.0})
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     assert sorted(row.label for row in board.rows) == ["linear (ridge=0.1)", "linear (ridge=0.5)"]
     assert all(len(row.runs) == 2 for row in board.rows) and board.superseded == 0
 
@@ -164,9 +185,9 @@ def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(tracking_
     for seed in (1, 2):
         log("mean", seed, scores(seed, 0.0))
         log("additive", seed, scores(seed, 0.2))
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     reference = lb.default_reference(board, "pearson_delta_de20")
-    table = lb.cells(board, ["pearson_delta_de20"], reference, lb.PerPerturbation())
+    table = lb.table_cells(board, ["pearson_delta_de20"], reference, leaderboard_inputs.scores())
     text = render.markdown([(board, table, {"bars:pearson_delta_de20": "bars.png"})], "bench leaderboard")
     mean_all = np.mean([scores(s, 0.2).mean() for s in (1, 2)])
     assert f"**{mean_all:.3f} ±" in text  # additive is best and bold
@@ -180,7 +201,7 @@ def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(tracking_
 
 def test_an_unknown_reference_names_the_choices(tracking_store):
     log("mean", 1, scores(1, 0.0))
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     with pytest.raises(BenchError, match="choose one of: mean"):
         board.row("scbig")
 

@@ -17,7 +17,7 @@ from bench.cli.leaderboard import leaderboard
 from bench.evaluation.metrics import METRICS_VERSION
 from bench.reporting import html_page as leaderboard_html
 from bench.reporting import leaderboard as lb
-from bench.workflows import tracking
+from bench.workflows import leaderboard_inputs, tracking
 
 VOID = {"meta", "img", "br", "hr", "input", "link", "source", "wbr"}
 PNG = "data:image/png;base64,"
@@ -119,9 +119,9 @@ def test_every_text_is_escaped_and_the_provenance_stated(tracking_store, tmp_pat
     failed = result_of("additive", 1, scores(1, 0.0), status="FAILED")
     failed.error = error
     tracking.log_run(failed)
-    (board,) = lb.boards(DATASET)
+    (board,) = leaderboard_inputs.boards(DATASET)
     reference = lb.default_reference(board, "pearson_delta_de20")
-    table = lb.cells(board, ["pearson_delta_de20"], reference, lb.PerPerturbation())
+    table = lb.table_cells(board, ["pearson_delta_de20"], reference, leaderboard_inputs.scores())
     command = "bench leaderboard --out '<boards> & co'"
     page = leaderboard_html.page([(board, table, {})], command, tmp_path)
     assert tag not in page and "<script>alert" not in page and "& more" not in page and "<boards>" not in page

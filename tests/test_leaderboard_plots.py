@@ -1,4 +1,4 @@
-"""Leaderboard plots: the bar chart from a synthetic ``cells`` table, the choice of scatter rows and
+"""Leaderboard plots: the bar chart from a synthetic ``table_cells`` table, the choice of scatter rows and
 panels, and the scatter figure from synthetic panels."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from bench.reporting import plots
 
 def _table(rows=(("mean", (0.2, -0.1, 0.4), 3), ("linear", (0.3, 0.1, 0.5), 1), ("broken", (np.nan,) * 3, 0)),
            baselines=("mean", "linear")) -> pd.DataFrame:
-    """A ``leaderboard.cells`` table of one metric: per (label, means per subgroup, seeds)."""
+    """A ``leaderboard.table_cells`` table of one metric: per (label, means per subgroup, seeds)."""
     lines = []
     for label, means, n_seeds in rows:
         model, _, preset = label.removesuffix("]").partition(" [")
@@ -168,13 +168,17 @@ class _Scores:
     def __init__(self, tables: dict[str, pd.DataFrame]) -> None:
         self.tables, self.asked = tables, []
 
-    def of(self, run: pd.Series) -> pd.DataFrame | None:
-        self.asked.append(run["run_id"])
-        return self.tables.get(run["run_id"])
+    def of(self, run: lb.Run) -> pd.DataFrame | None:
+        self.asked.append(run.run_id)
+        return self.tables.get(run.run_id)
 
 
 def _board(rows: list[lb.Row]) -> lb.Board:
     return lb.Board("norman_subset", "simulation", "d" * 64, "2", {}, [], rows)
+
+
+def _run(run_id: str, values: dict | None = None) -> lb.Run:
+    return lb.Run(run_id, "s" * 64, "c" * 40, {}, values or {})
 
 
 def _scored(conditions: dict[str, str]) -> pd.DataFrame:
@@ -185,9 +189,9 @@ def test_perturbation_counts_are_the_fewest_and_most_of_a_seed():
     seed1 = _scored({"A+B": "combo_seen1", "C+D": "combo_seen1", "E": "unseen_single"})
     seed2 = _scored({"A+C": "combo_seen1", "F": "unseen_single", "G": "unseen_single", "H+I": "combo_seen0"})
     halved = _scored({"A+B": "combo_seen1"})  # a ceiling leaves out conditions it cannot halve
-    rows = [lb.Row(ceiling.MODEL, ceiling.PRESET, False, runs={1: pd.Series({"run_id": "c1"})}),
-            lb.Row("mean", "default", True, runs={1: pd.Series({"run_id": "m1"}), 2: pd.Series({"run_id": "m2"})}),
-            lb.Row("linear", "default", True, runs={1: pd.Series({"run_id": "l1"})})]
+    rows = [lb.Row(ceiling.MODEL, ceiling.PRESET, False, runs={1: _run("c1")}),
+            lb.Row("mean", "default", True, runs={1: _run("m1"), 2: _run("m2")}),
+            lb.Row("linear", "default", True, runs={1: _run("l1")})]
     scores = _Scores({"c1": halved, "m1": seed1, "m2": seed2, "l1": seed1})
     counts = lb.perturbation_counts(_board(rows), scores)
     assert counts == {"all": (3, 4), "combo_seen0": (0, 1), "combo_seen1": (1, 2), "unseen_single": (1, 2)}
@@ -196,7 +200,7 @@ def test_perturbation_counts_are_the_fewest_and_most_of_a_seed():
 
 def _row(label: str, value: float, baseline: bool = False) -> lb.Row:
     model, _, preset = label.removesuffix("]").partition(" [")
-    run = pd.Series({"run_id": label, "metrics.all/pearson_delta_de20": value, "metrics.all/mse_de20": value})
+    run = _run(label, {("all", "pearson_delta_de20"): value, ("all", "mse_de20"): value})
     return lb.Row(model, preset or "default", baseline, runs={1: run})
 
 
@@ -208,7 +212,7 @@ FIFTEEN = [("control", 0.0), ("mean", 0.2), ("additive", 0.5), ("linear", 0.3), 
 
 def test_scatter_shows_the_best_row_of_each_family_when_fifteen_models_ran():
     rows = [_row(label, value, baseline=label in ("control", "mean", "additive", "linear")) for label, value in FIFTEEN]
-    rows.insert(0, lb.Row(ceiling.MODEL, ceiling.PRESET, False, runs={1: pd.Series({"run_id": "c"})}))
+    rows.insert(0, lb.Row(ceiling.MODEL, ceiling.PRESET, False, runs={1: _run("c")}))
     shown, left_out = plots.choose_rows(rows, "pearson_delta_de20")
     assert [row.label for row in shown] == ["additive", "cpa [fast]", "gears", "latent_additive", "scbig_pca_latent"]
     assert len(left_out) == 10 and ceiling.LABEL not in [row.label for row in left_out]

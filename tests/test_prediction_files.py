@@ -16,8 +16,7 @@ from bench.core import registry
 from bench.core.isolated_import import locked_import
 from bench.data.datasets import load_dataset
 from bench.evaluation import metrics, splits
-from bench.reporting import plots as leaderboard_plots
-from bench.workflows import runner, tracking
+from bench.workflows import leaderboard_inputs, runner, tracking
 
 ADAPTERS = textwrap.dedent(
     '''
@@ -227,7 +226,7 @@ def test_bench_score_on_a_runs_own_file_gives_the_runs_metrics(logged, monkeypat
 def test_the_leaderboard_scatter_reads_the_means_without_the_control_rows(logged, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
     result, run_id, _ = logged["runs"]["additive"]
-    frame = leaderboard_plots._predictions(pd.Series({"run_id": run_id}), tmp_path)
+    frame = leaderboard_inputs.predictions(run_id, tmp_path)
     assert list(frame.index) == list(result.predictions.index)
     np.testing.assert_array_equal(frame.to_numpy(), result.predictions.to_numpy(np.float32))
 

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from bench.cli.common import summary_table, where_to_look
 from bench.core.api import RunResult
+from bench.reporting.leaderboard import best_baseline
 
 
 def result(model: str, seed: int, values: list[float]) -> RunResult:
@@ -57,3 +58,10 @@ def test_the_closing_line_says_how_to_see_the_runs(monkeypatch, tmp_path):
     line = where_to_look("norman_subset")
     assert f"mlflow ui --backend-store-uri sqlite:///{tmp_path}/runs.db" in line
     assert "bench leaderboard --dataset norman_subset" in line
+
+
+def test_the_best_baseline_is_one_rule_for_boards_and_the_summary():
+    means = {"a": 0.2, "b": float("nan"), "c": 0.5, "d": 0.5}
+    assert best_baseline(means, "pearson_delta_de20") == "c"  # higher is better; the first of equals
+    assert best_baseline(means, "mse_de20") == "a"  # lower is better; no value is no candidate
+    assert best_baseline({"b": float("nan")}, "mse_de20") is None and best_baseline({}, "mse_de20") is None

@@ -15,7 +15,7 @@ from bench.core import registry
 from bench.core.api import RunResult
 from bench.core.errors import BenchError
 from bench.data.datasets import Dataset
-from bench.evaluation.metrics import CURVE, is_test_metric
+from bench.evaluation.metrics import CURVE, METRICS_VERSION, is_test_metric
 from bench.workflows import parallel, run_environment, runner, tracking
 
 ADAPTERS = textwrap.dedent(
@@ -151,8 +151,48 @@ def test_a_run_whose_logging_fails_ends_failed(tracking_store, monkeypatch):
     monkeypatch.setattr(tracking, "_write_artifacts", broken)
     with pytest.raises(OSError, match="disk full"):
         tracking.log_run(result_of())
-    runs = tracking.search_runs("tracked")
-    assert list(runs["status"]) == ["FAILED"]
+    runs = tracking.runs("tracked")
+    assert list(runs["status"]) == ["FAILED"]  # though the run itself finished: its scores were not stored
+
+
+def test_runs_are_flat_rows_one_per_metric_and_nothing_of_mlflows_layout(tracking_store):
+    assert list(tracking.runs("tracked").columns) == [*tracking.RUN_COLUMNS, *tracking.SCORE_COLUMNS]  # none yet
+    finished = result_of()
+    finished.metrics = {"all/pearson": 0.5, "combo_seen1/pearson": 0.25, "halving/0/all/mse": 0.125}
+    finished.started_ms = 1_700_000_000_000
+    finished_id = tracking.log_run(finished)
+    failed = result_of()
+    failed.seed, failed.status, failed.error = 2, "FAILED", "ModelError: boom"
+    failed_id = tracking.log_run(failed)
+    skipped = result_of()
+    skipped.seed, skipped.status = 3, "SKIPPED"
+    skipped_id = tracking.log_run(skipped)
+    parent = tracking.SweepParent("tracked", "study", "sqlite:///sweeps.db", {"model": "m"}).run_id()
+    trial_id = tracking.log_run(result_of(), parent, {"sweep_trial": "0"})
+    client = MlflowClient(tracking.tracking_uri())
+    experiment = client.get_experiment_by_name("bench/tracked").experiment_id
+    unfinished_id = client.create_run(experiment, tags=tracking.tags(result_of())).info.run_id  # killed while logging
+
+    rows = tracking.runs("tracked")
+    assert list(rows.columns) == [*tracking.RUN_COLUMNS, *tracking.SCORE_COLUMNS]
+    assert not any(column.startswith(("tags.", "params.", "metrics.")) for column in rows)
+    assert set(rows["run_id"]) == {finished_id, failed_id, skipped_id, trial_id, unfinished_id}  # not the parent
+    mine = rows[rows["run_id"] == finished_id]
+    assert sorted(zip(mine["subgroup"], mine["metric"], mine["value"])) == [
+        ("all", "pearson", 0.5), ("combo_seen1", "pearson", 0.25), ("halving/0/all", "mse", 0.125)]
+    line = mine.iloc[0]
+    assert (line["model"], line["preset"], line["dataset"], line["split"], line["seed"]) == (
+        "m", "default", "tracked", "simulation", 1)
+    assert (line["dataset_sha256"], line["split_sha256"], line["card_sha256"]) == ("d" * 64, "s", "c")
+    assert line["metrics_version"] == METRICS_VERSION and line["git_commit"] == tracking.git_commit()
+    assert line["params"] == {"ridge": "0.1"} and line["start_time"] == finished.started_ms
+    assert line["status"] == "FINISHED" and line["error"] is None and not line["sweep_trial"]
+    runs = rows.drop_duplicates("run_id").set_index("run_id")
+    assert runs.loc[trial_id, "sweep_trial"]
+    assert runs.loc[failed_id, ["status", "error", "seed"]].tolist() == ["FAILED", "ModelError: boom", 2]
+    assert runs.loc[skipped_id, "status"] == "SKIPPED" and runs.loc[unfinished_id, "status"] == tracking.UNFINISHED
+    without_metrics = rows[rows["run_id"].isin([failed_id, skipped_id])]
+    assert len(without_metrics) == 2 and without_metrics[["subgroup", "metric", "value"]].isna().all().all()
 
 
 def test_a_tracked_run_has_its_real_start_end_and_training_curve(cards, prepared, tracking_store):

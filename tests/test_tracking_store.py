@@ -41,7 +41,7 @@ def test_an_optuna_database_is_refused_and_left_as_it_was(tmp_path, use):
         tracking.check_store()
     assert "\n" not in str(raised.value)
     with pytest.raises(BenchError, match="is not an MLflow database"):
-        tracking.search_runs("anything")  # every MLflow call checks the store first
+        tracking.runs("anything")  # every MLflow call checks the store first
     assert tables(db) == before
 
 
@@ -51,7 +51,7 @@ def test_another_applications_database_is_refused(tmp_path, use):
         connection.execute("CREATE TABLE notes (body TEXT)")
     use(f"sqlite:///{db}")
     with pytest.raises(BenchError, match="is not an MLflow database \\(its tables: notes\\)"):
-        tracking.search_runs("anything")
+        tracking.runs("anything")
     assert tables(db) == {"notes"}
 
 
@@ -60,7 +60,7 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_as_it_was(tmp_path, use):
     db.write_bytes(b"not a database\n" * 100)
     use(f"sqlite:///{db}")
     with pytest.raises(BenchError, match="cannot read .*mlflow.db as an SQLite database \\(file is not a database\\)"):
-        tracking.search_runs("anything")
+        tracking.runs("anything")
     assert db.read_bytes() == b"not a database\n" * 100
 
 
@@ -89,7 +89,7 @@ def test_new_empty_and_mlflow_stores_and_servers_are_accepted(tmp_path, use, mon
     use("sqlite:///new.db")
     tracking.check_store()
     assert not (tmp_path / "new.db").exists()  # the check creates nothing
-    assert tracking.search_runs("anything").empty and tracking.tracked_datasets() == []
+    assert tracking.runs("anything").empty and tracking.tracked_datasets() == []
     assert not (tmp_path / "new.db").exists()  # reading a store that does not exist creates nothing
     mlflow.set_tracking_uri("sqlite:///new.db")
     mlflow.search_experiments()  # MLflow creates its database

@@ -73,17 +73,6 @@ def worker_progress(display, where: bool = False):
     return watch
 
 
-def _reference(by_model: dict[str, list], baselines: set[str], metric: str) -> str | None:
-    """The best baseline among the models run, on ``all/<metric>`` (None when no baseline ran)."""
-    from bench.evaluation.metrics import METRICS
-    from bench.evaluation.stats import over_seeds
-
-    means = {model: over_seeds([r.metrics.get(f"all/{metric}", float("nan")) for r in runs if r.ok]).mean
-             for model, runs in by_model.items() if model in baselines}
-    means = {model: mean for model, mean in means.items() if mean == mean}
-    return max(means, key=lambda model: METRICS[metric].sign * means[model]) if means else None
-
-
 def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:
     """``+0.012 [-0.004, +0.030]*`` of a model's runs against the reference's, paired by seed."""
     from bench.reporting.leaderboard import paired_over_seeds
@@ -102,16 +91,18 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation.metrics import METRICS
     from bench.evaluation.stats import over_seeds
+    from bench.reporting.leaderboard import best_baseline
 
     by_model: dict[str, list] = {}
     for result in results:
         by_model.setdefault(result.model, []).append(result)
     headline = shown[0]
-    reference = _reference(by_model, baselines, headline)
+    means = {model: over_seeds([r.metrics.get(f"all/{headline}", float("nan")) for r in runs if r.ok]).mean
+             for model, runs in by_model.items()}
+    reference = best_baseline({model: mean for model, mean in means.items() if model in baselines}, headline)
 
     def rank_key(model: str) -> float:
-        mean = over_seeds([r.metrics.get(f"all/{headline}", float("nan")) for r in by_model[model] if r.ok]).mean
-        return -METRICS[headline].sign * mean if mean == mean else float("inf")
+        return -METRICS[headline].sign * means[model] if means[model] == means[model] else float("inf")
 
     caption = (f"Δ: {headline} minus that of {reference} (the best baseline run), mean over test perturbations "
                "paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else

@@ -46,6 +46,7 @@ def _plots(board, table, metrics: list[str], out: Path, stem: str, scores) -> di
     """Bar plots per metric and the scatter plot; the file names written, by ``bars:<metric>``/``scatter``."""
     from bench.reporting import leaderboard as lb
     from bench.reporting import plots
+    from bench.workflows import leaderboard_inputs
 
     images = {}
     title = f"{board.dataset} / {board.split}"
@@ -55,12 +56,12 @@ def _plots(board, table, metrics: list[str], out: Path, stem: str, scores) -> di
         plots.bars(table[table["metric"] == metric], metric, path, title, counts=counts)
         images[f"bars:{metric}"] = path.name
     try:
-        path = plots.scatter(board, out / f"{stem}_scatter.png", title, metric=metrics[0])
+        data = leaderboard_inputs.scatter_data(board, metrics[0])
     except BenchError as exc:
         err_console.print(f"warning: no scatter plot for {title}: {exc}", markup=False, highlight=False)
         return images
-    if path is not None:
-        images["scatter"] = path.name
+    if data is not None:
+        images["scatter"] = plots.scatter(data, out / f"{stem}_scatter.png", title, metric=metrics[0]).name
     return images
 
 
@@ -80,7 +81,7 @@ def leaderboard(
     from bench.reporting import html_page as leaderboard_html
     from bench.reporting import leaderboard as lb
     from bench.reporting import markdown as render
-    from bench.workflows import tracking
+    from bench.workflows import leaderboard_inputs, tracking
 
     metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
     if not metrics:
@@ -93,13 +94,13 @@ def leaderboard(
     found = {}
     for name in datasets:
         with busy(console, f"reading tracked runs of {name}"):
-            found[name] = lb.boards(name, split, latest)
+            found[name] = leaderboard_inputs.boards(name, split, latest)
     found = {name: boards for name, boards in found.items() if boards}
     if not found:
         where = "/".join(part for part in (dataset, split) if part)
         raise BenchError(f"no tracked runs{' of ' + where if where else ''} in {tracking.tracking_uri()}; "
                          "run `bench run` first")
-    scores = lb.PerPerturbation()
+    scores = leaderboard_inputs.scores()
     written = []
     with _staged(out) as staging:
         for name, boards in found.items():
@@ -108,9 +109,9 @@ def leaderboard(
                 row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
                 shown = metrics + [m for m in metric_registry.GI_METRICS if m not in metrics and board.has(m)]
                 with busy(console, f"bootstrapping {board.dataset}/{board.split}"):
-                    table = lb.cells(board, shown, row, scores)
+                    table = lb.table_cells(board, shown, row, scores)
                 images = {}
-                if plots:
+                if plots and board.rows:  # a board whose every run was ignored has nothing to draw
                     with busy(console, f"plotting {board.dataset}/{board.split}"):
                         images = _plots(board, table, shown, staging, f"{name}_{board.split}", scores)
                 board_tables.append((board, table, images))

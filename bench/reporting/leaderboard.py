@@ -16,13 +16,16 @@ Honesty rules, enforced before anything is computed:
   logging) is left out before anything else, and a FINISHED run without ``per_perturbation.csv`` cannot
   replace an older run of its seed. Failed and skipped runs count (as failures and skips);
 * sweep trials (child runs, validation only) and sweep parents are never rows.
+
+The runs come as the flat rows of ``bench.workflows.tracking.runs``, and a run's per-perturbation scores
+through the functions a caller passes in, so nothing here reads the tracking store.
 """
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,11 +34,27 @@ from bench.core.errors import BenchError
 from bench.core.registry import all_cards, preset_label
 from bench.evaluation import ceiling, splits, stats
 from bench.evaluation.metrics import METRICS, is_test_metric
-from bench.workflows import tracking
 
-PROVENANCE = {"tags.dataset_sha256": "dataset checksums", "tags.metrics_version": "metric versions"}
-ENDED = ("FINISHED", "FAILED")  # MLflow's states of a run whose logging ended (RUNNING, SCHEDULED, KILLED did not)
-SCORES = "per_perturbation.csv"
+PROVENANCE = {"dataset_sha256": "dataset checksums", "metrics_version": "metric versions"}
+UNFINISHED = "UNFINISHED"  # tracking's status of a run whose logging never ended (still running, or killed then)
+SCORE_COLUMNS = ["subgroup", "metric", "value"]
+CELL_COLUMNS = ["split", "model", "preset", "label", "baseline", "metric", "subgroup", "mean", "sd", "n_seeds",
+                "n_failed", "reference", "diff", "ci_low", "ci_high", "n_perturbations"]  # ``table_cells``' (and best)
+Key = TypeVar("Key")
+
+
+@dataclass
+class Run:
+    """A tracked run that takes a board's cells: its id (to read its artifacts), provenance and values."""
+
+    run_id: str
+    split_sha256: str
+    git_commit: str
+    params: dict[str, str]
+    values: dict[tuple[str, str], float]  # by (subgroup, metric)
+
+    def value(self, subgroup: str, metric: str) -> float:
+        return self.values.get((subgroup, metric), np.nan)
 
 
 @dataclass
@@ -46,7 +65,7 @@ class Row:
     preset: str
     baseline: bool
     variant: str = ""
-    runs: dict[int, pd.Series] = field(default_factory=dict)
+    runs: dict[int, Run] = field(default_factory=dict)
     failed: dict[int, str] = field(default_factory=dict)
     skipped: str = ""
 
@@ -65,15 +84,18 @@ class Row:
         a data ceiling."""
         if not self.is_ceiling:
             return len(self.runs)
-        return sum(int(run.get("params.halvings", ceiling.HALVINGS)) for run in self.runs.values())
+        return sum(_halvings(run) for run in self.runs.values())
 
     def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
         """Mean ± sd over seeds; for a data ceiling over seeds and halvings."""
         if not self.is_ceiling:
-            return stats.over_seeds([run.get(f"metrics.{subgroup}/{metric}", np.nan) for run in self.runs.values()])
-        return stats.over_seeds([run.get(f"metrics.{ceiling.HALVING_PREFIX}{halving}/{subgroup}/{metric}", np.nan)
-                                 for run in self.runs.values()
-                                 for halving in range(int(run.get("params.halvings", ceiling.HALVINGS)))])
+            return stats.over_seeds([run.value(subgroup, metric) for run in self.runs.values()])
+        return stats.over_seeds([run.value(f"{ceiling.HALVING_PREFIX}{halving}/{subgroup}", metric)
+                                 for run in self.runs.values() for halving in range(_halvings(run))])
+
+
+def _halvings(run: Run) -> int:
+    return int(run.params.get("halvings", ceiling.HALVINGS))
 
 
 @dataclass
@@ -92,18 +114,17 @@ class Board:
     @property
     def subgroups(self) -> list[str]:
         found = {
-            key.removeprefix("metrics.").split("/")[0]
+            subgroup
             for row in self.rows
             for run in row.runs.values()
-            for key, value in run.items()
-            if key.startswith("metrics.") and is_test_metric(key.removeprefix("metrics.")) and np.isfinite(value)
+            for (subgroup, metric), value in run.values.items()
+            if is_test_metric(f"{subgroup}/{metric}") and np.isfinite(value)
         }
         return ["all", *sorted(found - {"all"})]
 
     def has(self, metric: str) -> bool:
         """Whether any run of the board has a value of ``all/<metric>``."""
-        key = f"metrics.all/{metric}"
-        return any(np.isfinite(run.get(key, np.nan)) for row in self.rows for run in row.runs.values())
+        return any(np.isfinite(run.value("all", metric)) for row in self.rows for run in row.runs.values())
 
     def row(self, label: str) -> Row:
         matches = [r for r in self.rows if label in (r.label, r.model)]
@@ -114,14 +135,17 @@ class Board:
         return matches[0]
 
 
-def _runs(dataset: str) -> pd.DataFrame:
-    runs = tracking.search_runs(dataset)
-    if runs.empty or "tags.model" not in runs:
-        return pd.DataFrame()
-    runs = runs[runs["tags.model"].notna()]
-    if "tags.mlflow.parentRunId" in runs:
-        runs = runs[runs["tags.mlflow.parentRunId"].isna()]
-    return runs.sort_values("start_time").reset_index(drop=True)
+def _runs(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line per run that is no sweep trial, oldest first, without its scores."""
+    runs = rows[~rows["sweep_trial"].astype(bool)].drop_duplicates("run_id").drop(columns=SCORE_COLUMNS)
+    return runs.sort_values(["start_time", "run_id"], kind="stable").reset_index(drop=True)
+
+
+def _values(rows: pd.DataFrame) -> dict[str, dict[tuple[str, str], float]]:
+    """Per run id, its values by (subgroup, metric)."""
+    scored = rows.dropna(subset=["metric"])
+    return {run_id: dict(zip(zip(group["subgroup"], group["metric"]), group["value"]))
+            for run_id, group in scored.groupby("run_id", sort=False)}
 
 
 def _describe(values: pd.Series) -> str:
@@ -151,22 +175,20 @@ def select(runs: pd.DataFrame, dataset: str, latest: bool) -> pd.DataFrame:
     """The comparable runs of one dataset (see the module docstring); raises ``BenchError`` on mixing."""
     for column, what in PROVENANCE.items():
         runs = _one_value(runs, column, [], what, f"dataset '{dataset}'", latest)
-    runs = _one_value(runs, "tags.split_sha256", ["tags.split", "tags.seed"], "split files",
-                      f"{dataset}/{{}} seed {{}}", latest)
-    return _one_value(runs, "tags.card_sha256", ["tags.model", "tags.preset"], "versions of the model card",
+    runs = _one_value(runs, "split_sha256", ["split", "seed"], "split files", f"{dataset}/{{}} seed {{}}", latest)
+    return _one_value(runs, "card_sha256", ["model", "preset"], "versions of the model card",
                       f"{dataset}: {{}} [{{}}]", latest)
 
 
 def _parameters(runs: pd.DataFrame) -> pd.Series:
     """Per run, the parameters that differ between runs of its (model, preset), as ``key=value, …``;
     empty where all runs of a (model, preset) used the same parameters."""
-    columns = [c for c in runs if c.startswith("params.")]
     variant = pd.Series("", index=runs.index)
-    for _, group in runs.groupby(["tags.model", "tags.preset"], sort=False):
-        values = group[columns].fillna("")
-        varying = [c for c in columns if values[c].nunique() > 1]
+    for _, group in runs.groupby(["model", "preset"], sort=False):
+        values = pd.DataFrame(list(group["params"]), index=group.index).fillna("")
+        varying = [c for c in sorted(values) if values[c].nunique() > 1]
         for index, line in values[varying].iterrows():
-            variant[index] = ", ".join(f"{c.removeprefix('params.')}={line[c]}" for c in varying)
+            variant[index] = ", ".join(f"{c}={line[c]}" for c in varying)
     return variant
 
 
@@ -177,68 +199,67 @@ def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
     return f"{split}-seed{seed} (generated, not committed; sha256 {sha256[:12]})"
 
 
-def _counts(run: pd.Series) -> bool:
-    """Whether an ended run counts on a board: a failure or a skip, or a finished run whose
-    per-perturbation scores were stored (listed only for the runs that would take a cell)."""
-    if run["status"] == "FAILED" or run.get("tags.status") in ("FAILED", "SKIPPED"):
-        return True
-    return tracking.has_artifact(run["run_id"], SCORES)
-
-
-def _newest_counted(group: pd.DataFrame) -> tuple[pd.Series | None, int]:
-    """The newest run of one (row, seed) that counts, and how many newer runs were passed over."""
+def _newest_counted(group: pd.DataFrame, has_scores: Callable[[str], bool]) -> tuple[pd.Series | None, int]:
+    """The newest run of one (row, seed) that counts, and how many newer runs were passed over. A failure
+    or a skip counts, and a finished run whose per-perturbation scores were stored (asked only of the runs
+    that would take a cell)."""
     for passed, (_, run) in enumerate(group.iloc[::-1].iterrows()):
-        if _counts(run):
+        if run["status"] in ("FAILED", "SKIPPED") or has_scores(run["run_id"]):
             return run, passed
     return None, len(group)
 
 
-def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[Board]:
-    """The boards of a dataset's tracked runs (one per split, or only ``split``); none without runs."""
-    runs = _runs(dataset)
-    if split is not None and not runs.empty:
-        runs = runs[runs["tags.split"] == split]
+def boards(rows: pd.DataFrame, dataset: str, has_scores: Callable[[str], bool], split: str | None = None,
+           latest: bool = False) -> list[Board]:
+    """The boards of a dataset's tracked runs (one per split, or only ``split``); none without runs.
+    ``rows``: the dataset's runs as ``tracking.runs`` gives them; ``has_scores(run_id)``: whether a run
+    stored its per-perturbation scores."""
+    runs = _runs(rows)
+    if split is not None:
+        runs = runs[runs["split"] == split]
     if runs.empty:
         return []
-    ended = runs["status"].isin(ENDED)
-    unfinished = runs[~ended].groupby("tags.split").size()
+    ended = runs["status"] != UNFINISHED
+    unfinished = runs[~ended].groupby("split").size()
     runs = runs[ended]
     total = len(runs)
     runs = select(runs, dataset, latest)
     left_out = total - len(runs)
     runs = runs.assign(variant=_parameters(runs))
+    values = _values(rows)
     cards = all_cards()
     result = []
-    for split_name, split_runs in runs.groupby("tags.split", sort=True):
-        rows: dict[tuple[str, str], Row] = {}
+    for split_name, split_runs in runs.groupby("split", sort=True):
+        board_rows: dict[tuple[str, str, str], Row] = {}
         superseded, ignored = 0, int(unfinished.get(split_name, 0))
-        keys = ["tags.model", "tags.preset", "variant", "tags.seed"]
+        keys = ["model", "preset", "variant", "seed"]
         for (model, preset, variant, seed), group in split_runs.groupby(keys, sort=False):
-            run, passed = _newest_counted(group)
+            run, passed = _newest_counted(group, has_scores)
             ignored += passed
             if run is None:
                 continue
             superseded += len(group) - passed - 1
             card = cards.get(model)
-            row = rows.setdefault((model, preset, variant), Row(model, preset, bool(card and card.baseline), variant))
-            status = run.get("tags.status", "FINISHED")
-            if status == "SKIPPED":
-                row.skipped = str(run.get("tags.error", "skipped"))
-            elif status == "FAILED" or run["status"] == "FAILED":
-                row.failed[int(seed)] = str(run.get("tags.error", "failed"))
+            row = board_rows.setdefault((model, preset, variant),
+                                        Row(model, preset, bool(card and card.baseline), variant))
+            if run["status"] == "SKIPPED":
+                row.skipped = run["error"] or "skipped"
+            elif run["status"] == "FAILED":
+                row.failed[int(seed)] = run["error"] or "failed"
             else:
-                row.runs[int(seed)] = run
-        kept = pd.DataFrame([r for row in rows.values() for r in row.runs.values()])
-        shas = split_runs.groupby("tags.seed")["tags.split_sha256"].first()
+                row.runs[int(seed)] = Run(run["run_id"], run["split_sha256"], run["git_commit"] or "unknown",
+                                          run["params"], values.get(run["run_id"], {}))
+        shas = split_runs.groupby("seed")["split_sha256"].first()
         result.append(Board(
             dataset=dataset,
             split=split_name,
-            dataset_sha256=str(split_runs["tags.dataset_sha256"].iloc[0]),
-            metrics_version=str(split_runs["tags.metrics_version"].iloc[0]),
+            dataset_sha256=str(split_runs["dataset_sha256"].iloc[0]),
+            metrics_version=str(split_runs["metrics_version"].iloc[0]),
             split_files={int(seed): _split_file(dataset, split_name, int(seed), sha)
-                         for seed, sha in sorted(shas.items(), key=lambda item: int(item[0]))},
-            commits=sorted(set(kept["tags.git_commit"].fillna("unknown"))) if len(kept) else [],
-            rows=sorted(rows.values(), key=lambda r: (not r.is_ceiling, not r.baseline, r.model, r.preset, r.variant)),
+                         for seed, sha in sorted(shas.items())},
+            commits=sorted({run.git_commit for row in board_rows.values() for run in row.runs.values()}),
+            rows=sorted(board_rows.values(),
+                        key=lambda r: (not r.is_ceiling, not r.baseline, r.model, r.preset, r.variant)),
             left_out=left_out,
             superseded=superseded,
             ignored=ignored,
@@ -246,29 +267,31 @@ def boards(dataset: str, split: str | None = None, latest: bool = False) -> list
     return result
 
 
+def best_baseline(means: Mapping[Key, float], metric: str) -> Key | None:
+    """Of the baselines' means on ``all/<metric>``, the key of the best (the first of equals); None when
+    none is finite. The rule of the reference row, on a board and in ``bench run``'s summary alike."""
+    finite = {key: mean for key, mean in means.items() if np.isfinite(mean)}
+    return max(finite, key=lambda key: METRICS[metric].sign * finite[key]) if finite else None
+
+
 def default_reference(board: Board, metric: str) -> Row | None:
     """The best baseline on ``all/<metric>`` (None when no baseline has a value)."""
-    best = None
-    for row in board.rows:
-        value = row.value("all", metric).mean
-        if row.baseline and np.isfinite(value) and (best is None or METRICS[metric].sign * (value - best[0]) > 0):
-            best = (value, row)
-    return best[1] if best else None
+    best = best_baseline({i: row.value("all", metric).mean for i, row in enumerate(board.rows) if row.baseline}, metric)
+    return None if best is None else board.rows[best]
 
 
 class PerPerturbation:
-    """Per-perturbation scores of a board's runs, read from their artifacts once and kept."""
+    """Per-perturbation scores of a board's runs, read once per run with ``read(run_id)`` (None where a run
+    has none) and kept."""
 
-    def __init__(self) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="bench-leaderboard-")
+    def __init__(self, read: Callable[[str], pd.DataFrame | None]) -> None:
+        self._read = read
         self._tables: dict[str, pd.DataFrame | None] = {}
 
-    def of(self, run: pd.Series) -> pd.DataFrame | None:
-        run_id = run["run_id"]
-        if run_id not in self._tables:
-            path = tracking.run_artifact(run_id, "per_perturbation.csv", Path(self._folder.name) / run_id)
-            self._tables[run_id] = pd.read_csv(path) if path else None
-        return self._tables[run_id]
+    def of(self, run: Run) -> pd.DataFrame | None:
+        if run.run_id not in self._tables:
+            self._tables[run.run_id] = self._read(run.run_id)
+        return self._tables[run.run_id]
 
 
 def perturbation_counts(board: Board, scores: PerPerturbation) -> dict[str, tuple[int, int]]:
@@ -313,7 +336,7 @@ def paired_over_seeds(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | Non
     return stats.paired_bootstrap(pairs[metric].to_numpy(), pairs[f"{metric}_ref"].to_numpy())
 
 
-def cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPerturbation) -> pd.DataFrame:
+def table_cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPerturbation) -> pd.DataFrame:
     """Long table: one line per (row, subgroup, metric) with mean, sd, seeds, the difference to the
     reference with its CI, and whether the cell is the best of its column."""
     lines = []
@@ -324,14 +347,10 @@ def cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPe
                 diff = stats.PairedDifference(np.nan, np.nan, np.nan, 0)
                 if reference is not None and row is not reference and summary.n:
                     diff = paired_difference(row, reference, subgroup, metric, scores)
-                lines.append({
-                    "split": board.split, "model": row.model, "preset": row.preset, "label": row.label,
-                    "baseline": row.baseline, "metric": metric, "subgroup": subgroup,
-                    "mean": summary.mean, "sd": summary.sd, "n_seeds": summary.n,
-                    "n_failed": len(row.failed), "reference": reference.label if reference else "",
-                    "diff": diff.mean, "ci_low": diff.low, "ci_high": diff.high, "n_perturbations": diff.n,
-                })
-    table = pd.DataFrame(lines)
+                lines.append([board.split, row.model, row.preset, row.label, row.baseline, metric, subgroup,
+                              summary.mean, summary.sd, summary.n, len(row.failed),
+                              reference.label if reference else "", diff.mean, diff.low, diff.high, diff.n])
+    table = pd.DataFrame(lines, columns=CELL_COLUMNS)
     table["best"] = False
     models = table[table["label"] != ceiling.LABEL]  # the best model, never the data's own ceiling
     for _, column in models.groupby(["metric", "subgroup"]):

@@ -2,18 +2,18 @@
 observed change on the top-20 DE genes of a few test perturbations, one panel per (model, perturbation).
 
 Rows are told apart by model family (``bench.reporting.plot_styles``): the same colours in every chart of a board.
+The scatter plot draws what ``bench.workflows.leaderboard_inputs.scatter_data`` reads (the split, the runs'
+predictions, the observed change on the DE genes) as plain tables (``ScatterData``).
 Figures are drawn with matplotlib's object interface on the Agg canvas (no pyplot state), so plotting
 neither needs a display nor leaks figures in a long process.
 """
 
 from __future__ import annotations
 
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 from matplotlib import patheffects
@@ -21,18 +21,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from bench.core.atomic import replacing
-from bench.core.conditions import CONTROL, genes_of
-from bench.core.errors import BenchError
+from bench.core.conditions import genes_of
 from bench.core.registry import all_cards
-from bench.data.datasets import load_dataset
-from bench.evaluation import ceiling, splits
-from bench.evaluation.de import cached_de_genes
+from bench.evaluation import ceiling
 from bench.evaluation.metrics import METRICS, rowwise_pearson
-from bench.evaluation.split_data import SplitData
 from bench.evaluation.split_rules import DEFINITIONS
 from bench.reporting import plot_styles
 from bench.reporting.leaderboard import Board, Row
-from bench.workflows import tracking
 
 MAX_ROWS = 8  # rows of panels in the scatter plot; with more models, the best of each family is shown
 NAMED_GENES = 3  # genes named in each scatter panel: those with the largest observed change
@@ -113,7 +108,7 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str,
 
 def bars(table: pd.DataFrame, metric: str, path: Path, title: str,
          counts: dict[str, tuple[int, int]] | None = None) -> Path:
-    """Grouped bars of ``metric`` per test subgroup and row, from one board's ``leaderboard.cells``
+    """Grouped bars of ``metric`` per test subgroup and row, from one board's ``leaderboard.table_cells``
     table; rows without a value are left out. A caption below says what each subgroup holds and, with
     ``counts`` (``leaderboard.perturbation_counts``), how many test perturbations. Colours go by model
     family (``plot_styles``). Written atomically; returns ``path``."""
@@ -132,42 +127,6 @@ def choose_perturbations(
         if group not in best or norm > best[group][0]:
             best[group] = (norm, key)
     return [best[group][1] for group in sorted(best)][:max_n]
-
-
-def _split_of(run: pd.Series, folder: Path) -> splits.Split:
-    path = tracking.run_artifact(run["run_id"], "split.json", folder)
-    if path is None:
-        raise BenchError(f"run {run['run_id']} has no split.json artifact")
-    split = splits.Split.from_json(path.read_text(), where=f"split.json of run {run['run_id']}")
-    if split.sha256 != run.get("tags.split_sha256"):
-        raise BenchError(f"split.json of run {run['run_id']} has sha256 {split.sha256[:12]}, "
-                         f"but the run was tagged with {str(run.get('tags.split_sha256'))[:12]}")
-    return split
-
-
-def _predictions(run: pd.Series, folder: Path) -> pd.DataFrame | None:
-    """A run's predicted means indexed by (cell_type, condition), its control rows left out; None without
-    the artifact."""
-    path = tracking.run_artifact(run["run_id"], "predictions.h5ad", folder / run["run_id"])
-    if path is None:
-        return None
-    adata = ad.read_h5ad(path)
-    adata = adata[(adata.obs["condition"].astype(str) != CONTROL).to_numpy()]
-    index = pd.MultiIndex.from_arrays([adata.obs["cell_type"].astype(str), adata.obs["condition"].astype(str)])
-    return pd.DataFrame(np.asarray(adata.X), index=index, columns=adata.var_names)
-
-
-def _observed_changes(data: SplitData, de20: dict) -> tuple[dict[str, pd.Series], dict, dict]:
-    """The training-control mean per cell type, and per test (cell_type, condition) its DE genes and the
-    observed change of its test cells on them."""
-    control = {ct: means.loc[CONTROL] for ct, means in data.means("train").items()}
-    observed, genes = {}, {}
-    for cell_type, means in data.means("test").items():
-        for condition in means.index:
-            key = (cell_type, condition)
-            genes[key] = de20[cell_type][condition]
-            observed[key] = (means.loc[condition] - control[cell_type])[genes[key]].to_numpy()
-    return control, observed, genes
 
 
 @dataclass
@@ -260,42 +219,55 @@ def left_out_note(shown: list[Row], left_out: list[Row], metric: str) -> str:
             f"all/{metric} ({METRICS[metric].goal}); not shown: {names}")
 
 
-def scatter(board: Board, path: Path, title: str, max_perturbations: int = 4,
-            metric: str = "pearson_delta_de20") -> Path | None:
-    """Predicted against observed change from the training controls on the top-20 DE genes of one test
-    perturbation per subgroup (the largest observed change), one row of panels per model (with more
-    than ``MAX_ROWS``, the best of each family on ``all/<metric>``: ``choose_rows``), on the lowest seed
-    with a finished run; the genes of the largest observed changes are named. None when no run of that
-    seed has predictions. Written atomically."""
+@dataclass
+class ScatterData:
+    """What the scatter plot of one board draws, as plain tables: the seed, the rows chosen
+    (``scatter_rows``), the split's test conditions with their subgroups, each chosen row's predicted means
+    by (cell_type, condition) (rows without predictions left out), the training-control mean per cell type,
+    and per test (cell_type, condition) its DE genes and the observed change of its test cells on them."""
+
+    seed: int
+    rows: list[Row]
+    left_out: list[Row]
+    test: dict[str, str]
+    predictions: list[tuple[str, pd.DataFrame]]
+    control: dict[str, pd.Series]
+    observed: dict[tuple[str, str], np.ndarray]
+    genes: dict[tuple[str, str], list[str]]
+
+
+def scatter_rows(board: Board, metric: str) -> tuple[int, list[Row], list[Row]] | None:
+    """The seed the scatter plot shows (the lowest with a model's run) and the rows it shows and leaves
+    out (``choose_rows``); None when no model has runs."""
     seeds = sorted({seed for row in board.rows for seed in row.runs if not row.is_ceiling})
     if not seeds:
         return None
-    seed = seeds[0]
-    rows, left_out = choose_rows([row for row in board.rows if seed in row.runs], metric)
-    with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
-        split = _split_of(rows[0].runs[seed], Path(folder))
-        predictions = [(row.label, _predictions(row.runs[seed], Path(folder))) for row in rows]
-    predictions = [(label, frame) for label, frame in predictions if frame is not None]
-    if not predictions:
-        return None
-    dataset = load_dataset(board.dataset, counts=False)
-    de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
-    control, observed, genes = _observed_changes(splits.apply(split, dataset.adata), de20)
-    several_types = len({ct for ct, _ in observed}) > 1
+    rows, left_out = choose_rows([row for row in board.rows if seeds[0] in row.runs], metric)
+    return seeds[0], rows, left_out
+
+
+def scatter(data: ScatterData, path: Path, title: str, max_perturbations: int = 4,
+            metric: str = "pearson_delta_de20") -> Path:
+    """Predicted against observed change from the training controls on the top-20 DE genes of one test
+    perturbation per subgroup (the largest observed change), one row of panels per model (with more
+    than ``MAX_ROWS``, the best of each family on ``all/<metric>``: ``choose_rows``), on the lowest seed
+    with a finished run; the genes of the largest observed changes are named. Written atomically."""
+    several_types = len({ct for ct, _ in data.observed}) > 1
     panels = []
-    for key in choose_perturbations(observed, split.test, max_perturbations):
+    for key in choose_perturbations(data.observed, data.test, max_perturbations):
         cell_type, condition = key
+        genes = data.genes[key]
         # at the float32 of the stored predictions, so that predicting the control shows no change
         # rather than rounding noise
-        reference = control[cell_type].astype(np.float32)
+        reference = data.control[cell_type].astype(np.float32)
         name = f"{cell_type}: {condition}" if several_types else condition
         panels.append(Panel(
-            heading=f"{name} ({split.test[condition]})", genes=np.asarray(genes[key]), observed=observed[key],
-            perturbed=np.isin(genes[key], genes_of(condition)),
-            predicted=[(frame.loc[key] - reference)[genes[key]].to_numpy(dtype=float) if key in frame.index
-                       else None for _, frame in predictions]))
-    heading = (f"{title}, seed {seed}: change from control on the top-20 DE genes (orange: a perturbed gene; "
+            heading=f"{name} ({data.test[condition]})", genes=np.asarray(genes), observed=data.observed[key],
+            perturbed=np.isin(genes, genes_of(condition)),
+            predicted=[(frame.loc[key] - reference)[genes].to_numpy(dtype=float) if key in frame.index
+                       else None for _, frame in data.predictions]))
+    heading = (f"{title}, seed {data.seed}: change from control on the top-20 DE genes (orange: a perturbed gene; "
                f"named: the {NAMED_GENES} largest observed changes)")
-    note = left_out_note(rows, left_out, metric)
-    figure = scatter_figure([label for label, _ in predictions], panels, heading + ("\n" + note if note else ""))
+    note = left_out_note(data.rows, data.left_out, metric)
+    figure = scatter_figure([label for label, _ in data.predictions], panels, heading + ("\n" + note if note else ""))
     return _save(figure, path)

@@ -36,13 +36,11 @@ def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halving
 def missing_seeds(prepared: runner.PreparedDataset, split_name: str, seeds: list[int]) -> list[int]:
     """The seeds of ``split_name`` whose current ceiling (this dataset, split file, metrics and
     definition) the tracking store does not hold yet."""
-    runs = tracking.search_runs(prepared.name)
-    have = set()
-    if not runs.empty and "tags.model" in runs:
-        mine = runs[(runs["tags.model"] == ceiling.MODEL) & (runs["tags.split"] == split_name)
-                    & (runs["tags.dataset_sha256"] == prepared.sha256) & (runs["tags.card_sha256"] == ceiling.VERSION)
-                    & (runs["tags.metrics_version"] == metrics.METRICS_VERSION) & (runs["status"] == "FINISHED")]
-        have = set(zip(mine["tags.seed"].astype(int), mine["tags.split_sha256"]))
+    runs = tracking.runs(prepared.name).drop_duplicates("run_id")
+    mine = runs[(runs["model"] == ceiling.MODEL) & (runs["split"] == split_name)
+                & (runs["dataset_sha256"] == prepared.sha256) & (runs["card_sha256"] == ceiling.VERSION)
+                & (runs["metrics_version"] == metrics.METRICS_VERSION) & (runs["status"] == "FINISHED")]
+    have = set(zip(mine["seed"].astype(int), mine["split_sha256"]))
     wanted = []
     for seed in seeds:
         split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)

@@ -28,6 +28,12 @@ from bench.workflows.run_environment import package_versions
 
 MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
 ARTIFACTS = "mlruns"  # the folder beside an SQLite database that holds its artifacts (artifact_root)
+UNFINISHED = "UNFINISHED"  # the status of a run whose logging never ended (``runs``)
+SWEEP_KEY = "sweep_key"  # the tag that marks a sweep's parent run (``SweepParent``)
+PROVENANCE = ("dataset_sha256", "metrics_version", "split_sha256", "card_sha256", "git_commit")
+RUN_COLUMNS = ("run_id", "model", "preset", "dataset", "split", "seed", "status", "error", "start_time", "sweep_trial",
+               *PROVENANCE, "params")  # the fields of a run in ``runs``; those of its tags' names are read from them
+SCORE_COLUMNS = ("subgroup", "metric", "value")
 
 
 def tracking_uri() -> str:
@@ -270,7 +276,7 @@ class SweepParent:
     def __init__(self, dataset: str, study: str, storage: str, setup: dict):
         self._dataset = dataset
         self._key = hashlib.sha256(f"{study}\n{storage}".encode()).hexdigest()[:32]
-        self._tags = {"sweep_key": self._key, "sweep_study": study, "sweep_storage": storage,
+        self._tags = {SWEEP_KEY: self._key, "sweep_study": study, "sweep_storage": storage,
                       "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}}
         self._run_name = f"sweep/{study}"
         self._mine: str | None = None
@@ -287,7 +293,7 @@ class SweepParent:
         return oldest
 
     def _parents(self, client, experiment_id: str) -> list:
-        return client.search_runs([experiment_id], filter_string=f"tags.sweep_key = '{self._key}'")
+        return client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_KEY} = '{self._key}'")
 
     def _create(self, client, experiment_id: str) -> list:
         """Create this worker's parent, ended at once (it only groups trials); return the parents found then."""
@@ -373,12 +379,53 @@ def has_artifact(run_id: str, name: str) -> bool:
     return any(info.path == name for info in MlflowClient().list_artifacts(run_id))
 
 
+def _experiment(dataset: str):
+    """The dataset's experiment; None when nothing of it is tracked (reading never creates the store)."""
+    if _store_missing():
+        return None
+    return _mlflow().get_experiment_by_name(experiment_name(dataset))
+
+
 def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:
     """Tracked runs of a dataset as a DataFrame (MLflow's ``search_runs`` layout)."""
-    if _store_missing():
-        return pd.DataFrame()
-    mlflow = _mlflow()
-    experiment = mlflow.get_experiment_by_name(experiment_name(dataset))
+    experiment = _experiment(dataset)
     if experiment is None:
         return pd.DataFrame()
-    return mlflow.search_runs([experiment.experiment_id], filter_string=filter_string)
+    return _mlflow().search_runs([experiment.experiment_id], filter_string=filter_string)
+
+
+def _status(run) -> str:
+    """How a run ended: its ``status`` tag (FINISHED, FAILED or SKIPPED), FAILED also where its logging failed,
+    and UNFINISHED where MLflow never saw it end (still running, or killed while logging)."""
+    if run.info.status not in ("FINISHED", "FAILED"):
+        return UNFINISHED
+    tagged = run.data.tags.get("status")
+    if tagged == "SKIPPED":
+        return tagged
+    return "FAILED" if "FAILED" in (tagged, run.info.status) else "FINISHED"
+
+
+def _rows(run) -> list[dict]:
+    """The rows of one run: its fields, then one (subgroup, metric, value) per metric ``<subgroup>/<metric>``."""
+    tags = run.data.tags
+    fields = {**{name: tags.get(name) for name in RUN_COLUMNS}, "run_id": run.info.run_id, "status": _status(run),
+              "start_time": run.info.start_time, "sweep_trial": "mlflow.parentRunId" in tags,
+              "params": dict(run.data.params)}
+    scores = [(*key.rpartition("/")[::2], value) for key, value in run.data.metrics.items()]
+    return [{**fields, "subgroup": subgroup, "metric": metric, "value": value}
+            for subgroup, metric, value in scores or [(None, None, float("nan"))]]
+
+
+def runs(dataset: str) -> pd.DataFrame:
+    """The tracked runs of a dataset's models as flat rows: one per (run, metric), with the run's fields
+    (``RUN_COLUMNS``) repeated on each; a run without metrics (a failed or skipped one) is one row whose
+    subgroup, metric and value are missing. ``status`` is FINISHED, FAILED, SKIPPED or UNFINISHED (``_status``);
+    ``params`` a dict of the run's parameters as strings; ``start_time`` milliseconds since the epoch;
+    ``sweep_trial`` whether the run is a sweep's trial. Neither a run without a model nor a sweep's parent
+    (``SweepParent``: it only groups trials, though tagged with the sweep's model, split and seed) is a row."""
+    experiment = _experiment(dataset)
+    found = [] if experiment is None else _mlflow().search_runs([experiment.experiment_id], output_format="list")
+    models = [run for run in found if "model" in run.data.tags and SWEEP_KEY not in run.data.tags]
+    table = pd.DataFrame([row for run in models for row in _rows(run)], columns=[*RUN_COLUMNS, *SCORE_COLUMNS])
+    table["seed"] = pd.to_numeric(table["seed"]).astype("Int64")
+    return table

@@ -1,0 +1,101 @@
+"""What ``bench leaderboard`` reads besides the runs' rows, handed to ``bench.reporting`` as plain tables: the
+runs' per-perturbation scores, and for the scatter plot the split, the predictions and the dataset's observed
+change on each test perturbation's DE genes."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from bench.core.conditions import CONTROL
+from bench.core.errors import BenchError
+from bench.data.datasets import load_dataset
+from bench.evaluation import splits
+from bench.evaluation.de import cached_de_genes
+from bench.evaluation.split_data import SplitData
+from bench.reporting import leaderboard as lb
+from bench.reporting import plots
+from bench.workflows import tracking
+
+SCORES = "per_perturbation.csv"
+
+
+def has_scores(run_id: str) -> bool:
+    """Whether a run stored its per-perturbation scores (one listing, nothing downloaded)."""
+    return tracking.has_artifact(run_id, SCORES)
+
+
+def per_perturbation(run_id: str) -> pd.DataFrame | None:
+    """A run's per-perturbation scores; None when it stored none."""
+    with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as folder:
+        path = tracking.run_artifact(run_id, SCORES, Path(folder))
+        return pd.read_csv(path) if path else None
+
+
+def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[lb.Board]:
+    """The leaderboard boards of a dataset's tracked runs (``leaderboard.boards``)."""
+    return lb.boards(tracking.runs(dataset), dataset, has_scores, split, latest)
+
+
+def scores() -> lb.PerPerturbation:
+    """The per-perturbation scores of tracked runs, each read once."""
+    return lb.PerPerturbation(per_perturbation)
+
+
+def _split_of(run: lb.Run, folder: Path) -> splits.Split:
+    path = tracking.run_artifact(run.run_id, "split.json", folder)
+    if path is None:
+        raise BenchError(f"run {run.run_id} has no split.json artifact")
+    split = splits.Split.from_json(path.read_text(), where=f"split.json of run {run.run_id}")
+    if split.sha256 != run.split_sha256:
+        raise BenchError(f"split.json of run {run.run_id} has sha256 {split.sha256[:12]}, "
+                         f"but the run was tagged with {str(run.split_sha256)[:12]}")
+    return split
+
+
+def predictions(run_id: str, folder: Path) -> pd.DataFrame | None:
+    """A run's predicted means indexed by (cell_type, condition), its control rows left out; None without
+    the artifact."""
+    path = tracking.run_artifact(run_id, "predictions.h5ad", folder / run_id)
+    if path is None:
+        return None
+    adata = ad.read_h5ad(path)
+    adata = adata[(adata.obs["condition"].astype(str) != CONTROL).to_numpy()]
+    index = pd.MultiIndex.from_arrays([adata.obs["cell_type"].astype(str), adata.obs["condition"].astype(str)])
+    return pd.DataFrame(np.asarray(adata.X), index=index, columns=adata.var_names)
+
+
+def observed_changes(data: SplitData, de20: dict) -> tuple[dict[str, pd.Series], dict, dict]:
+    """The training-control mean per cell type, and per test (cell_type, condition) the observed change of
+    its test cells on its DE genes, and those genes."""
+    control = {ct: means.loc[CONTROL] for ct, means in data.means("train").items()}
+    observed, genes = {}, {}
+    for cell_type, means in data.means("test").items():
+        for condition in means.index:
+            key = (cell_type, condition)
+            genes[key] = de20[cell_type][condition]
+            observed[key] = (means.loc[condition] - control[cell_type])[genes[key]].to_numpy()
+    return control, observed, genes
+
+
+def scatter_data(board: lb.Board, metric: str) -> plots.ScatterData | None:
+    """What the board's scatter plot draws (``plots.scatter_rows`` picks the seed and the rows); None when
+    no chosen run stored predictions. The dataset and its DE genes are loaded only then."""
+    chosen = plots.scatter_rows(board, metric)
+    if chosen is None:
+        return None
+    seed, rows, left_out = chosen
+    with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
+        split = _split_of(rows[0].runs[seed], Path(folder))
+        found = [(row.label, predictions(row.runs[seed].run_id, Path(folder))) for row in rows]
+    found = [(label, frame) for label, frame in found if frame is not None]
+    if not found:
+        return None
+    dataset = load_dataset(board.dataset, counts=False)
+    de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
+    control, observed, genes = observed_changes(splits.apply(split, dataset.adata), de20)
+    return plots.ScatterData(seed, rows, left_out, split.test, found, control, observed, genes)
