@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import re
 import textwrap
 
 import numpy as np
 import pytest
 from conftest import adapter_catalog
+from rich.console import Console
 
 from bench.core import registry
 from bench.core.errors import BenchError
+from bench.core.progress import Display
 from bench.data.datasets import Dataset
 from bench.workflows import runner
+from bench.workflows.execution import execute
 
 BROKEN = textwrap.dedent(
     '''
@@ -192,3 +197,22 @@ def test_diagnostics_a_model_records_are_run_metrics_but_not_test_subgroups(test
     assert result.metrics["diagnostic/latent_pearson_delta"] == 0.25
     subgroups = {key.split("/")[0] for key in result.metrics if is_test_metric(key)}
     assert "diagnostic" not in subgroups and "val" not in subgroups and "all" in subgroups
+
+
+def test_a_run_on_another_dataset_than_its_spec_names_is_refused(prepared):
+    with pytest.raises(ValueError, match="the run is on dataset 'other'"):
+        runner.run(runner.RunSpec(registry.find_card("mean"), {}, "other", "simulation", 1), prepared)
+
+
+def test_execute_returns_results_in_order_and_shows_each_run(prepared):
+    console = Console(file=io.StringIO(), width=200)
+    specs = [runner.RunSpec(registry.find_card(name), {}, prepared.name, "simulation", seed)
+             for name, seed in (("mean", 2), ("additive", 1))]
+    heard = []
+    with Display(console, len(specs), bars=False) as display:
+        results = execute(specs, {prepared.name: prepared}, done=heard.append, display=display,
+                          label=lambda spec: f"{spec.card.name} on seed {spec.seed}")
+    assert [(r.model, r.seed) for r in results] == [("mean", 2), ("additive", 1)] and heard == results
+    shown = console.file.getvalue()
+    assert re.search(r"mean on seed 2: finished in \d+s \(1/2 runs done\)", shown), shown
+    assert re.search(r"additive on seed 1: finished in \d+s \(2/2 runs done\)", shown), shown
