@@ -38,8 +38,8 @@ def peak_mb():
 preset = sys.argv[1]
 card = registry.find_card("gears")
 prepared = runner.PreparedDataset.of(load_dataset("norman_subset"))
-result = runner.run(card, registry.resolve_params(card, preset), prepared, "simulation", 1, "cpu",
-                    StoreGeneKnowledge(), preset=preset)
+spec = runner.RunSpec(card, registry.resolve_params(card, preset), prepared.name, "simulation", 1, preset)
+result = runner.run(spec, prepared, knowledge=StoreGeneKnowledge())
 assert result.ok, result.traceback
 print(json.dumps({"process_s": time.perf_counter() - start, "run_s": result.wall_time_s, "peak_mb": peak_mb(),
                   "pearson_delta_de20": result.metrics["all/pearson_delta_de20"]}))

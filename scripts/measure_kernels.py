@@ -1,4 +1,4 @@
-"""How the regression reference's values move with the CPU's numeric kernels, with and without the
+"""How the values of the reference of ``bench check`` move with the CPU's numeric kernels, with and without the
 pinned numeric profile of ``bench check``.
 
     python scripts/measure_kernels.py [--reference FILE] [--jobs 2]
@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core import numeric_env, paths
-from bench.workflows import reference_check as regression
+from bench.workflows import reference_check
+from bench.workflows.execution import execute
 
 SETTINGS = {
     "native": {},
@@ -33,14 +34,16 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=paths.reference_file())
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
-    table = regression.read_reference(args.reference)
+    table = reference_check.read_reference(args.reference)
+    specs, datasets = reference_check.run_specs(table, "cpu"), reference_check.prepared_datasets(table)
     columns, summary = {}, []
     for name, setting in SETTINGS.items():
         for pinned in (False, True):
             environment = {**setting, **numeric_env.profile_environment()} if pinned else setting
             label = f"{name}, {'pinned' if pinned else 'unpinned'}"
             print(f"running {label}", flush=True)
-            verdicts = regression.compare(table, regression.rerun(table, "cpu", args.jobs, lambda r: None, environment))
+            runs = execute(specs, datasets, workers=args.jobs, environment=environment)
+            verdicts = reference_check.compare(table, reference_check.by_config(table, runs))
             columns[label] = verdicts["now"].round(4)
             beyond = verdicts["verdict"].isin(["regressed", "improved"])
             summary.append({"setting": label, "largest |change|": round(verdicts["change"].abs().max(), 4),

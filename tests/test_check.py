@@ -18,9 +18,9 @@ from bench.cli.app import app
 from bench.cli.check import _diff_table
 from bench.core import numeric_env, paths
 from bench.core.errors import BenchError
-from bench.workflows import reference_check as regression
+from bench.workflows import reference_check
 
-HEADER = ",".join(regression.COLUMNS)
+HEADER = ",".join(reference_check.COLUMNS)
 LINES = [
     "synthetic,simulation,additive,default,1-2,pearson_delta_de20,all",
     "synthetic,simulation,additive,default,1-2,mse_de20,all",
@@ -46,7 +46,7 @@ def reference(tmp_path_factory):
 
 def test_update_fills_in_values_and_tolerances_from_the_seed_spread(reference):
     table = pd.read_csv(reference)
-    assert list(table.columns) == regression.COLUMNS and len(table) == len(LINES)
+    assert list(table.columns) == reference_check.COLUMNS and len(table) == len(LINES)
     assert table["n_seeds"].tolist() == [2, 2, 1, 1]
     first = table.iloc[0]
     assert first["tolerance"] == pytest.approx(max(first["sd"] / np.sqrt(2), 0.01 * abs(first["mean"]), 0.001), abs=1e-6)
@@ -117,7 +117,7 @@ def test_a_model_that_now_fails_fails_the_check(reference, tmp_path, monkeypatch
 
 
 def test_the_diff_table_shows_presets_and_errors_verbatim():
-    line = dict(zip(regression.COLUMNS, ["synthetic", "simulation", "linear", "fast", "1", "mse_de20", "all",
+    line = dict(zip(reference_check.COLUMNS, ["synthetic", "simulation", "linear", "fast", "1", "mse_de20", "all",
                                          0.5, 0.1, 2, 0.07]))
     verdicts = pd.DataFrame([{**line, "now": 0.7, "change": 0.2, "verdict": "failed", "detail": "seed 1 failed: [bold]x[/]"}])
     console = Console(width=250, record=True)
@@ -130,7 +130,7 @@ def test_a_line_without_values_asks_for_update(tmp_path):
     path = tmp_path / "reference.csv"
     path.write_text(HEADER + "\n" + LINES[0] + ",,,,,,\n")
     with pytest.raises(BenchError, match="line 2: no reference mean; run `bench check --update`"):
-        regression.read_reference(path)
+        reference_check.read_reference(path)
 
 
 VALUES = ',0.1,0,1,0.01,"x86-64-v3, 1 thread",cpu'
@@ -159,7 +159,7 @@ def test_bad_reference_files_get_one_line_errors(tmp_path, text, message):
     path = tmp_path / "reference.csv"
     path.write_bytes(text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text)
     with pytest.raises(BenchError, match=message):
-        regression.read_reference(path)
+        reference_check.read_reference(path)
 
 
 UNPINNED = """
@@ -168,8 +168,8 @@ from bench.workflows import runner
 from bench.data.datasets import load_dataset
 from bench.data.knowledge import StoreGeneKnowledge
 card = registry.find_card("cpa")
-result = runner.run(card, registry.resolve_params(card, "fast"), runner.PreparedDataset.of(load_dataset("norman_subset")),
-                    "simulation", 1, "cpu", StoreGeneKnowledge(), preset="fast")
+spec = runner.RunSpec(card, registry.resolve_params(card, "fast"), "norman_subset", "simulation", 1, "fast")
+result = runner.run(spec, runner.PreparedDataset.of(load_dataset("norman_subset")), knowledge=StoreGeneKnowledge())
 print(result.metrics["all/pearson_delta_de20"])
 """
 # Settings that emulate other CPUs: baseline ATen kernels, MKL's SSE2 branch, old OpenBLAS kernels.

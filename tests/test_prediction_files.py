@@ -66,7 +66,7 @@ def logged(tmp_path_factory):
         prepared = runner.PreparedDataset.of(dataset)
         runs = {}
         for card in (additive, registry.find_card("shiftedcontrols")):
-            result = runner.run(card, {}, prepared, SPLIT, SEED)
+            result = runner.run(runner.RunSpec(card, {}, prepared.name, SPLIT, SEED), prepared)
             assert result.ok, result.error
             run_id = tracking.log_run(result)
             runs[card.name] = (result, run_id, tracking.run_artifact(run_id, "", folder / card.name))

@@ -192,7 +192,7 @@ def test_the_runner_passes_on_its_phases_and_the_models(small_synthetic, tmp_pat
     small_synthetic.write_h5ad(path)
     prepared = runner.PreparedDataset.of(load_dataset(path, counts=False))
     heard = []
-    result = runner.run(registry.find_card("chatty"), {}, prepared, "simulation", 1,
+    result = runner.run(runner.RunSpec(registry.find_card("chatty"), {}, prepared.name, "simulation", 1), prepared,
                         progress=lambda phase, done=0, total=None: heard.append((phase, done, total)))
     assert result.ok, result.error
     phases = list(dict.fromkeys(phase for phase, _, _ in heard))

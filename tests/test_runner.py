@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import re
 import textwrap
 
 import numpy as np
 import pytest
 from conftest import adapter_catalog
+from rich.console import Console
 
 from bench.core import registry
 from bench.core.errors import BenchError
+from bench.core.progress import Display
 from bench.data.datasets import Dataset
 from bench.workflows import runner
+from bench.workflows.execution import execute
 
 BROKEN = textwrap.dedent(
     '''
@@ -103,7 +108,7 @@ def prepared(small_synthetic):
     [("crashing", "RuntimeError: out of cheese"), ("nans", "NaN or infinite"), ("missingone", "did not predict 1")],
 )
 def test_broken_models_fail_their_own_run(test_cards, prepared, name, message):
-    result = runner.run(registry.find_card(name), {}, prepared, "simulation", 1)
+    result = runner.run(runner.RunSpec(registry.find_card(name), {}, prepared.name, "simulation", 1), prepared)
     assert result.status == "FAILED" and message in result.error
     assert "\n" not in result.error and result.traceback
 
@@ -111,7 +116,7 @@ def test_broken_models_fail_their_own_run(test_cards, prepared, name, message):
 def test_models_never_see_test_cells(test_cards, prepared):
     from broken_adapters import Peeking
 
-    result = runner.run(registry.find_card("peeking"), {}, prepared, "simulation", 1)
+    result = runner.run(runner.RunSpec(registry.find_card("peeking"), {}, prepared.name, "simulation", 1), prepared)
     assert result.ok
     adata = prepared.adata
     test_cells = set(adata.obs_names[adata.obs["condition"].isin(result.per_perturbation["condition"])])
@@ -123,7 +128,7 @@ def test_models_never_see_test_cells(test_cards, prepared):
 
 def test_successful_run_scores_every_test_condition(prepared):
     card = registry.find_card("additive")
-    result = runner.run(card, registry.resolve_params(card), prepared, "simulation", 2)
+    result = runner.run(runner.RunSpec(card, registry.resolve_params(card), prepared.name, "simulation", 2), prepared)
     assert result.ok and len(result.split_hash) == 64
     table = result.per_perturbation
     assert set(table["subgroup"]) <= {"unseen_single", "combo_seen0", "combo_seen1", "combo_seen2"}
@@ -138,46 +143,48 @@ def test_additive_beats_control_on_synthetic_doubles(prepared):
     scores = {}
     for name in ("control", "additive"):
         card = registry.find_card(name)
-        scores[name] = runner.run(card, {}, prepared, "additive", 1).metrics["all/mse_de20"]
+        result = runner.run(runner.RunSpec(card, {}, prepared.name, "additive", 1), prepared)
+        scores[name] = result.metrics["all/mse_de20"]
     assert scores["additive"] < 0.5 * scores["control"]
 
 
 def test_bad_parameters_are_user_errors_not_failed_runs(prepared):
     with pytest.raises(BenchError, match="no parameter"):
-        runner.run(registry.find_card("linear"), {"nope": 1}, prepared, "simulation", 1)
+        runner.run(runner.RunSpec(registry.find_card("linear"), {"nope": 1}, prepared.name, "simulation", 1), prepared)
 
 
 def test_runs_are_deterministic(prepared):
     card = registry.find_card("linear")
-    first = runner.run(card, registry.resolve_params(card), prepared, "simulation", 3)
-    second = runner.run(card, registry.resolve_params(card), prepared, "simulation", 3)
+    first = runner.run(runner.RunSpec(card, registry.resolve_params(card), prepared.name, "simulation", 3), prepared)
+    second = runner.run(runner.RunSpec(card, registry.resolve_params(card), prepared.name, "simulation", 3), prepared)
     assert first.metrics == second.metrics
     assert np.array_equal(first.predictions.to_numpy(), second.predictions.to_numpy())
 
 
 def test_energy_distance_scores_models_that_return_cells(test_cards, prepared):
     """Cells moved by the planted additive effect are closer to the truth than unmoved controls."""
-    still = runner.run(registry.find_card("controlcells"), {}, prepared, "additive", 1)
-    moved = runner.run(registry.find_card("shiftedcells"), {}, prepared, "additive", 1)
+    still = runner.run(runner.RunSpec(registry.find_card("controlcells"), {}, prepared.name, "additive", 1), prepared)
+    moved = runner.run(runner.RunSpec(registry.find_card("shiftedcells"), {}, prepared.name, "additive", 1), prepared)
     assert still.ok and moved.ok
     assert moved.metrics["all/energy_distance"] < 0.7 * still.metrics["all/energy_distance"]
     assert np.isfinite(moved.per_perturbation["energy_distance"]).all()
 
 
 def test_models_without_cells_have_no_energy_distance(prepared):
-    result = runner.run(registry.find_card("additive"), {}, prepared, "additive", 1)
+    result = runner.run(runner.RunSpec(registry.find_card("additive"), {}, prepared.name, "additive", 1), prepared)
     assert "energy_distance" not in result.per_perturbation and "all/energy_distance" not in result.metrics
 
 
 def test_each_run_records_its_own_peak_memory(test_cards, prepared):
-    hungry = runner.run(registry.find_card("hungry"), {}, prepared, "simulation", 1)
-    after = runner.run(registry.find_card("controlcells"), {}, prepared, "simulation", 1)
+    hungry = runner.run(runner.RunSpec(registry.find_card("hungry"), {}, prepared.name, "simulation", 1), prepared)
+    after = runner.run(runner.RunSpec(registry.find_card("controlcells"), {}, prepared.name, "simulation", 1), prepared)
     assert hungry.ok and after.ok
     assert hungry.peak_memory_mb > after.peak_memory_mb + 500, (hungry.peak_memory_mb, after.peak_memory_mb)
 
 
 def test_a_run_records_its_numeric_environment(test_cards, prepared):
-    result = runner.run(registry.find_card("controlcells"), {}, prepared, "simulation", 1)
+    spec = runner.RunSpec(registry.find_card("controlcells"), {}, prepared.name, "simulation", 1)
+    result = runner.run(spec, prepared)
     assert set(result.numeric) == {"numeric.cpu", "numeric.kernels", "numeric.blas", "numeric.threads",
                                    "numeric.variables"}
     assert "numpy" in result.numeric["numeric.kernels"] and "openblas" in result.numeric["numeric.blas"]
@@ -186,7 +193,7 @@ def test_a_run_records_its_numeric_environment(test_cards, prepared):
 def test_diagnostics_a_model_records_are_run_metrics_but_not_test_subgroups(test_cards, prepared):
     from bench.evaluation.metrics import is_test_metric
 
-    result = runner.run(registry.find_card("diagnosing"), {}, prepared, "simulation", 1)
+    result = runner.run(runner.RunSpec(registry.find_card("diagnosing"), {}, prepared.name, "simulation", 1), prepared)
     assert result.metrics["diagnostic/latent_pearson_delta"] == 0.25
     subgroups = {key.split("/")[0] for key in result.metrics if is_test_metric(key)}
     assert "diagnostic" not in subgroups and "val" not in subgroups and "all" in subgroups
@@ -199,5 +206,25 @@ def test_a_model_skips_data_it_cannot_use(small_synthetic):
     del adata.layers["counts"]
     prepared = runner.PreparedDataset.of(Dataset("synthetic_small", adata, "a" * 64))
     card = registry.find_card("cpa")
-    result = runner.run(card, registry.resolve_params(card, "fast", ['likelihood="nb"']), prepared, "simulation", 1)
+    spec = runner.RunSpec(card, registry.resolve_params(card, "fast", ['likelihood="nb"']), prepared.name, "simulation", 1)
+    result = runner.run(spec, prepared)
     assert result.status == "SKIPPED" and "needs a counts layer" in result.error and "fit" not in result.phase_seconds
+
+
+def test_a_run_on_another_dataset_than_its_spec_names_is_refused(prepared):
+    with pytest.raises(ValueError, match="the run is on dataset 'other'"):
+        runner.run(runner.RunSpec(registry.find_card("mean"), {}, "other", "simulation", 1), prepared)
+
+
+def test_execute_returns_results_in_order_and_shows_each_run(prepared):
+    console = Console(file=io.StringIO(), width=200)
+    specs = [runner.RunSpec(registry.find_card(name), {}, prepared.name, "simulation", seed)
+             for name, seed in (("mean", 2), ("additive", 1))]
+    heard = []
+    with Display(console, len(specs), bars=False) as display:
+        results = execute(specs, {prepared.name: prepared}, done=heard.append, display=display,
+                          label=lambda spec: f"{spec.card.name} on seed {spec.seed}")
+    assert [(r.model, r.seed) for r in results] == [("mean", 2), ("additive", 1)] and heard == results
+    shown = console.file.getvalue()
+    assert re.search(r"mean on seed 2: finished in \d+s \(1/2 runs done\)", shown), shown
+    assert re.search(r"additive on seed 1: finished in \d+s \(2/2 runs done\)", shown), shown

@@ -73,13 +73,14 @@ def test_a_baseline_run_copies_no_expression(small_synthetic):
     adata = ad.concat({str(copy): small_synthetic for copy in range(10)}, index_unique="-")
     prepared = runner.PreparedDataset.of(Dataset("small_x10", adata, "b" * 64))
     card = registry.find_card("additive")
-    runner.run(card, {}, prepared, "simulation", 1)  # compiles and caches what a first run needs
+    spec = runner.RunSpec(card, {}, prepared.name, "simulation", 1)
+    runner.run(spec, prepared)  # compiles and caches what a first run needs
     X = adata.X
     size = X.data.nbytes + X.indices.nbytes + X.indptr.nbytes
     prepared._split = None
     tracemalloc.start()
     try:
-        result = runner.run(card, {}, prepared, "simulation", 1)
+        result = runner.run(spec, prepared)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -116,9 +117,9 @@ def test_counts_are_read_for_the_models_that_use_them_only(small_synthetic, tmp_
     dataset = load_dataset(path, counts=False)
     assert "counts" not in dataset.adata.layers
     prepared = runner.PreparedDataset.of(dataset)
-    runner.run(registry.find_card("skips_counts"), {}, prepared, "simulation", 1)
+    runner.run(runner.RunSpec(registry.find_card("skips_counts"), {}, prepared.name, "simulation", 1), prepared)
     assert Recorder.layers == set() and "counts" not in prepared.adata.layers
-    runner.run(registry.find_card("reads_counts"), {}, prepared, "simulation", 1)
+    runner.run(runner.RunSpec(registry.find_card("reads_counts"), {}, prepared.name, "simulation", 1), prepared)
     assert Recorder.layers == {"counts"}
     expected = small_synthetic.layers["counts"]
     np.testing.assert_array_equal(prepared.adata.layers["counts"].toarray(), expected.toarray())

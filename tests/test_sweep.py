@@ -24,6 +24,7 @@ from bench.core.api import Prediction
 from bench.core.errors import BenchError, ModelError
 from bench.evaluation import splits
 from bench.workflows import runner, sweep, tracking
+from bench.workflows.execution import execute
 
 QUERIED: list[str] = []
 
@@ -64,8 +65,8 @@ def spec_for(card, tmp_path, trials: int, storage: str | None = None) -> sweep.S
 def in_process(spec, prepared):
     study = sweep.open_study(spec)
 
-    def train(params, report):
-        return runner.run(spec.card, params, prepared, spec.split, spec.seed, "cpu", None, report, test=False)
+    def train(run, report):
+        return execute([run], {prepared.name: prepared}, report=report)[0]
 
     objective = sweep.objective_for(spec, study, train, lambda result, number: None)
     return study, sweep.work(spec, study, objective, lambda line: None)

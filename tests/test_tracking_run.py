@@ -16,7 +16,8 @@ from bench.core.api import RunResult
 from bench.core.errors import BenchError
 from bench.data.datasets import Dataset
 from bench.evaluation.metrics import CURVE, METRICS_VERSION, is_test_metric
-from bench.workflows import parallel, run_environment, runner, tracking
+from bench.workflows import run_environment, runner, tracking
+from bench.workflows.execution import execute
 
 ADAPTERS = textwrap.dedent(
     '''
@@ -197,7 +198,7 @@ def test_runs_are_flat_rows_one_per_metric_and_nothing_of_mlflows_layout(trackin
 
 def test_a_tracked_run_has_its_real_start_end_and_training_curve(cards, prepared, tracking_store):
     seen = []
-    result = runner.run(registry.find_card("reporting"), {}, prepared, "simulation", 1,
+    result = runner.run(runner.RunSpec(registry.find_card("reporting"), {}, prepared.name, "simulation", 1), prepared,
                         report=lambda step, value: seen.append((step, value)))
     assert result.ok and seen == REPORTED  # the caller's report still gets every value
     assert [(step, value) for step, value, _ in result.curve] == REPORTED
@@ -213,9 +214,9 @@ def test_a_tracked_run_has_its_real_start_end_and_training_curve(cards, prepared
 
 
 def test_runs_in_worker_processes_keep_their_curve_and_times(cards, prepared):
-    tasks = [parallel.Task(registry.find_card(name), {}, prepared.name, "simulation", 1) for name in ("reporting", "killed")]
-    results = parallel.run_many(tasks, {prepared.name: prepared}, "cpu", jobs=1, threads=1, done=lambda result: None)
-    reported, killed = sorted(results, key=lambda result: result.model != "reporting")
+    specs = [runner.RunSpec(registry.find_card(name), {}, prepared.name, "simulation", 1)
+             for name in ("reporting", "killed")]
+    reported, killed = execute(specs, {prepared.name: prepared}, workers=1)
     assert reported.ok and [(step, value) for step, value, _ in reported.curve] == REPORTED
     assert 0 < reported.started_ms < reported.ended_ms and reported.environment["env.usable_cores"]
     assert killed.status == "FAILED" and "SIGKILL" in killed.error
@@ -223,7 +224,7 @@ def test_runs_in_worker_processes_keep_their_curve_and_times(cards, prepared):
 
 
 def test_a_run_is_tagged_with_its_packages_cores_and_numeric_environment(cards, prepared, tracking_store):
-    result = runner.run(registry.find_card("reporting"), {}, prepared, "simulation", 1)
+    result = runner.run(runner.RunSpec(registry.find_card("reporting"), {}, prepared.name, "simulation", 1), prepared)
     tags = MlflowClient(tracking.tracking_uri()).get_run(tracking.log_run(result)).data.tags
     for name in ("scikit-learn", "POT", "torch-geometric", "optuna", "numba", "threadpoolctl", "cell-eval", "typer",
                  "h5py", "matplotlib", "mlflow", "numpy"):

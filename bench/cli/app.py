@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from bench.cli.check import check
 from bench.cli.common import (
+    DEVICE,
+    Settings,
     console,
     err_console,
     load,
     log_ceilings,
-    result_key,
-    run_key,
     run_label,
     summary_table,
     where_to_look,
-    worker_progress,
 )
 from bench.cli.data import data_app
 from bench.cli.external import export, score
 from bench.cli.leaderboard import HEADLINE, leaderboard
 from bench.cli.sweep import sweep
 from bench.core.errors import BenchError
-from bench.core.progress import Display, RunProgress, busy, line_interval
+from bench.core.progress import Display, busy, line_interval
 from bench.core.seeds import parse_seeds
 
 app = typer.Typer(
@@ -42,12 +41,12 @@ app.command()(leaderboard)
 app.command()(check)
 app.command()(export)
 app.command()(score)
-STATE = {"debug": False}
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
-    STATE["debug"] = debug
+def _root(ctx: typer.Context,
+          debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False) -> None:
+    ctx.ensure_object(Settings).debug = debug
     line_interval()  # a bad BENCH_PROGRESS_INTERVAL is refused before any work
 
 
@@ -59,7 +58,7 @@ def run(
         str | None, typer.Option("--dataset", "-d", help="Dataset name or .h5ad path (default: Norman if present).")
     ] = None,
     seeds: Annotated[str, typer.Option(help="Split seeds, e.g. 1-5 or 1,2,3.")] = "1",
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DEVICE = "auto",
     preset: Annotated[str | None, typer.Option(help="Named parameter set of the card (fast, default, paper).")] = None,
     param: Annotated[list[str] | None, typer.Option(help="Override one parameter: key=value (repeatable).")] = None,
     perturbation_key: Annotated[str | None, typer.Option(help="obs column of perturbations (.h5ad path).")] = None,
@@ -67,9 +66,9 @@ def run(
     cell_type_key: Annotated[str | None, typer.Option(help="obs column of cell types (.h5ad path).")] = None,
     metrics: Annotated[str, typer.Option(help="Metrics shown in the summary table.")] = HEADLINE,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log runs to MLflow.")] = True,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Runs in parallel worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel worker processes.")] = 1,
     threads: Annotated[
-        int, typer.Option(help="Compute threads per run (default 0: the free cores, shared between --jobs).")
+        int, typer.Option(min=0, help="Compute threads per run (default 0: the free cores, shared between --jobs).")
     ] = 0,
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
@@ -79,9 +78,8 @@ def run(
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation import splits
     from bench.workflows import runner, timings, tracking
+    from bench.workflows.execution import execute
 
-    if jobs < 1 or threads < 0:
-        raise BenchError(f"--jobs {jobs} must be at least 1 and --threads {threads} at least 0 (0: the free cores)")
     shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
     splits.check_name(split)
     seed_list = parse_seeds(seeds)
@@ -108,33 +106,18 @@ def run(
         console.print(expected, markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
-    knowledge = StoreGeneKnowledge()
-    results = []
-    with Display(console, len(cards) * len(seed_list)) as display:
+    specs = [runner.RunSpec(card, params[card.name], prepared.name, split, seed, preset, resolved_device)
+             for card in cards for seed in seed_list]
 
-        def finished(result) -> None:
-            if track:
-                tracking.log_run(result)
-            if not result.ok:
-                err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
-            display.finish(result_key(result), result.status)
-            results.append(result)
+    def finished(result) -> None:
+        if track:
+            tracking.log_run(result)
+        if not result.ok:
+            err_console.print(f"{result.status.lower()}: {result.model} seed {result.seed}: {result.error}")
 
-        if jobs > 1:
-            from bench.workflows import parallel
-
-            tasks = [parallel.Task(card, params[card.name], prepared.name, split, seed, preset)
-                     for card in cards for seed in seed_list]
-            parallel.run_many(tasks, {prepared.name: prepared}, resolved_device, jobs, per_run, finished,
-                              progress=worker_progress(display))
-            order = {card.name: i for i, card in enumerate(cards)}
-            results.sort(key=lambda r: (order[r.model], r.seed))
-        for card in cards if jobs <= 1 else ():
-            for seed in seed_list:
-                key = run_key(card.name, preset, prepared.name, split, seed)
-                reporter = RunProgress(display, key, run_label(key))
-                finished(runner.run(card, params[card.name], prepared, split, seed, resolved_device, knowledge,
-                                    reporter.report, preset, progress=reporter.phase))
+    with Display(console, len(specs)) as display:
+        results = execute(specs, {prepared.name: prepared}, workers=jobs if jobs > 1 else 0, threads=per_run,
+                          knowledge=StoreGeneKnowledge(), done=finished, display=display, label=run_label)
     if track:
         log_ceilings(prepared, split, seed_list)
     console.print(summary_table(results, shown, {card.name for card in cards if card.baseline}))
@@ -146,11 +129,11 @@ def run(
 
 @app.command("list")
 def list_(
-    what: Annotated[str, typer.Argument(help="models, datasets, splits, metrics or all.")] = "all",
+    what: Annotated[Literal["models", "datasets", "splits", "metrics", "all"],
+                    typer.Argument(metavar="SECTION", help="The section to show (default: every section).")] = "all",
 ) -> None:
     """Show the model cards, datasets, split settings and metrics the harness knows."""
     from bench.core import paths, registry
-    from bench.core.did_you_mean import unknown
     from bench.data.manifest import all_manifests
     from bench.evaluation.metrics import METRICS
     from bench.evaluation.splits import DESCRIPTIONS
@@ -163,8 +146,6 @@ def list_(
         "splits": lambda: list(DESCRIPTIONS.items()),
         "metrics": lambda: [(m.name, f"{m.goal}: {m.definition}") for m in METRICS.values()],
     }
-    if what != "all" and what not in sections:
-        raise BenchError(unknown("list section", what, [*sections, "all"]))
     for name, rows in sections.items():
         if what in ("all", name):
             table = Table(title=name, show_header=False)
@@ -184,13 +165,20 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())
 
 
+def _usage_error(exc) -> str:
+    """A click error as one line, without the "Value error, " with which typer (through pydantic) starts the
+    message of a value that is none of an option's choices."""
+    return _one_line(exc.format_message().replace("Value error, ", ""))
+
+
 def main() -> None:
     """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
     traceback)."""
+    settings = Settings()
     try:
-        code = app(standalone_mode=False, prog_name="bench")
+        code = app(standalone_mode=False, prog_name="bench", obj=settings)
     except BenchError as exc:
-        if STATE["debug"]:
+        if settings.debug:
             raise
         err_console.print(f"error: {_one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -202,7 +190,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         context = getattr(exc, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
-        err_console.print(f"error: {_one_line(exc.format_message())}{hint}", markup=False, highlight=False,
+        err_console.print(f"error: {_usage_error(exc)}{hint}", markup=False, highlight=False,
                           soft_wrap=True)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

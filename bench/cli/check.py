@@ -1,4 +1,4 @@
-"""``bench check``: re-run the configurations of a reference file and fail on regressions."""
+"""``bench check``: the reference check. Re-run the configurations of a reference file and fail on regressions."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bench.cli.common import result_key, worker_progress
+from bench.cli.common import DEVICE, run_label
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy
 from bench.core.registry import preset_label
-from bench.core.seeds import parse_seeds
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,54 +36,49 @@ def _diff_table(verdicts) -> Table:
 def check(
     reference: Annotated[Path | None, typer.Option(help="Reference CSV: configurations, metrics and values (default: the catalog's).")] = None,
     update: Annotated[bool, typer.Option("--update", help="Re-run and rewrite the reference's values instead of checking.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "cpu",
+    device: DEVICE = "cpu",
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
-    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Runs at a time, one thread each (default: the free cores).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Runs at a time, one thread each (default: the free cores).")] = None,
 ) -> None:
     """Re-run the reference's configurations under a pinned numeric profile; exit 1 with a diff when a
     metric regressed or a model fails."""
     from bench.core import atomic, devices, numeric_env, paths, threads
-    from bench.workflows import reference_check as regression
-    from bench.workflows import tracking
+    from bench.workflows import reference_check, tracking
+    from bench.workflows.execution import execute
 
     reference = reference or paths.reference_file()
     if update and paths.inside_installed_package(reference):
         raise BenchError(f"{reference} belongs to the installed package; write your own with --reference FILE")
-    if jobs is not None and jobs < 1:
-        raise BenchError(f"--jobs {jobs} must be at least 1")
-    table = regression.read_reference(reference, require_values=not update)
+    table = reference_check.read_reference(reference, require_values=not update)
     resolved = devices.resolve(device)
     if track:
         tracking.check_store()
     jobs = jobs or threads.free_cores()
-    total = len({(c.model, c.preset, c.dataset, c.split, seed) for c in regression.configs(table) for seed in parse_seeds(c.seeds)})
-    console.print(f"{total} run(s), {jobs} at a time, under the numeric profile '{numeric_env.PROFILE_NAME}'",
+    specs = reference_check.run_specs(table, resolved)
+    console.print(f"{len(specs)} run(s), {jobs} at a time, under the numeric profile '{numeric_env.PROFILE_NAME}'",
                   markup=False, highlight=False)
     if not numeric_env.cpu_supports_profile():
         err_console.print("warning: this CPU lacks AVX2/FMA (or is not x86-64), so the pinned numeric profile cannot "
                           "apply: values may differ from the reference beyond rounding", markup=False, highlight=False)
     with busy(console, "loading the datasets and ranking their DE genes"):
-        datasets = regression.prepared_datasets(table)
-    with Display(console, total) as display:
-
-        def done(result) -> None:
-            if track:
-                tracking.log_run(result)
-            display.finish(result_key(result), result.status)
-
-        results = regression.rerun(table, datasets, resolved, jobs, done, progress=worker_progress(display, where=True))
+        datasets = reference_check.prepared_datasets(table)
+    with Display(console, len(specs)) as display:
+        done = tracking.log_run if track else None
+        runs = execute(specs, datasets, workers=jobs, threads=1, environment=numeric_env.profile_environment(),
+                       done=done, display=display, label=lambda spec: run_label(spec, where=True))
+    results = reference_check.by_config(table, runs)
     if update:
-        atomic.write_text(reference, regression.updated(table, results).to_csv(index=False))
+        atomic.write_text(reference, reference_check.updated(table, results).to_csv(index=False))
         console.print(f"updated {reference}: {len(table)} line(s), {len(results)} configuration(s)")
         return
-    verdicts = regression.compare(table, results)
+    verdicts = reference_check.compare(table, results)
     console.print(_diff_table(verdicts))
     bad = verdicts[verdicts["verdict"].isin(BAD)]
     improved = int((verdicts["verdict"] == "improved").sum())
     if improved:
         console.print(f"{improved} line(s) improved beyond tolerance: `bench check --update` records the new values")
     for line in bad.itertuples(index=False):
-        console.print(regression.describe(line), markup=False, highlight=False, soft_wrap=True)
+        console.print(reference_check.describe(line), markup=False, highlight=False, soft_wrap=True)
     if len(bad):
         console.print(f"[bold red]{len(bad)} of {len(verdicts)} line(s) regressed or failed[/]")
         raise typer.Exit(1)

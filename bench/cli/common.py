@@ -1,15 +1,28 @@
-"""What the ``bench`` commands share: the consoles, loading a dataset with a note, the summary table,
-tracking the data ceiling."""
+"""What the ``bench`` commands share: the consoles, the settings of the command line, the device option,
+loading a dataset with a note, the summary table, tracking the data ceiling."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from bench.core.devices import DEVICES
 from bench.core.progress import busy
 
 console = Console()
 err_console = Console(stderr=True)
+DEVICE = Annotated[Literal[DEVICES], typer.Option(help="Compute device; auto takes a CUDA GPU where torch sees one.")]
+
+
+@dataclass
+class Settings:
+    """The options of ``bench`` itself, for its commands and for ``main``: click's context object."""
+
+    debug: bool = False
 
 
 def load(dataset: str | None, perturbation_key, control_value, cell_type_key, counts: bool = False):
@@ -39,38 +52,12 @@ def _simulated(dataset: str) -> str:
     return " (simulated by bench's simulator, not measured cells: scores show behaviour on a planted truth)"
 
 
-def run_key(model: str, preset: str | None, dataset: str, split: str, seed: int) -> tuple:
-    """What names one run among those a command starts (a progress display's key)."""
-    return model, preset or "default", dataset, split, seed
+def run_label(spec, where: bool = False) -> str:
+    """``model [preset] seed k`` (``where``: with dataset/split) of a ``RunSpec``, for progress lines."""
+    from bench.core.registry import DEFAULT_PRESET, preset_label
 
-
-def task_key(task) -> tuple:
-    return run_key(task.card.name, task.preset, task.dataset, task.split, task.seed)
-
-
-def result_key(result) -> tuple:
-    return run_key(result.model, result.preset, result.dataset, result.split, result.seed)
-
-
-def run_label(key: tuple, where: bool = False) -> str:
-    """``model [preset] seed k`` (``where``: with dataset/split) for progress lines."""
-    from bench.core.registry import preset_label
-
-    model, preset, dataset, split, seed = key
-    return f"{preset_label(model, preset)}" + (f" {dataset}/{split}" if where else "") + f" seed {seed}"
-
-
-def worker_progress(display, where: bool = False):
-    """The ``progress`` callback of ``parallel.run_many`` that shows its workers' runs on ``display``."""
-
-    def watch(task, state) -> None:
-        key = task_key(task)
-        if state is None:
-            display.start(key, run_label(key, where))
-        else:
-            display.update(key, **state)
-
-    return watch
+    return (f"{preset_label(spec.card.name, spec.preset or DEFAULT_PRESET)}"
+            + (f" {spec.dataset}/{spec.split}" if where else "") + f" seed {spec.seed}")
 
 
 def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench.cli.common import DEVICE
 from bench.core.errors import BenchError
-from bench.core.progress import Display, RunProgress, busy
+from bench.core.progress import Display, busy
 
 console = Console()
 
@@ -18,12 +19,12 @@ def sweep(
     split: Annotated[str, typer.Option("--split", "-s", help="Split with validation conditions.")] = "simulation",
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: Norman).")] = None,
     seed: Annotated[int, typer.Option(help="Split seed.")] = 1,
-    trials: Annotated[int, typer.Option(help="Trials the study should hold, all workers together.")] = 20,
+    trials: Annotated[int, typer.Option(min=1, help="Trials the study should hold, all workers together.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Start no trial after this many seconds.")] = None,
     metric: Annotated[str, typer.Option(help="Validation metric to optimise.")] = "pearson_delta_de20",
     storage: Annotated[str | None, typer.Option(help="sqlite:///f.db, postgresql://… or journal:PATH.")] = None,
     study: Annotated[str | None, typer.Option(help="Study name (default: <model>@<dataset>-<split>-seed<k>).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DEVICE = "auto",
     preset: Annotated[str | None, typer.Option(help="Card preset the search starts from (e.g. fast).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
 ) -> None:
@@ -36,12 +37,13 @@ def sweep(
     from bench.evaluation import splits
     from bench.workflows import runner, timings, tracking
     from bench.workflows import sweep as sweeps
+    from bench.workflows.execution import execute
 
     card = registry.find_card(model)
     if not card.search_space:
         raise BenchError(f"model '{model}' has no [search_space] in its card; add one to sweep it")
-    if trials < 1 or (timeout is not None and timeout <= 0):
-        raise BenchError("--trials must be at least 1 and --timeout positive")
+    if timeout is not None and timeout <= 0:
+        raise BenchError(f"--timeout {timeout:g} must be positive (seconds)")
     metric_registry.check_names([metric])
     splits.check_name(split)
     registry.build(card, registry.resolve_params(card, preset))
@@ -67,17 +69,10 @@ def sweep(
                                       optuna_study.user_attrs["setup"])
         parent.run_id()
 
-    def train(params, report):
-        number = objective.started[-1]
-        reporter = RunProgress(display, number, f"{card.name} trial {number}", forward=report)
-        outcome = "pruned"
-        try:
-            result = runner.run(card, params, prepared, split, seed, spec.device, knowledge, reporter.report, preset,
-                                test=False, progress=reporter.phase)
-            outcome = result.status
-            return result
-        finally:
-            display.finish(number, outcome)
+    def train(run, report):
+        label = f"{card.name} trial {objective.started[-1]}"
+        return execute([run], {prepared.name: prepared}, knowledge=knowledge, report=report, display=display,
+                       label=lambda _: label)[0]
 
     def log(result, number):
         if parent is not None:

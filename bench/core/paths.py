@@ -1,7 +1,7 @@
 """Where things live: the catalog shipped with the package, the user's own cards, the data store, the cache.
 
 The catalog (``bench/catalog/``, installed with the package) holds the model cards (``models/``), the
-dataset manifests (``datasets/``), the frozen splits (``splits/<dataset>/``) and the regression reference
+dataset manifests (``datasets/``), the frozen splits (``splits/<dataset>/``) and the reference of ``bench check``
 (``reference.csv``). ``BENCH_CATALOG`` replaces it with a folder of the same layout. ``BENCH_CARDS_DIR``
 holds the user's own model cards, read beside the catalog's: ``bench sweep`` writes tuned cards there
 (default: a per-user configuration folder), never into the package. ``BENCH_DATA_DIR`` is the data

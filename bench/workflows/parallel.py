@@ -1,5 +1,5 @@
-"""Runs in worker processes (``bench run --jobs N``, ``bench check``): one process per run, at most
-``jobs`` at a time.
+"""Runs in worker processes (``bench run --jobs N``, ``bench check``, through ``execution.execute``): one
+process per run, at most ``jobs`` at a time.
 
 A worker is a fresh ``python -m bench.workflows.worker`` process, so a run's environment (thread counts, the
 numeric profile of ``bench check``) is set before numpy and torch load, its peak memory is its own,
@@ -25,27 +25,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.api import RunResult, now_ms
 from bench.core.errors import BenchError
-from bench.core.registry import ModelCard
 from bench.core.threads import environment as threads_environment
+from bench.workflows import runner
 
 POLL_S = 0.2
-
-
-@dataclass(frozen=True)
-class Task:
-    """One run: a card with its parameters on a dataset (by key into ``run_many``'s datasets) and split."""
-
-    card: ModelCard
-    params: dict
-    dataset: str
-    split: str
-    seed: int
-    preset: str | None = None
 
 
 def _exit_reason(code: int, stderr: Path) -> str:
@@ -57,62 +44,57 @@ def _exit_reason(code: int, stderr: Path) -> str:
     return f"worker process exited with code {code}" + (f": {lines[-1].strip()}" if lines else "")
 
 
-def _failed(task: Task, prepared, device: str, reason: str, started_ms: int) -> RunResult:
+def _failed(spec: runner.RunSpec, prepared, reason: str, started_ms: int) -> RunResult:
     """A FAILED result for a worker that wrote none, timed from its start (``started_ms``) until now."""
-    from bench.workflows import runner
-
-    result, _ = runner.new_result(task.card, task.params, prepared, task.split, task.seed, device, task.preset)
+    result, _ = runner.new_result(spec, prepared)
     result.status, result.error = "FAILED", reason
     result.started_ms, result.ended_ms = started_ms, now_ms()
     result.wall_time_s = (result.ended_ms - started_ms) / 1000
     return result
 
 
-def run_many(tasks: list[Task], datasets: dict, device: str, jobs: int, threads: int,
-             done: Callable[[RunResult], None], environment: dict[str, str] | None = None,
-             progress: Callable[[Task, dict | None], None] | None = None) -> list[RunResult]:
-    """Run ``tasks`` (``datasets``: key -> PreparedDataset) with ``threads`` threads each and ``environment``
-    set in every worker; ``done`` is called in this process as each run ends, in any order;
-    ``progress(task, None)`` as a worker starts, ``progress(task, state)`` as its state changes (``state``:
-    ``phase``, ``done``, ``total``, ``note``). Bad input found by a worker (a ``BenchError``) stops every
-    worker and is raised here."""
-    progress = progress or (lambda task, state: None)
+def run_many(specs: list[runner.RunSpec], datasets: dict, jobs: int, threads: int,
+             done: Callable[[int, RunResult], None], environment: dict[str, str] | None = None,
+             progress: Callable[[int, dict | None], None] | None = None) -> None:
+    """Run ``specs`` (``datasets``: name -> PreparedDataset) with ``threads`` threads each and ``environment``
+    set in every worker; ``done(i, result)`` is called in this process as the run of ``specs[i]`` ends, in
+    any order; ``progress(i, None)`` as its worker starts, ``progress(i, state)`` as its state changes
+    (``state``: ``phase``, ``done``, ``total``, ``note``). Bad input found by a worker (a ``BenchError``)
+    stops every worker and is raised here."""
+    progress = progress or (lambda number, state: None)
     env = {**os.environ, **threads_environment(threads), **(environment or {})}
-    results: list[RunResult] = []
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         root = Path(folder)
         data_files = {key: root / f"dataset-{i}.pickle" for i, key in enumerate(datasets)}
         for key, path in data_files.items():
             path.write_bytes(pickle.dumps(datasets[key], protocol=pickle.HIGHEST_PROTOCOL))
-        waiting = list(enumerate(tasks))
+        waiting = list(enumerate(specs))
         running: dict[int, subprocess.Popen] = {}
         seen: dict[int, bytes] = {}
         started: dict[int, int] = {}
         try:
             while waiting or running:
                 while waiting and len(running) < jobs:
-                    number, task = waiting.pop(0)
+                    number, spec = waiting.pop(0)
                     started[number] = now_ms()
-                    running[number] = _start(root, number, (task, data_files[task.dataset], device, threads), env)
-                    progress(task, None)
+                    running[number] = _start(root, number, (spec, data_files[spec.dataset], threads), env)
+                    progress(number, None)
                 for number in running:
                     state = _state(root / f"progress-{number}.json", seen.get(number))
                     if state is not None:
                         seen[number] = state
-                        progress(tasks[number], json.loads(state))
+                        progress(number, json.loads(state))
                 finished = [number for number, process in running.items() if process.poll() is not None]
                 if not finished:
                     time.sleep(POLL_S)
                 for number in finished:
-                    result = _collect(root, number, running.pop(number).returncode, tasks[number], datasets, device,
+                    result = _collect(root, number, running.pop(number).returncode, specs[number], datasets,
                                       started[number])
-                    done(result)
-                    results.append(result)
+                    done(number, result)
         finally:
             for process in running.values():
                 process.kill()
                 process.wait()
-    return results
 
 
 def _state(path: Path, last: bytes | None) -> bytes | None:
@@ -133,8 +115,7 @@ def _start(root: Path, number: int, payload: tuple, env: dict[str, str]) -> subp
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
-def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, device: str, started_ms: int
-             ) -> RunResult:
+def _collect(root: Path, number: int, code: int, spec: runner.RunSpec, datasets: dict, started_ms: int) -> RunResult:
     """The result a worker wrote, or a FAILED one saying why it wrote none."""
     path = root / f"result-{number}.pickle"
     if code == 0 and path.exists():
@@ -142,4 +123,4 @@ def _collect(root: Path, number: int, code: int, task: Task, datasets: dict, dev
         if isinstance(outcome, BenchError):
             raise outcome
         return outcome
-    return _failed(task, datasets[task.dataset], device, _exit_reason(code, root / f"stderr-{number}.txt"), started_ms)
+    return _failed(spec, datasets[spec.dataset], _exit_reason(code, root / f"stderr-{number}.txt"), started_ms)

@@ -1,4 +1,4 @@
-"""Regression checks against a reference file (``bench check``).
+"""The reference check (``bench check``): re-run the configurations of a reference file and compare.
 
 The reference is a CSV with one line per (configuration, metric, subgroup)::
 
@@ -12,7 +12,8 @@ moves with the split, so a drift beyond one standard error on the *same* seeds i
 least 1% of the reference value and at least 0.001, so a deterministic metric is not held to rounding.
 A model that fails any seed is a regression too. ``update`` re-runs and rewrites the values.
 
-Every run of a check happens in a worker process under the pinned numeric profile of
+This module plans the runs (``run_specs``) and judges them; ``bench check`` executes them. Every run of a
+check happens in a worker process under the pinned numeric profile of
 ``bench.core.numeric_env`` (the same kernels and one thread on any x86-64 CPU with AVX2), so the values do
 not move with the machine: without it, early stopping turns rounding differences between CPUs into
 score differences of 0.1. Each line records the profile and the CPU that recorded it. Every line is
@@ -22,7 +23,6 @@ validated (names, seeds, values, duplicates) before anything runs.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from bench.core.seeds import parse_seeds
 from bench.evaluation import stats
 from bench.evaluation.metrics import METRICS
 from bench.evaluation.split_rules import SUBGROUPS
+from bench.workflows import runner
 
 CONFIG = ["dataset", "split", "model", "preset", "seeds"]
 NAMES = [*CONFIG, "metric", "subgroup"]
@@ -190,34 +191,31 @@ def updated(reference: pd.DataFrame, results: dict[Config, list[RunResult]]) -> 
 def prepared_datasets(reference: pd.DataFrame) -> dict:
     """Every dataset of the reference, loaded and its DE genes ranked, by name."""
     from bench.data.datasets import load_dataset
-    from bench.workflows import runner
 
     return {name: runner.PreparedDataset.of(load_dataset(name, counts=False))
             for name in dict.fromkeys(c.dataset for c in configs(reference))}
 
 
-def rerun(reference: pd.DataFrame, datasets: dict, device: str, jobs: int, done: Callable[[RunResult], None],
-          environment: dict[str, str] | None = None, progress: Callable | None = None) -> dict[Config, list[RunResult]]:
-    """Run every configuration of the reference on every one of its seeds (``datasets``: from
-    ``prepared_datasets``), ``jobs`` at a time, each in a worker process on one thread with
-    ``environment`` (default: the pinned numeric profile); ``done`` sees each run as it ends,
-    ``progress`` where runs are (``parallel.run_many``)."""
+def run_specs(reference: pd.DataFrame, device: str) -> list[runner.RunSpec]:
+    """The runs the reference's configurations need, one per (model, preset, dataset, split, seed) in their
+    order: one run serves every configuration that needs it."""
     from bench.core import registry
-    from bench.workflows import parallel
 
-    todo = configs(reference)
-    tasks: dict[tuple, parallel.Task] = {}  # one run serves every configuration that needs it
-    plan: dict[Config, list[tuple]] = {}
-    for config in todo:
+    specs: dict[tuple, runner.RunSpec] = {}
+    for config in configs(reference):
         card = registry.find_card(config.model)
         params = registry.resolve_params(card, config.preset, ())
-        plan[config] = []
         for seed in parse_seeds(config.seeds):
-            key = (config.model, config.preset, config.dataset, config.split, seed)
-            tasks.setdefault(key, parallel.Task(card, params, config.dataset, config.split, seed, config.preset))
-            plan[config].append(key)
-    finished = parallel.run_many(list(tasks.values()), datasets, device, jobs, threads=1, done=done,
-                                 environment=numeric_env.profile_environment() if environment is None else environment,
-                                 progress=progress)
-    by_key = {(r.model, r.preset, r.dataset, r.split, r.seed): r for r in finished}
-    return {config: [by_key[key] for key in keys] for config, keys in plan.items()}
+            spec = runner.RunSpec(card, params, config.dataset, config.split, seed, config.preset, device)
+            specs.setdefault(_key(config, seed), spec)
+    return list(specs.values())
+
+
+def by_config(reference: pd.DataFrame, results: list[RunResult]) -> dict[Config, list[RunResult]]:
+    """The results of ``run_specs``' runs for each configuration of the reference, seed by seed."""
+    by_key = {(r.model, r.preset, r.dataset, r.split, r.seed): r for r in results}
+    return {config: [by_key[_key(config, seed)] for seed in parse_seeds(config.seeds)] for config in configs(reference)}
+
+
+def _key(config: Config, seed: int) -> tuple:
+    return config.model, config.preset, config.dataset, config.split, seed

@@ -142,50 +142,55 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0)
 
 
-def new_result(card: ModelCard, params: dict, dataset: PreparedDataset, split_name: str, seed: int, device: str,
-               preset: str | None) -> tuple[RunResult, splits.Split]:
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a card with its resolved parameters on a dataset (``PreparedDataset.name``) and split seed,
+    on a device. ``test=False`` (a sweep's trial) predicts and scores only the validation conditions, so
+    test conditions never reach the model's ``predict``."""
+
+    card: ModelCard
+    params: dict
+    dataset: str
+    split: str
+    seed: int
+    preset: str | None = None
+    device: str = "cpu"
+    test: bool = True
+
+
+def new_result(spec: RunSpec, dataset: PreparedDataset) -> tuple[RunResult, splits.Split]:
     """The result of a run that has not started yet (status FINISHED until something fails), and its split."""
-    split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, split_name, seed)
-    result = RunResult(model=card.name, params=params, card_hash=card_hash(card), dataset=dataset.name,
-                       dataset_sha256=dataset.sha256, split=split_name, split_hash=split.sha256, seed=seed,
-                       device=device, split_json=split.to_json(), preset=preset)
+    split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, spec.split, spec.seed)
+    result = RunResult(model=spec.card.name, params=spec.params, card_hash=card_hash(spec.card), dataset=dataset.name,
+                       dataset_sha256=dataset.sha256, split=spec.split, split_hash=split.sha256, seed=spec.seed,
+                       device=spec.device, split_json=split.to_json(), preset=spec.preset)
     return result, split
 
 
-def run(
-    card: ModelCard,
-    params: dict,
-    dataset: PreparedDataset,
-    split_name: str,
-    seed: int,
-    device: str = "cpu",
-    gene_knowledge: GeneKnowledge | None = None,
-    report: Callable[[int, float], None] | None = None,
-    preset: str | None = None,
-    test: bool = True,
-    progress: Callable[..., None] | None = None,
-) -> RunResult:
-    """Train and score one model on one split seed. Model failures become a FAILED result; bad input
-    (unknown parameters, an impossible split) raises ``BenchError``; ``StopTraining`` raised by ``report``
-    passes through. ``test=False`` (sweeps) predicts and scores only the validation conditions, so test
-    conditions never reach the model's ``predict``. ``progress(phase, done, total)`` hears where the run
-    is: the harness's phases and those the model reports (``TrainData.progress``). The values the model
-    reports are recorded in the result's ``curve`` before they reach ``report``. A kit adapter that declines
-    the data (``Adapter.skip``, given its ``DataProperties``) gets a SKIPPED result with its reason."""
+def run(spec: RunSpec, dataset: PreparedDataset, *, knowledge: GeneKnowledge | None = None,
+        report: Callable[[int, float], None] | None = None, progress: Callable[..., None] | None = None) -> RunResult:
+    """Train and score one model on one split seed of ``dataset`` (the one ``spec`` names). Model failures
+    become a FAILED result; bad input (unknown parameters, an impossible split) raises ``BenchError``;
+    ``StopTraining`` raised by ``report`` passes through. ``progress(phase, done, total)`` hears where the
+    run is: the harness's phases and those the model reports (``TrainData.progress``). The values the
+    model reports are recorded in the result's ``curve`` before they reach ``report``. A kit adapter that
+    declines the data (``Adapter.skip``, given its ``DataProperties``) gets a SKIPPED result with its reason."""
+    if spec.dataset != dataset.name:
+        raise ValueError(f"the run is on dataset '{spec.dataset}', but '{dataset.name}' was given")
     progress = progress or no_progress
     start, started_ms = time.perf_counter(), now_ms()
     _reset_peak_memory()
-    result, split = new_result(card, params, dataset, split_name, seed, device, preset)
+    result, split = new_result(spec, dataset)
     result.started_ms = started_ms
-    model = build(card, params)
+    model = build(spec.card, spec.params)
     phases = result.phase_seconds
     with _timed(phases, "split"):
         progress("preparing the split")
-        if card.counts:
+        if spec.card.counts:
             add_counts(dataset.adata, dataset.with_counts)
         data = dataset.split_data(split)
         bulk = data.pseudobulk("train")
-    properties = DataProperties.of(dataset.name, split_name, data.train, data.subgroups)
+    properties = DataProperties.of(dataset.name, spec.split, data.train, data.subgroups)
     reason = model.skip(model.params, properties) if isinstance(model, Adapter) else None
     if reason:
         result.status, result.error = "SKIPPED", reason
@@ -200,9 +205,9 @@ def run(
     train = TrainData(
         cells=data.train,
         val=data.val,
-        gene_knowledge=gene_knowledge,
-        seed=seed,
-        device=device,
+        gene_knowledge=knowledge,
+        seed=spec.seed,
+        device=spec.device,
         report=recorded,
         progress=progress,
         dataset=dataset.name,
@@ -213,13 +218,13 @@ def run(
             progress("fitting")
             model.fit(train)
         table = predictions = None
-        parts = [("test", data.subgroups)] if test else []
+        parts = [("test", data.subgroups)] if spec.test else []
         if data.masks["val"].any():
             parts.append(("val", split.val))
         for part, subgroups in parts:
             with _timed(phases, "predict"):
-                predicted, cells = predict_all(model, card.name, getattr(data, part), data.query_control, seed,
-                                               progress, f"predicting {part}")
+                predicted, cells = predict_all(model, spec.card.name, getattr(data, part), data.query_control,
+                                               spec.seed, progress, f"predicting {part}")
             with _timed(phases, "score"):
                 progress(f"scoring {part}")
                 scored = scoring.score_part(predicted, data, part, dataset, cells, subgroups)
@@ -232,7 +237,7 @@ def run(
                                        if k.startswith("all/")})
         result.metrics.update({f"diagnostic/{name}": float(value) for name, value in train.diagnostics.items()})
         result.per_perturbation, result.predictions = table, predictions
-        if test:
+        if spec.test:
             keep_for_files(result, data, test_cells)
     except StopTraining:
         raise
@@ -243,5 +248,5 @@ def run(
     result.wall_time_s, result.ended_ms = time.perf_counter() - start, now_ms()
     result.peak_memory_mb = _peak_memory_mb()
     result.numeric = numeric_env.describe()
-    result.environment = run_environment.describe(device)
+    result.environment = run_environment.describe(spec.device)
     return result

@@ -41,6 +41,7 @@ from bench.core.api import RunResult, StopTraining
 from bench.core.errors import BenchError
 from bench.evaluation.metrics import METRICS
 from bench.workflows import journal_heartbeat, tracking
+from bench.workflows.runner import RunSpec
 
 HEARTBEAT_S = "BENCH_SWEEP_HEARTBEAT_S"  # environment overrides of the heartbeat interval (20 s)
 GRACE_S = "BENCH_SWEEP_GRACE_S"  # and of the silence after which a running trial counts as dead (60 s)
@@ -210,10 +211,11 @@ class Surplus(Exception):
     pass
 
 
-def objective_for(spec: SweepSpec, study, train: Callable[[dict, Callable], RunResult],
+def objective_for(spec: SweepSpec, study, train: Callable[[RunSpec, Callable], RunResult],
                   log: Callable[[RunResult, int], None]):
-    """The Optuna objective: train with suggested parameters, return the validation metric. The objective's
-    ``started`` list records the numbers of the trials it ran."""
+    """The Optuna objective: ``train(run, report)`` the run of a trial (its suggested parameters, validation
+    conditions only), return its validation metric. The objective's ``started`` list records the numbers of
+    the trials it ran."""
     import optuna
 
     sign = METRICS[spec.metric].sign
@@ -233,7 +235,8 @@ def objective_for(spec: SweepSpec, study, train: Callable[[dict, Callable], RunR
         beat = journal_heartbeat.beating(trial, heartbeat_s()) if is_journal(spec.storage) else nullcontext()
         try:
             with beat:
-                result = train(params, report)
+                result = train(RunSpec(spec.card, params, spec.dataset, spec.split, spec.seed, spec.preset,
+                                       spec.device, test=False), report)
         except StopTraining:
             raise optuna.TrialPruned() from None
         log(result, trial.number)

@@ -1,5 +1,5 @@
-"""A worker process of ``bench.workflows.parallel``: run one task read from a pickle file and write its result to
-another (a RunResult, or the BenchError that stopped it), and its progress to a third."""
+"""A worker process of ``bench.workflows.parallel``: run one RunSpec read from a pickle file and write its result
+to another (a RunResult, or the BenchError that stopped it), and its progress to a third."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ def main(task_file: str, result_file: str, progress_file: str) -> None:
     from bench.data.knowledge import StoreGeneKnowledge
     from bench.workflows import runner
 
-    task, data_file, device, threads = pickle.loads(Path(task_file).read_bytes())
+    spec, data_file, threads = pickle.loads(Path(task_file).read_bytes())
     prepared = pickle.loads(Path(data_file).read_bytes())
     torch.set_num_threads(threads)
     set_interop(torch, 1)
     try:
         with threadpool_limits(threads), StateFile(Path(progress_file)) as state:
-            outcome = runner.run(task.card, task.params, prepared, task.split, task.seed, device,
-                                 StoreGeneKnowledge(), state.report, task.preset, progress=state.phase)
+            outcome = runner.run(spec, prepared, knowledge=StoreGeneKnowledge(), report=state.report,
+                                 progress=state.phase)
     except BenchError as exc:
         outcome = exc
     with atomic.replacing(Path(result_file)) as temporary:
