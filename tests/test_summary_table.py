@@ -65,3 +65,12 @@ def test_the_best_baseline_is_one_rule_for_boards_and_the_summary():
     assert best_baseline(means, "pearson_delta_de20") == "c"  # higher is better; the first of equals
     assert best_baseline(means, "mse_de20") == "a"  # lower is better; no value is no candidate
     assert best_baseline({"b": float("nan")}, "mse_de20") is None and best_baseline({}, "mse_de20") is None
+
+
+def test_subgroups_are_listed_all_first_then_by_name():
+    subgroups = ["unseen_single", "combo_seen2", "combo_seen0", "combo_seen1"]
+    run = result("model", 1, [0.5, 0.7])
+    run.metrics = {f"{subgroup}/pearson_delta_de20": 0.5 for subgroup in ["all", *subgroups]}
+    lines = rendered(summary_table([run], ["pearson_delta_de20"]))
+    shown = [s for line in lines for s in ["all", *subgroups] if f" {s} " in line]
+    assert shown == ["all", "combo_seen0", "combo_seen1", "combo_seen2", "unseen_single"]

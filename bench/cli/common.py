@@ -107,7 +107,7 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
                 table.add_row(str(rank), name, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "",
                               *[""] * (len(shown) - 1))
         tested = {key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)}
-        subgroups = sorted(tested, key=lambda s: s != "all")
+        subgroups = sorted(tested, key=lambda s: (s != "all", s))
         for i, subgroup in enumerate(subgroups):
             cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
             if reference:
