@@ -50,6 +50,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,10 @@ def find_card(name: str) -> ModelCard:
 
 
 def adapter_class(card: ModelCard) -> type:
+    """The card's adapter class; a module beside the card (in a card folder) is found too, after installed ones."""
     module_name, _, class_name = card.adapter.partition(":")
+    if card.path is not None and str(card.path.parent) not in sys.path:
+        sys.path.append(str(card.path.parent))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
