@@ -242,7 +242,7 @@ class RunResult:
     peak_memory_mb: float = 0.0
     preset: str | None = None
     numeric: dict[str, str] = field(default_factory=dict)
-    # What the prediction files need besides ``predictions`` (bench/prediction_files.py): the split's own
+    # What the prediction files need besides ``predictions`` (bench/workflows/prediction_files.py): the split's own
     # small tables, not copies, and the cells of models that return cells.
     subgroups: dict[str, str] = field(default_factory=dict)  # test condition -> subgroup
     observed_means: dict[str, pd.DataFrame] | None = None  # per cell type, ``SplitData.means("test")``

@@ -98,7 +98,7 @@ def predict_all(
 
 
 def keep_for_files(result: RunResult, data: SplitData, cells: dict[str, ad.AnnData] | None) -> None:
-    """Hand tracking what a run's prediction files need (``bench/prediction_files.py``): the split's test
+    """Hand tracking what a run's prediction files need (``bench/workflows/prediction_files.py``): the split's test
     subgroups and its observed test and query-control means (its own tables), and, for a model that
     returned ``cells``, those and a lean copy of the query control cells of their cell types."""
     result.subgroups = data.subgroups
