@@ -28,6 +28,7 @@ from bench.cli.sweep import sweep
 from bench.core.errors import BenchError
 from bench.core.progress import Display, RunProgress, busy, line_interval
 from bench.core.seeds import parse_seeds
+from bench.core.textfiles import one_line
 
 app = typer.Typer(
     help="Benchmark gene-perturbation response predictors on frozen splits with pinned metrics.",
@@ -180,10 +181,6 @@ def list_(
 CLICK_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 def main() -> None:
     """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
     traceback)."""
@@ -192,7 +189,7 @@ def main() -> None:
     except BenchError as exc:
         if STATE["debug"]:
             raise
-        err_console.print(f"error: {_one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
@@ -202,7 +199,7 @@ def main() -> None:
             sys.exit(exc.exit_code)
         context = getattr(exc, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
-        err_console.print(f"error: {_one_line(exc.format_message())}{hint}", markup=False, highlight=False,
+        err_console.print(f"error: {one_line(exc.format_message())}{hint}", markup=False, highlight=False,
                           soft_wrap=True)
         sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
