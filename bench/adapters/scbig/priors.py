@@ -37,7 +37,7 @@ import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
 from bench.adapters.gene_features import GeneFeatures
-from bench.adapters.scbig import resources
+from bench.adapters.kit import gene_resources
 from bench.adapters.scbig.clustering import SEED as GRC_SEED
 from bench.core.api import TrainData
 
@@ -72,6 +72,33 @@ def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = 
     return (axes[:k].T * values[:k]).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class GeneVectors:
+    """A gene-embedding file's vectors of a gene panel, zero rows for genes not found: ``clustering``
+    looks a gene up in GeneCompass's symbol store, then under its Ensembl id, then under its own name in
+    the Ensembl-id store (official ``scbig/clustering/grc.py``); ``positional`` in the symbol store only
+    (official ``scbig/models/_gcae_impl.py``). A flat file has only the symbol store."""
+
+    clustering: np.ndarray
+    clustering_found: np.ndarray
+    positional: np.ndarray
+    positional_found: np.ndarray
+
+
+def read_gene_vectors(path: str, genes: list[str]) -> GeneVectors:
+    """The vectors of ``genes`` in a gene-embedding file (``gene_resources.read_gene_embeddings``)."""
+    file = gene_resources.read_gene_embeddings(path)
+    clustering = []
+    for gene in genes:
+        vector = file.symbols.get(gene)
+        if vector is None and gene in file.symbol_to_ensembl:
+            vector = file.ensembl.get(file.symbol_to_ensembl[gene])
+        clustering.append(file.ensembl.get(gene) if vector is None else vector)
+    positional = [file.symbols.get(g) for g in genes]
+    return GeneVectors(*gene_resources.vector_rows(clustering, file.width),
+                       *gene_resources.vector_rows(positional, file.width))
+
+
 @dataclass
 class GeneEmbeddings:
     """Per-gene vectors, panel order: ``clustering`` (GRC's input) and ``positional`` (the encoder's
@@ -86,7 +113,7 @@ def embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> 
     if not sources.gene_embeddings:
         data = normalize(data_gene_embeddings(train, rng)).astype(np.float32)
         return GeneEmbeddings(data, data.copy())
-    vectors = resources.read_gene_vectors(sources.gene_embeddings, train.genes)
+    vectors = read_gene_vectors(sources.gene_embeddings, train.genes)
     clustering = vectors.clustering.copy()
     fill = np.random.default_rng(GRC_SEED)
     for row in np.flatnonzero(~vectors.clustering_found):
@@ -96,7 +123,7 @@ def embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> 
 
 def relation_graph(train: TrainData, sources: Sources) -> pd.DataFrame:
     if sources.string_info or sources.string_links:
-        return resources.read_string_graph(sources.string_info, sources.string_links, train.genes,
+        return gene_resources.read_string_graph(sources.string_info, sources.string_links, train.genes,
                                            sources.string_min_score)
     if train.gene_knowledge is None:
         return pd.DataFrame(columns=["source", "target", "importance"])
@@ -107,7 +134,7 @@ def pathways(train: TrainData, sources: Sources, max_pathways: int) -> list[np.n
     """Gene-index arrays of the pathways, possibly none: those of the GMT file, in file order, or at
     most ``max_pathways`` GO gene sets, the largest first."""
     if sources.pathways_gmt:
-        chosen = resources.read_gmt(sources.pathways_gmt, train.genes, sources.gmt_min_genes,
+        chosen = gene_resources.read_gmt(sources.pathways_gmt, train.genes, sources.gmt_min_genes,
                                     sources.gmt_max_genes or None, sources.gmt_max_pathways or None)
     elif train.gene_knowledge is not None:
         sets = train.gene_knowledge.gene_sets(train.genes)
@@ -129,14 +156,14 @@ class ConditionFeatures:
     def __init__(self, train: TrainData, perturbed: list[str], n_components: int, sources: Sources):
         self.esm_path = sources.esm_features
         if self.esm_path:
-            self.dim = resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
+            self.dim = gene_resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
         else:
             self.genes = GeneFeatures.fit(train, perturbed, n_components)
             self.dim = self.genes.go_dim + self.genes.data_dim + 2
 
     def lookup(self, genes: list[str]) -> np.ndarray:
         if self.esm_path:
-            return resources.read_esm_features(self.esm_path, genes)[0]
+            return gene_resources.read_esm_features(self.esm_path, genes)[0]
         go, data = self.genes.lookup(genes)
         flags = np.stack([np.abs(go).sum(axis=1) > 0, np.abs(data).sum(axis=1) > 0], axis=1)
         return np.hstack([go, data, flags.astype(np.float32)]).astype(np.float32)
