@@ -1,6 +1,7 @@
 """Readers of gene resource files that users download and name by path, for any adapter: gene-embedding
 pickles (GeneCompass's layout or a flat ``{symbol: vector}`` dict), the STRING protein graph, per-gene
-ESM protein features and GMT gene sets.
+ESM protein features and GMT gene sets; ``gene_graph`` and ``gene_sets`` fall back on the harness's
+Gene Ontology knowledge when no file is named.
 
 A missing or malformed file is a one-line ModelError naming the file and what to do. Text files may be
 gzip- or zip-compressed, told by their first bytes (``bench.core.textfiles``).
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.core.api import TrainData
 from bench.core.errors import ModelError
 from bench.core.textfiles import READ_ERRORS, compression, existing, one_line, open_text
 
@@ -47,7 +49,7 @@ def vector_rows(vectors: list[np.ndarray | None], width: int) -> tuple[np.ndarra
 
 
 @dataclass(frozen=True)
-class GeneEmbeddings:
+class GeneEmbeddingFile:
     """A gene-embedding file's stores: vectors by gene symbol and by Ensembl id (float32, all ``width``
     long), and the symbol-to-id map. A flat file fills ``symbols`` only."""
 
@@ -56,13 +58,24 @@ class GeneEmbeddings:
     symbol_to_ensembl: dict
     width: int
 
+    def lookup(self, genes: Sequence[str], symbols_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``vector_rows`` of ``genes``: each looked up by symbol, then (unless ``symbols_only``) under the
+        symbol's Ensembl id, then under its own name in the Ensembl-id store."""
+        return vector_rows([self.symbols.get(g) if symbols_only else self._find(g) for g in genes], self.width)
+
+    def _find(self, gene: str) -> np.ndarray | None:
+        vector = self.symbols.get(gene)
+        if vector is None and gene in self.symbol_to_ensembl:
+            vector = self.ensembl.get(self.symbol_to_ensembl[gene])
+        return self.ensembl.get(gene) if vector is None else vector
+
 
 GENECOMPASS_KEYS = ("gene_symbol_embeddings", "gene_embeddings", "symbol_to_ensembl")
 GENE_VECTORS_FIX = ("expected GeneCompass's dict of gene_symbol_embeddings, gene_embeddings and symbol_to_ensembl "
                     "(and embedding_dim), or a {gene symbol: 1-D vector} dict")
 
 
-def read_gene_embeddings(path: str | Path) -> GeneEmbeddings:
+def read_gene_embeddings(path: str | Path) -> GeneEmbeddingFile:
     """The stores of a pickled gene-embedding file.
 
     Two layouts, told apart by their keys: GeneCompass's ``genecompass_gene_embeddings_full.pkl``
@@ -82,7 +95,7 @@ def read_gene_embeddings(path: str | Path) -> GeneEmbeddings:
         content = {"gene_symbol_embeddings": content}
     symbols, ensembl, symbol_to_ensembl = _genecompass_stores(path, content)
     width = _vector_width(path, [*symbols.values(), *ensembl.values()], content.get("embedding_dim"))
-    return GeneEmbeddings(symbols, ensembl, symbol_to_ensembl, width)
+    return GeneEmbeddingFile(symbols, ensembl, symbol_to_ensembl, width)
 
 
 def _genecompass_stores(path: Path, content: object) -> tuple[dict, dict, dict]:
@@ -158,6 +171,16 @@ def read_string_graph(
     ordered = np.asarray(list(position), dtype=object)
     return pd.DataFrame({"source": ordered[edges["a"]], "target": ordered[edges["b"]],
                          "importance": edges["score"].to_numpy(np.float64) / 1000.0})
+
+
+def gene_graph(train: TrainData, string_info: str = "", string_links: str = "", min_score: int = 700) -> pd.DataFrame:
+    """The relation graph of ``train.genes`` (``source``, ``target``, ``importance``): STRING's when its files
+    are named, else the harness's Gene Ontology graph, else no edges."""
+    if string_info or string_links:
+        return read_string_graph(string_info, string_links, train.genes, min_score)
+    if train.gene_knowledge is None:
+        return pd.DataFrame(columns=["source", "target", "importance"])
+    return train.gene_knowledge.graph(train.genes)
 
 
 ESM_FIX = ("expected one torch.save'd {gene symbol: 1-D tensor} (as scBIG's ESM2_pert_features.pt) or a directory "
@@ -289,3 +312,18 @@ def _zip_lines(path: Path) -> list[str]:
             with io.TextIOWrapper(archive.open(member), encoding="utf-8") as handle:
                 lines.extend(handle)
         return lines
+
+
+def gene_sets(train: TrainData, gmt: str = "", min_genes: int = 1, max_genes: int | None = None,
+              limit: int | None = None, go_limit: int = 64) -> list[np.ndarray]:
+    """Gene-index arrays (into ``train.genes``) of gene sets, possibly none: a GMT file's (``read_gmt``), in
+    file order, else at most ``go_limit`` of the harness's Gene Ontology sets, the largest first."""
+    if gmt:
+        chosen = read_gmt(gmt, train.genes, min_genes, max_genes, limit)
+    elif train.gene_knowledge is not None:
+        sets = train.gene_knowledge.gene_sets(train.genes)
+        chosen = sorted(sets.items(), key=lambda item: (-len(item[1]), item[0]))[:go_limit]
+    else:
+        chosen = []
+    index = {g: i for i, g in enumerate(train.genes)}
+    return [np.array([index[g] for g in members]) for _, members in chosen]

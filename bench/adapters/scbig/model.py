@@ -1,14 +1,11 @@
 """The scBIG adapter (Ruan et al., ICML 2026, arXiv 2602.04901), behind the ``scbig`` card and its
-ablations ``scbig_pca_latent``, ``scbig_random_clusters`` and ``scbig_no_structure_loss``; the
-component-by-component correspondence with the official release is ``docs/scbig.md``.
+ablations ``scbig_pca_latent``, ``scbig_random_clusters`` and ``scbig_no_structure_loss``; its
+correspondence with the official release is ``docs/scbig.md``.
 
-``fit``: (1) Gene-Relation Clustering of the panel's genes (or random clusters); (2) the latent: the
-Gene-Cluster-Aware Encoder pre-trained as an autoencoder on the cluster-sorted genes, or PCA; the latent
-ceiling of the validation conditions is recorded (``ceiling``); (3) CellFlow's conditional flow matching
-in the raw latent from training controls to every training condition, with the structure-aware
-alignment steps (``training``). ``predict``: encode up to ``max_cells`` of the query's control cells,
-solve the ODE under each queried condition, decode; the decoded cells and their mean are returned.
-Unseen genes are predicted from their prior features (``priors``).
+``fit``: cluster the genes (``clustering``), fit the latent (GCAE or PCA, ``pretrain``) and record its
+ceiling (``ceiling``), train the conditional flow from training controls to every training condition
+(``training``). ``predict``: encode up to ``max_cells`` of the query's control cells, solve the flow's
+ODE under each queried condition, decode; unseen genes are predicted from their prior features.
 
 Determinism: weights and dropout draw from torch's global generator, seeded with ``train.seed`` inside
 ``torch.random.fork_rng`` (the caller's state is restored); the flow's sampling from a generator and

@@ -1,24 +1,17 @@
 """The prior knowledge scBIG is built on: the official resources when the card names their files (read by
-``kit.gene_resources``), else offline substitutes (``docs/scbig.md`` compares them):
+``kit.gene_resources``; ``docs/scbig.md`` cites the release), else offline substitutes:
 
-- gene embeddings (clustering, positional codes): GeneCompass ``gene_embeddings`` (or a flat pickle);
-  offline: PCA loadings of the training cells;
-- relation graph: STRING ``string_info`` and ``string_links`` (combined score >= ``string_min_score``);
-  offline: GEARS' Gene Ontology Jaccard graph;
-- perturbed-gene features (conditions): ESM2 ``esm_features`` alone (one file or one per gene);
-  offline: GO embedding and ``n_components`` pseudobulk PCA loadings;
-- pathways: the GMT ``pathways_gmt`` (Reactome), those of ``gmt_min_genes`` to ``gmt_max_genes`` panel
-  genes (0: no bound), at most ``gmt_max_pathways`` (0: all), the largest; offline: the ``max_pathways``
-  largest GO biological-process gene sets of 5 to 200 genes.
+- gene embeddings (clustering, positional codes): GeneCompass ``gene_embeddings``; offline: PCA loadings;
+- relation graph: STRING ``string_info`` and ``string_links`` (``string_min_score``); offline: the GO graph;
+- perturbed-gene features: ESM2 ``esm_features`` alone; offline: GO embedding, pseudobulk PCA loadings;
+- pathways: a GMT ``pathways_gmt`` (``gmt_*`` bounds, 0 = none); offline: the largest GO gene sets.
 
-GeneCompass is read two ways, as the release does (``ttruan2426-dot/scBIG`` @ 5659ce9). Clustering: by
-symbol, then by the symbol's Ensembl id, then by the name in the Ensembl store; a gene not found gets
-``default_rng(42).normal(0, 0.1, dim)``, drawn in panel order (``scbig/clustering/grc.py:54-77``, called
-at ``scbig/experiments/prepare_norman_grc.py:105-112``, seed of ``scripts/prepare_norman_grc.sh:29``).
-Positional code: by symbol only, zeros for genes not found (``scbig/models/_gcae_impl.py:1312-1345``).
-Offline, both are the data-derived embeddings: genes standardised over at most ``MAX_CELLS`` training
-cells (drawn with the caller's ``rng``), embedded by their loadings on the top principal axes (scaled by
-the singular values), rows L2-normalised.
+GeneCompass is read two ways, as the release does: for clustering by symbol, then Ensembl id, then raw
+key, each gene not found filled with ``default_rng(42).normal(0, 0.1, dim)`` in panel order
+(``scbig/clustering/grc.py:54-77``); for the positional code by symbol only, zeros elsewhere
+(``scbig/models/_gcae_impl.py:1312-1345``). Offline, both are the data-derived embeddings: genes
+standardised over at most ``MAX_CELLS`` training cells (drawn with the caller's ``rng``), embedded by
+their loadings on the top principal axes (scaled by the singular values), rows L2-normalised.
 """
 
 from __future__ import annotations
@@ -72,14 +65,7 @@ class GeneVectors(NamedTuple):
 
 def read_gene_vectors(path: str, genes: list[str]) -> GeneVectors:
     file = gene_resources.read_gene_embeddings(path)
-    clustering = []
-    for gene in genes:
-        vector = file.symbols.get(gene)
-        if vector is None and gene in file.symbol_to_ensembl:
-            vector = file.ensembl.get(file.symbol_to_ensembl[gene])
-        clustering.append(file.ensembl.get(gene) if vector is None else vector)
-    rows = gene_resources.vector_rows
-    return GeneVectors(*rows(clustering, file.width), *rows([file.symbols.get(g) for g in genes], file.width))
+    return GeneVectors(*file.lookup(genes), *file.lookup(genes, symbols_only=True))
 
 
 def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = EMBEDDING_DIM) -> np.ndarray:
@@ -117,27 +103,14 @@ def embeddings(train: TrainData, settings: PriorSettings, rng: np.random.Generat
 
 
 def relation_graph(train: TrainData, settings: PriorSettings) -> pd.DataFrame:
-    if settings.string_info or settings.string_links:
-        return gene_resources.read_string_graph(settings.string_info, settings.string_links, train.genes,
-                                                settings.string_min_score)
-    if train.gene_knowledge is None:
-        return pd.DataFrame(columns=["source", "target", "importance"])
-    return train.gene_knowledge.graph(train.genes)
+    return gene_resources.gene_graph(train, settings.string_info, settings.string_links, settings.string_min_score)
 
 
 def pathways(train: TrainData, settings: PriorSettings) -> list[np.ndarray]:
-    """Gene-index arrays of the pathways, possibly none: those of the GMT file, in file order, or at
-    most ``max_pathways`` GO gene sets, the largest first."""
-    if settings.pathways_gmt:
-        chosen = gene_resources.read_gmt(settings.pathways_gmt, train.genes, settings.gmt_min_genes,
-                                         settings.gmt_max_genes or None, settings.gmt_max_pathways or None)
-    elif train.gene_knowledge is not None:
-        sets = train.gene_knowledge.gene_sets(train.genes)
-        chosen = sorted(sets.items(), key=lambda item: (-len(item[1]), item[0]))[:settings.max_pathways]
-    else:
-        chosen = []
-    index = {g: i for i, g in enumerate(train.genes)}
-    return [np.array([index[g] for g in members]) for _, members in chosen]
+    """Gene-index arrays of the GMT file's pathways, else of the ``max_pathways`` largest GO gene sets."""
+    return gene_resources.gene_sets(train, settings.pathways_gmt, settings.gmt_min_genes,
+                                    settings.gmt_max_genes or None, settings.gmt_max_pathways or None,
+                                    settings.max_pathways)
 
 
 class ConditionFeatures:
