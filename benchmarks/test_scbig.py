@@ -22,7 +22,7 @@ from bench.adapters.scbig.encoder import PCALatent
 from bench.adapters.scbig.flow import ConditionalFlow, VelocityField
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import membership
-from bench.adapters.scbig.training import FlowData, FlowSettings, Group, Structure, train_flow
+from bench.adapters.scbig.training import FlowData, FlowSettings, Group, Structure, StructureSettings, train_flow
 
 STEPS, BATCH, LATENT, GENES, CONDITIONS, CELLS = 100, 256, 50, 500, 20, 300
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -37,33 +37,37 @@ class Features:
         return np.stack([np.random.default_rng(abs(hash(g)) % 2**32).normal(size=self.dim) for g in genes])
 
 
-def settings(structure: bool) -> FlowSettings:
+def settings() -> FlowSettings:
+    return FlowSettings(calls=STEPS, accumulation=1, batch_size=BATCH, learning_rate=5e-4, eval_every=STEPS)
+
+
+def alignment(structure: bool) -> StructureSettings:
     weight = 0.1 if structure else 0.0
-    return FlowSettings(STEPS, BATCH, 1, 5e-4, 1.0, 0.5, 20, STEPS + 1, 0, weight, weight, 10, 128, 5, True)
+    return StructureSettings(every=10, conditions=5, cells=128, learning_rate=5e-4, correlation_weight=weight,
+                             pathway_weight=weight)
 
 
-def flow_setup():
+def flow_setup(structure: bool):
     rng = np.random.default_rng(0)
     x = rng.gamma(1.0, 1.0, size=((CONDITIONS + 1) * CELLS, GENES)).astype(np.float32)
-    latent = LatentSpace(PCALatent(x.astype(np.float64), LATENT).to(DEVICE), x, DEVICE)
+    latent = LatentSpace(PCALatent(x.astype(np.float64), LATENT).to(DEVICE), DEVICE)
     groups = [Group("k562", f"G{i}", np.arange((i + 1) * CELLS, (i + 2) * CELLS)) for i in range(CONDITIONS)]
     data = FlowData(latent.encode(x), x, groups, {"k562": np.arange(CELLS)})
     clusters = membership([np.arange(i, GENES, 32) for i in range(32)], GENES, DEVICE)
     pathways = membership([rng.choice(GENES, 20, replace=False) for _ in range(64)], GENES, DEVICE)
-    flow = ConditionalFlow(Features(), ["k562"], LATENT, 256, 1024, 2, 0.1).to(DEVICE)
-    return flow, latent, data, Structure(clusters, pathways)
+    flow = ConditionalFlow(Features(), ["k562"], LATENT).to(DEVICE)
+    return flow, latent, data, Structure(clusters, pathways, alignment(structure))
 
 
 def steps_per_second(structure: bool) -> float:
-    flow, latent, data, parts = flow_setup()
+    flow, latent, data, parts = flow_setup(structure)
     start = time.perf_counter()
-    train_flow(flow, latent, data, parts, None, settings(structure), np.random.default_rng(0), lambda s, v: None,
-               DEVICE)
+    train_flow(flow, latent, data, parts, [], settings(), np.random.default_rng(0), lambda s, v: None, DEVICE)
     return STEPS / (time.perf_counter() - start)
 
 
 def reference_steps_per_second() -> float:
-    net = VelocityField(LATENT, 256, 1024, 2, 0.1).to(DEVICE)
+    net = VelocityField(LATENT, 256).to(DEVICE)
     optimiser = torch.optim.Adam(net.parameters(), lr=5e-4)
     x, c, target = (torch.randn(BATCH, d, device=DEVICE) for d in (LATENT, 256, LATENT))
     start = time.perf_counter()

@@ -23,7 +23,7 @@ from bench.adapters.scbig.priors import data_gene_embeddings
 from bench.core import registry
 from bench.core.api import PredictQuery, TrainData
 from bench.core.conditions import CONTROL
-from bench.core.errors import ModelError
+from bench.core.errors import BenchError, ModelError
 
 CARDS = ("scbig", "scbig_pca_latent", "scbig_random_clusters", "scbig_no_structure_loss")
 
@@ -121,18 +121,38 @@ def test_a_pca_latent_has_the_pca_ceiling(small_synthetic):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"clusters": "kmeans"}, "clusters must be one of"),
-    ({"width": 30, "heads": 4}, "multiple of heads"),
-    ({"calls": 0}, ">= 1"),
-    ({"gmt_min_genes": 0}, ">= 1"),
-    ({"gmt_max_pathways": -1}, ">= 0"),
-    ({"condition_dropout": 1.0}, "dropout rates must be in"),
-    ({"rtol": 0.0}, "ODE settings > 0"),
+    ({"clusters": "kmeans"}, "clusters must be one of grc, random; got 'kmeans'"),
+    ({"latent": "vae"}, "latent must be one of gcae, pca"),
+    ({"width": 30, "heads": 4}, "width must be a multiple of heads"),
+    ({"seed_dim": 30}, "seed_dim must be a multiple of seed_heads"),
+    ({"time_width": 33}, "time_width must be even"),
+    ({"calls": 0}, "calls must be >= 1; got 0"),
+    ({"gmt_min_genes": 0}, "gmt_min_genes must be >= 1"),
+    ({"gmt_max_pathways": -1}, "gmt_max_pathways must be >= 0"),
+    ({"ae_epochs": -1}, "ae_epochs must be >= 0"),
+    ({"structure_every": 0}, "structure_every must be >= 1"),
+    ({"ae_dropout": 1.0}, r"ae_dropout must be in \[0, 1\)"),
+    ({"condition_dropout": 1.0}, r"condition_dropout must be in \[0, 1\)"),
+    ({"rtol": 0.0}, "rtol must be > 0"),
+    ({"noise": -0.1}, "noise must be >= 0"),
+    ({"max_cells": 0}, "max_cells must be >= 1"),
+    ({"threads": -1}, "threads must be >= 0"),
+    ({"ae_epoch": 3}, "has no parameter 'ae_epoch'; allowed: clusters, n_clusters, latent"),
 ])
-def test_invalid_parameters_are_one_line_errors(params, message):
+def test_invalid_parameters_are_one_line_errors_naming_the_parameter(params, message):
     card = registry.find_card("scbig")
-    with pytest.raises(Exception, match=message):
+    with pytest.raises(BenchError, match=message) as caught:
         registry.build(card, {**registry.resolve_params(card, "fast"), **params})
+    assert "\n" not in str(caught.value)
+
+
+def test_the_flat_parameters_reach_their_components():
+    model = fast_model(ae_epochs=3, ae_dropout=0.2, structure_every=7, correlation_weight=0.5, flow_layers=3)
+    assert (model.pretraining.epochs, model.encoder.dropout, model.encoder.gcae()["dropout"]) == (3, 0.2, 0.2)
+    assert (model.structure.every, model.structure.correlation_weight) == (7, 0.5)
+    assert model.network.sizes()["x_dims"] == (128, 128, 128)
+    with pytest.raises(TypeError, match="unknown parameter 'epochs'"):
+        ScBIGModel(epochs=3)
 
 
 def official_resources(genes: list[str], folder) -> dict[str, str]:
@@ -190,11 +210,12 @@ def test_pathway_filter_of_a_gmt_file_follows_the_card(small_synthetic, tmp_path
     card = registry.find_card("scbig")
     for preset in ("paper", "default"):
         params = registry.resolve_params(card, preset)
-        sources = priors.Sources(pathways_gmt=str(gmt), gmt_min_genes=params["gmt_min_genes"],
-                                 gmt_max_genes=params["gmt_max_genes"], gmt_max_pathways=params["gmt_max_pathways"])
-        assert [len(p) for p in priors.pathways(train, sources, params["max_pathways"])] == [1, 6, 3, 8]
-    narrow = priors.Sources(pathways_gmt=str(gmt), gmt_min_genes=5, gmt_max_genes=7, gmt_max_pathways=1)
-    assert [len(p) for p in priors.pathways(train, narrow, 64)] == [6]
+        sources = priors.PriorSettings(pathways_gmt=str(gmt), gmt_min_genes=params["gmt_min_genes"],
+                                       gmt_max_genes=params["gmt_max_genes"],
+                                       gmt_max_pathways=params["gmt_max_pathways"], max_pathways=params["max_pathways"])
+        assert [len(p) for p in priors.pathways(train, sources)] == [1, 6, 3, 8]
+    narrow = priors.PriorSettings(pathways_gmt=str(gmt), gmt_min_genes=5, gmt_max_genes=7, gmt_max_pathways=1)
+    assert [len(p) for p in priors.pathways(train, narrow)] == [6]
 
 
 # The official configuration, written out by hand from the release (ttruan2426-dot/scBIG:

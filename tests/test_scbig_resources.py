@@ -1,4 +1,5 @@
-"""Readers of scBIG's official resources, on small files in the official layouts, checked by hand."""
+"""Readers of scBIG's official resources (``kit.gene_resources``, and ``scbig.priors`` for GeneCompass's
+lookups), on small files in the official layouts, checked by hand."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.adapters.scbig import resources
+from bench.adapters.kit import gene_resources as resources
+from bench.adapters.scbig import priors
 from bench.core.errors import ModelError
 
 INFO_HEADER = "#string_protein_id\tpreferred_name\tprotein_size\tannotation\n"
@@ -59,7 +61,7 @@ def genecompass(**overrides) -> dict:
 
 
 def test_gene_vectors_from_the_official_genecompass_layout(tmp_path):
-    vectors = resources.read_gene_vectors(_pickle(tmp_path / "gc.pkl", genecompass()), ["D", "C", "B", "A"])
+    vectors = priors.read_gene_vectors(_pickle(tmp_path / "gc.pkl", genecompass()), ["D", "C", "B", "A"])
     assert vectors.clustering.dtype == np.float32 and vectors.positional.dtype == np.float32
     assert vectors.clustering.tolist() == [[0, 0, 0], [7, 8, 9], [0.5, -1, 2], [1, 2, 3]]
     assert vectors.clustering_found.tolist() == [False, True, True, True]
@@ -70,7 +72,7 @@ def test_gene_vectors_from_the_official_genecompass_layout(tmp_path):
 def test_gene_vectors_without_embedding_dim_or_a_store(tmp_path):
     layout = genecompass()
     del layout["embedding_dim"], layout["gene_symbol_embeddings"], layout["symbol_to_ensembl"]
-    vectors = resources.read_gene_vectors(_pickle(tmp_path / "gc.pkl", layout), ["ENSG_B", "B"])
+    vectors = priors.read_gene_vectors(_pickle(tmp_path / "gc.pkl", layout), ["ENSG_B", "B"])
     assert vectors.clustering.tolist() == [[0.5, -1, 2], [0, 0, 0]]
     assert vectors.clustering_found.tolist() == [True, False]
     assert not vectors.positional.any() and not vectors.positional_found.any()
@@ -78,7 +80,7 @@ def test_gene_vectors_without_embedding_dim_or_a_store(tmp_path):
 
 def test_gene_vectors_from_a_flat_file(tmp_path):
     table = {"A": [1, 2, 3], "B": np.array([0.5, -1.0, 2.0]), "C": torch.tensor([7.0, 8, 9])}
-    vectors = resources.read_gene_vectors(_pickle(tmp_path / "emb.pkl", table), ["C", "X", "A"])
+    vectors = priors.read_gene_vectors(_pickle(tmp_path / "emb.pkl", table), ["C", "X", "A"])
     assert vectors.clustering.tolist() == [[7, 8, 9], [0, 0, 0], [1, 2, 3]]
     assert vectors.clustering_found.tolist() == [True, False, True]
     assert np.array_equal(vectors.positional, vectors.clustering)
@@ -106,11 +108,11 @@ def test_gene_vectors_from_a_flat_file(tmp_path):
 def test_malformed_gene_vectors(tmp_path, content, words):
     path = tmp_path / "emb.pkl"
     path.write_bytes(content)
-    _fails(lambda: resources.read_gene_vectors(path, ["A"]), str(path), words)
+    _fails(lambda: priors.read_gene_vectors(path, ["A"]), str(path), words)
 
 
 def test_missing_gene_vectors_file(tmp_path):
-    _fails(lambda: resources.read_gene_vectors(tmp_path / "absent.pkl", ["A"]), "absent.pkl", "does not exist")
+    _fails(lambda: priors.read_gene_vectors(tmp_path / "absent.pkl", ["A"]), "absent.pkl", "does not exist")
 
 
 def _string_files(tmp_path: Path, suffix: str) -> tuple[Path, Path]:

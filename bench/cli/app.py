@@ -27,6 +27,7 @@ from bench.cli.sweep import sweep
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy, line_interval
 from bench.core.seeds import parse_seeds
+from bench.core.textfiles import one_line
 
 app = typer.Typer(
     help="Benchmark gene-perturbation response predictors on frozen splits with pinned metrics.",
@@ -161,14 +162,10 @@ def list_(
 CLICK_ERROR = next(cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException")
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
-
-
 def _usage_error(exc) -> str:
     """A click error as one line, without the "Value error, " with which typer (through pydantic) starts the
     message of a value that is none of an option's choices."""
-    return _one_line(exc.format_message().replace("Value error, ", ""))
+    return one_line(exc.format_message().replace("Value error, ", ""))
 
 
 def main() -> None:
@@ -180,7 +177,7 @@ def main() -> None:
     except BenchError as exc:
         if settings.debug:
             raise
-        err_console.print(f"error: {_one_line(str(exc))}", markup=False, highlight=False, soft_wrap=True)
+        err_console.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)

@@ -7,42 +7,28 @@ rows are read in chunks and only those of the wanted ``tax_id`` are kept. Files 
 from __future__ import annotations
 
 import csv
-import gzip
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 from bench.core.errors import DataError
+from bench.core.textfiles import READ_ERRORS, compression, existing, one_line, open_text
 
 HUMAN = 9606
 CHUNK_ROWS = 500_000
 GENE2GO_COLUMNS = ("#tax_id", "GeneID", "GO_ID", "Qualifier", "Category")
 GENE_INFO_COLUMNS = ("#tax_id", "GeneID", "Symbol", "Synonyms")
-_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, pd.errors.ParserError)
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
-
-
-def _compression(path: Path) -> str | None:
-    with open(path, "rb") as handle:
-        return "gzip" if handle.read(2) == b"\x1f\x8b" else None
 
 
 def _chunks(path: Path, columns: tuple[str, ...], fmt: str, tax_id: int) -> Iterator[pd.DataFrame]:
     """The rows of ``tax_id``, as string columns, a chunk at a time; header checked first."""
-    if not path.is_file():
-        raise DataError(f"{fmt} file {path} does not exist; check the path")
-    compression = _compression(path)
-    opener = gzip.open if compression else open
+    existing(path, f"{fmt} file", DataError)
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
+        with open_text(path) as handle:
             header = handle.readline().rstrip("\n").split("\t")
-    except _READ_ERRORS as exc:
-        raise DataError(f"cannot read {fmt} file {path} ({_one_line(exc)}); download it again") from None
+    except READ_ERRORS as exc:
+        raise DataError(f"cannot read {fmt} file {path} ({one_line(exc)}); download it again") from None
     missing = [c for c in columns if c not in header]
     if missing:
         raise DataError(
@@ -56,15 +42,15 @@ def _chunks(path: Path, columns: tuple[str, ...], fmt: str, tax_id: int) -> Iter
             sep="\t",
             usecols=list(columns),
             dtype=str,
-            compression=compression,
+            compression=compression(path),
             quoting=csv.QUOTE_NONE,
             na_filter=False,
             chunksize=CHUNK_ROWS,
         ) as reader:
             for chunk in reader:
                 yield chunk[chunk["#tax_id"] == wanted]
-    except _READ_ERRORS as exc:
-        raise DataError(f"{fmt} file {path} is truncated or corrupt ({_one_line(exc)}); download it again") from None
+    except READ_ERRORS as exc:
+        raise DataError(f"{fmt} file {path} is truncated or corrupt ({one_line(exc)}); download it again") from None
 
 
 def _collect(path: Path, columns: tuple[str, ...], fmt: str, tax_id: int, keep) -> pd.DataFrame:

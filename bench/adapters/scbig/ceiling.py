@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.kit.torch_runtime import dense_rows
+from bench.adapters.scbig.latent import LatentSpace
 from bench.core.conditions import CONTROL
 from bench.core.pseudobulk import group_means
 from bench.evaluation.metrics import rowwise_pearson

@@ -32,6 +32,7 @@ rule for the capacities: its extra genes go to the first clusters.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import ot
@@ -40,6 +41,7 @@ from scipy import sparse
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
+from bench.adapters.scbig.settings import check, setting
 from bench.core.api import no_progress
 
 SEED = 42
@@ -188,3 +190,24 @@ def random_clusters(n_genes: int, k: int, seed: int) -> np.ndarray:
 def gene_order(labels: np.ndarray) -> np.ndarray:
     """The permutation that sorts genes by cluster (stable: panel order within a cluster; GRC:338-348)."""
     return np.argsort(labels, kind="stable")
+
+
+@dataclass(frozen=True)
+class ClusteringSettings:
+    """Gene-Relation Clustering (``clusters = "grc"``) or random clusters (the ablation), ``n_clusters`` of them."""
+
+    clusters: str = setting("grc", ("grc", "random"))
+    n_clusters: int = setting(32, ">= 1")
+
+    def __post_init__(self):
+        check(self)
+
+
+def cluster_genes(settings: ClusteringSettings, embeddings: np.ndarray, relation_graph: Callable[[], pd.DataFrame],
+                  genes: list[str], progress: Callable[..., None] = no_progress) -> np.ndarray:
+    """The cluster label of every gene; ``relation_graph()`` (edges ``source``, ``target``) is read for GRC only."""
+    k = n_clusters(len(genes), settings.n_clusters)
+    if settings.clusters == "random":
+        return random_clusters(len(genes), k, SEED)
+    progress("gene-relation clustering")
+    return gene_relation_clusters(embeddings, adjacency(relation_graph(), genes), k, progress=progress)

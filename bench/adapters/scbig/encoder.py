@@ -27,12 +27,14 @@ standardised) coordinates.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.adapters.scbig.settings import check, setting
 from bench.core import linalg
 
 LN_EPS = 1e-6
@@ -171,6 +173,31 @@ class PositionalCode(nn.Module):
         if self.project is not None:
             code = self.norm(self.project(code))
         return self.dropout(tokens + code)
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """The latent: the GCAE (``latent = "gcae"``) or PCA (``"pca"``, the ablation), ``latent_dim`` wide; the
+    GCAE's architecture (``GeneClusterAwareEncoder``; its dropout is the card's ``ae_dropout``)."""
+
+    latent: str = setting("gcae", ("gcae", "pca"))
+    latent_dim: int = setting(50, ">= 1")
+    chunk_size: int = setting(64, ">= 1")
+    width: int = setting(256, ">= 1")
+    n_blocks: int = setting(3, ">= 1")
+    n_modules: int = setting(8, ">= 1")
+    heads: int = setting(8, ">= 1")
+    mlp_dim: int = setting(512, ">= 1")
+    dropout: float = setting(0.1, "in [0, 1)", "ae_dropout")
+
+    def __post_init__(self):
+        check(self)
+        if self.width % self.heads:
+            raise ValueError(f"width must be a multiple of heads; got width {self.width}, heads {self.heads}")
+
+    def gcae(self) -> dict:
+        """The GCAE's keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latent"}
 
 
 class GeneClusterAwareEncoder(nn.Module):

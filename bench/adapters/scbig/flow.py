@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.adapters.scbig import ode
+from bench.adapters.scbig.settings import check, setting
 from bench.core.conditions import genes_of
 
 # Standard deviation of a unit normal truncated to [-2, 2]: flax's variance_scaling divides by it so the
@@ -207,6 +209,37 @@ def transport(velocity: VelocityField, x0: torch.Tensor, condition: torch.Tensor
         return velocity(x, x.new_full((len(x),), t), condition)
 
     return ode.tsit5(field, x0, 0.0, 1.0, rtol=rtol, atol=atol, max_steps=max_steps)
+
+
+@dataclass(frozen=True)
+class ConditionalFlowSettings:
+    """The velocity field: ``time_width`` of the time code, ``flow_layers`` layers of ``flow_width`` in each of
+    its time, latent and decoder MLPs, ``flow_dropout``; the condition encoder: ``condition_dim``, seed
+    pooling of ``seed_dim`` with ``seed_heads`` heads, ``condition_dropout``."""
+
+    time_width: int = setting(1024, ">= 1")
+    flow_width: int = setting(1024, ">= 1")
+    flow_layers: int = setting(2, ">= 1")
+    flow_dropout: float = setting(0.1, "in [0, 1)")
+    condition_dim: int = setting(256, ">= 1")
+    seed_dim: int = setting(64, ">= 1")
+    seed_heads: int = setting(8, ">= 1")
+    condition_dropout: float = setting(0.9, "in [0, 1)")
+
+    def __post_init__(self):
+        check(self)
+        if self.seed_dim % self.seed_heads:
+            raise ValueError(f"seed_dim must be a multiple of seed_heads; got {self.seed_dim}, {self.seed_heads}")
+        if self.time_width % 2:
+            raise ValueError(f"time_width must be even; got {self.time_width}")
+
+    def sizes(self) -> dict:
+        """``ConditionalFlow``'s keyword arguments."""
+        dims = (self.flow_width,) * self.flow_layers
+        return dict(condition_dim=self.condition_dim, seed_dim=self.seed_dim, heads=self.seed_heads,
+                    time_width=self.time_width, time_dims=dims, x_dims=dims, decoder_dims=dims,
+                    x_dropout=self.flow_dropout, decoder_dropout=self.flow_dropout,
+                    condition_dropout=self.condition_dropout)
 
 
 class ConditionalFlow(nn.Module):

@@ -18,23 +18,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from bench.adapters.kit.early_stopping import BestWeights
 from bench.adapters.kit.torch_runtime import dense_rows
-from bench.core.api import no_progress
+from bench.adapters.scbig.clustering import gene_order
+from bench.adapters.scbig.encoder import EncoderSettings, GeneClusterAwareEncoder, PCALatent
+from bench.adapters.scbig.priors import MAX_CELLS
+from bench.adapters.scbig.settings import check, setting
+from bench.core.api import TrainData, no_progress
+from bench.core.conditions import CONTROL
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainSettings:
-    """Defaults are the official run's values."""
+    """The GCAE's pre-training (card names ``ae_*``); defaults are the official run's values."""
 
-    epochs: int = 100
-    batch_size: int = 256
-    learning_rate: float = 1e-4
-    eval_every: int = 5
-    patience: int = 4
-    eval_cells: int = 300
+    epochs: int = setting(100, ">= 0", "ae_epochs")
+    batch_size: int = setting(256, ">= 1", "ae_batch_size")
+    learning_rate: float = setting(1e-4, "> 0", "ae_learning_rate")
+    eval_every: int = setting(5, ">= 0", "ae_eval_every")
+    patience: int = setting(4, ">= 0", "ae_patience")
+    eval_cells: int = setting(300, ">= 1", "ae_eval_cells")
+
+    def __post_init__(self):
+        check(self)
 
 
 def _subsample(indices: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -127,3 +136,26 @@ def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, r
     best.restore(net)
     net.eval()
     return float(best.best)
+
+
+def pca_latent(x, components: int, rng: np.random.Generator, device: str) -> PCALatent:
+    """``PCALatent`` of at most ``priors.MAX_CELLS`` rows of ``x`` drawn with ``rng``."""
+    rows = np.sort(rng.choice(x.shape[0], size=min(x.shape[0], MAX_CELLS), replace=False))
+    sample = x[rows].toarray() if sp.issparse(x) else np.asarray(x[rows])
+    return PCALatent(sample.astype(np.float64), components).to(device)
+
+
+def fit_latent(train: TrainData, labels: np.ndarray, positional: np.ndarray, encoder: EncoderSettings,
+               settings: PretrainSettings, rng: np.random.Generator) -> torch.nn.Module:
+    """The latent's autoencoder fitted to the training cells: PCA, or the GCAE over the genes sorted by
+    their cluster ``labels``, pre-trained on the rows and validated on the cells of ``encoder_validation_rows``."""
+    x = train.cells.X
+    if encoder.latent == "pca":
+        return pca_latent(x, encoder.latent_dim, rng, train.device)
+    controls = train.cells.obs["condition"].astype(str).to_numpy() == CONTROL
+    val_controls = train.val.obs["condition"].astype(str).to_numpy() == CONTROL
+    rows, val_x = encoder_validation_rows(x, controls, train.val.X, val_controls, settings.eval_cells, train.seed)
+    gene_mean = dense_rows(x, rows, "cpu").double().mean(dim=0).numpy()
+    net = GeneClusterAwareEncoder(gene_order(labels), gene_mean, positional, **encoder.gcae()).to(train.device)
+    pretrain(net, x[rows], val_x, settings, rng, train.device, train.progress)
+    return net

@@ -1,44 +1,33 @@
-"""The prior knowledge scBIG is built on, offline by default, the official resources when given.
+"""The prior knowledge scBIG is built on: the official resources when the card names their files (read by
+``kit.gene_resources``; ``docs/scbig.md`` cites the release), else offline substitutes:
 
-- gene embeddings (clustering, positional codes): PCA loadings of the training cells; official:
-  GeneCompass's pickle (or a flat ``{symbol: vector}`` one), parameter ``gene_embeddings``;
-- relation graph: GEARS' Gene Ontology Jaccard graph; official: STRING ``string_info`` and
-  ``string_links`` (combined score >= ``string_min_score``);
-- perturbed-gene features (conditions): GO embedding and pseudobulk PCA loadings; official: ESM2
-  ``esm_features`` alone, scBIG's single file or a directory of one tensor file per gene;
-- pathways: GO biological-process gene sets of 5 to 200 genes, the ``max_pathways`` largest; official:
-  Reactome (or any) ``pathways_gmt``, the pathways of ``gmt_min_genes`` to ``gmt_max_genes`` panel genes
-  (0: no bound), at most ``gmt_max_pathways`` (0: all) of them, the largest.
+- gene embeddings (clustering, positional codes): GeneCompass ``gene_embeddings``; offline: PCA loadings;
+- relation graph: STRING ``string_info`` and ``string_links`` (``string_min_score``); offline: the GO graph;
+- perturbed-gene features: ESM2 ``esm_features`` alone; offline: GO embedding, pseudobulk PCA loadings;
+- pathways: a GMT ``pathways_gmt`` (``gmt_*`` bounds, 0 = none); offline: the largest GO gene sets.
 
-Each official resource is a card parameter or a ``--param`` path; "" uses the offline substitute.
-
-Gene embeddings (``embeddings``). With a GeneCompass file the two uses read it as the release does,
-two different ways (``ttruan2426-dot/scBIG`` @ 5659ce9):
-
-- clustering: the three-level lookup (symbol store, then the symbol's Ensembl id, then the name in the
-  Ensembl store), each gene not found filled with ``default_rng(42).normal(0, 0.1, dim)``, drawn in
-  panel order (``scbig/clustering/grc.py:54-77``, called at ``scbig/experiments/prepare_norman_grc.py:105-112``
-  with ``--random_state 42`` of ``scripts/prepare_norman_grc.sh:29``);
-- positional code: the symbol store only, zeros for genes not found
-  (``scbig/models/_gcae_impl.py:1312-1345``).
-
-Offline, both are the data-derived embeddings: genes are standardised over at most ``MAX_CELLS``
-training cells (a subsample drawn with the caller's ``rng``) and embedded by their loadings on the top
-principal axes (scaled by the singular values), rows L2-normalised.
+GeneCompass is read two ways, as the release does: for clustering by symbol, then Ensembl id, then raw
+key, each gene not found filled with ``default_rng(42).normal(0, 0.1, dim)`` in panel order
+(``scbig/clustering/grc.py:54-77``); for the positional code by symbol only, zeros elsewhere
+(``scbig/models/_gcae_impl.py:1312-1345``). Offline, both are the data-derived embeddings: genes
+standardised over at most ``MAX_CELLS`` training cells (drawn with the caller's ``rng``), embedded by
+their loadings on the top principal axes (scaled by the singular values), rows L2-normalised.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
+from bench.adapters.kit import gene_resources
 from bench.adapters.kit.gene_features import GeneFeatures
-from bench.adapters.scbig import resources
 from bench.adapters.scbig.clustering import SEED as GRC_SEED
+from bench.adapters.scbig.settings import check, setting
 from bench.core import linalg
 from bench.core.api import TrainData
 
@@ -46,19 +35,38 @@ MAX_CELLS = 5000
 EMBEDDING_DIM = 64
 
 
-@dataclass
-class Sources:
-    """Paths of the official resources ("" = use the offline substitute)."""
+@dataclass(frozen=True)
+class PriorSettings:
+    """The offline substitutes' sizes; the official resources' paths ("" = the substitute) and filters."""
 
-    gene_embeddings: str = ""
-    string_info: str = ""
-    string_links: str = ""
-    string_min_score: int = 700
-    esm_features: str = ""
-    pathways_gmt: str = ""
-    gmt_min_genes: int = 1
-    gmt_max_genes: int = 0
-    gmt_max_pathways: int = 0
+    max_pathways: int = setting(64, ">= 0")
+    n_components: int = setting(10, ">= 1")
+    gene_embeddings: str = setting("")
+    string_info: str = setting("")
+    string_links: str = setting("")
+    string_min_score: int = setting(700)
+    esm_features: str = setting("")
+    pathways_gmt: str = setting("")
+    gmt_min_genes: int = setting(1, ">= 1")
+    gmt_max_genes: int = setting(0, ">= 0")
+    gmt_max_pathways: int = setting(0, ">= 0")
+
+    def __post_init__(self):
+        check(self)
+
+
+class GeneVectors(NamedTuple):
+    """A gene-embedding file's vectors of a panel for each use (zero rows for genes not found), found masks."""
+
+    clustering: np.ndarray
+    clustering_found: np.ndarray
+    positional: np.ndarray
+    positional_found: np.ndarray
+
+
+def read_gene_vectors(path: str, genes: list[str]) -> GeneVectors:
+    file = gene_resources.read_gene_embeddings(path)
+    return GeneVectors(*file.lookup(genes), *file.lookup(genes, symbols_only=True))
 
 
 def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = EMBEDDING_DIM) -> np.ndarray:
@@ -78,12 +86,12 @@ class GeneEmbeddings:
     positional: np.ndarray
 
 
-def embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> GeneEmbeddings:
+def embeddings(train: TrainData, settings: PriorSettings, rng: np.random.Generator) -> GeneEmbeddings:
     """The gene embeddings of ``train.genes`` (see the module docstring); ``rng`` is used offline only."""
-    if not sources.gene_embeddings:
+    if not settings.gene_embeddings:
         data = normalize(data_gene_embeddings(train, rng)).astype(np.float32)
         return GeneEmbeddings(data, data.copy())
-    vectors = resources.read_gene_vectors(sources.gene_embeddings, train.genes)
+    vectors = read_gene_vectors(settings.gene_embeddings, train.genes)
     clustering = vectors.clustering.copy()
     fill = np.random.default_rng(GRC_SEED)
     for row in np.flatnonzero(~vectors.clustering_found):
@@ -91,28 +99,15 @@ def embeddings(train: TrainData, sources: Sources, rng: np.random.Generator) -> 
     return GeneEmbeddings(clustering, vectors.positional)
 
 
-def relation_graph(train: TrainData, sources: Sources) -> pd.DataFrame:
-    if sources.string_info or sources.string_links:
-        return resources.read_string_graph(sources.string_info, sources.string_links, train.genes,
-                                           sources.string_min_score)
-    if train.gene_knowledge is None:
-        return pd.DataFrame(columns=["source", "target", "importance"])
-    return train.gene_knowledge.graph(train.genes)
+def relation_graph(train: TrainData, settings: PriorSettings) -> pd.DataFrame:
+    return gene_resources.gene_graph(train, settings.string_info, settings.string_links, settings.string_min_score)
 
 
-def pathways(train: TrainData, sources: Sources, max_pathways: int) -> list[np.ndarray]:
-    """Gene-index arrays of the pathways, possibly none: those of the GMT file, in file order, or at
-    most ``max_pathways`` GO gene sets, the largest first."""
-    if sources.pathways_gmt:
-        chosen = resources.read_gmt(sources.pathways_gmt, train.genes, sources.gmt_min_genes,
-                                    sources.gmt_max_genes or None, sources.gmt_max_pathways or None)
-    elif train.gene_knowledge is not None:
-        sets = train.gene_knowledge.gene_sets(train.genes)
-        chosen = sorted(sets.items(), key=lambda item: (-len(item[1]), item[0]))[:max_pathways]
-    else:
-        chosen = []
-    index = {g: i for i, g in enumerate(train.genes)}
-    return [np.array([index[g] for g in members]) for _, members in chosen]
+def pathways(train: TrainData, settings: PriorSettings) -> list[np.ndarray]:
+    """Gene-index arrays of the GMT file's pathways, else of the ``max_pathways`` largest GO gene sets."""
+    return gene_resources.gene_sets(train, settings.pathways_gmt, settings.gmt_min_genes,
+                                    settings.gmt_max_genes or None, settings.gmt_max_pathways or None,
+                                    settings.max_pathways)
 
 
 class ConditionFeatures:
@@ -123,17 +118,17 @@ class ConditionFeatures:
     data PCA loadings, flags of which exist]``, zeros for a gene with neither.
     """
 
-    def __init__(self, train: TrainData, perturbed: list[str], n_components: int, sources: Sources):
-        self.esm_path = sources.esm_features
+    def __init__(self, train: TrainData, perturbed: list[str], settings: PriorSettings):
+        self.esm_path = settings.esm_features
         if self.esm_path:
-            self.dim = resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
+            self.dim = gene_resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
         else:
-            self.genes = GeneFeatures.fit(train, perturbed, n_components)
+            self.genes = GeneFeatures.fit(train, perturbed, settings.n_components)
             self.dim = self.genes.go_dim + self.genes.data_dim + 2
 
     def lookup(self, genes: list[str]) -> np.ndarray:
         if self.esm_path:
-            return resources.read_esm_features(self.esm_path, genes)[0]
+            return gene_resources.read_esm_features(self.esm_path, genes)[0]
         go, data = self.genes.lookup(genes)
         flags = np.stack([np.abs(go).sum(axis=1) > 0, np.abs(data).sum(axis=1) > 0], axis=1)
         return np.hstack([go, data, flags.astype(np.float32)]).astype(np.float32)

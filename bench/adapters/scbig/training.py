@@ -30,43 +30,58 @@ import numpy as np
 import torch
 
 from bench.adapters.kit.early_stopping import BestWeights
+from bench.adapters.kit.torch_runtime import dense_rows
 from bench.adapters.scbig.coupling import couple
 from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
-from bench.adapters.scbig.structure import cluster_correlation_loss, pathway_ot_loss
-from bench.adapters.kit.torch_runtime import dense_rows
+from bench.adapters.scbig.settings import check, setting
+from bench.adapters.scbig.structure import cluster_correlation_loss, membership, pathway_ot_loss
 from bench.core.api import no_progress
+from bench.core.conditions import CONTROL
+from bench.core.pseudobulk import group_means
 from bench.evaluation.metrics import rowwise_pearson
 
 
-@dataclass
-class StructureSettings:
-    every: int
-    conditions: int
-    cells: int
-    learning_rate: float
-    clip: float
-    correlation_weight: float
-    pathway_weight: float
-
-
-@dataclass
+@dataclass(frozen=True)
 class FlowSettings:
-    calls: int
-    accumulation: int
-    batch_size: int
-    learning_rate: float
-    grad_clip: float
-    noise: float
-    ot_epsilon: float
-    ot_threshold: float
-    ot_iterations: int
-    eval_every: int
-    eval_cells: int
-    patience: int
-    rtol: float
-    atol: float
-    structure: StructureSettings
+    """Flow matching: ``calls`` of ``batch_size`` cells, ``accumulation`` calls per Adam update at
+    ``learning_rate``, ``grad_clip``, path ``noise``, coupling ``ot_*``; validation every ``eval_every``
+    calls on ``eval_cells`` cells (``patience`` evaluations, 0 = never stop early); ODE ``rtol``, ``atol``."""
+
+    calls: int = setting(500_000, ">= 1")
+    accumulation: int = setting(20, ">= 1")
+    batch_size: int = setting(1024, ">= 1")
+    learning_rate: float = setting(5e-5, "> 0")
+    grad_clip: float = setting(1.0, "> 0")
+    noise: float = setting(0.5, ">= 0")
+    ot_epsilon: float = setting(1.0, "> 0")
+    ot_threshold: float = setting(1e-3, "> 0")
+    ot_iterations: int = setting(2000, ">= 1")
+    eval_every: int = setting(100_000, ">= 1")
+    eval_cells: int = setting(500, ">= 1")
+    patience: int = setting(0, ">= 0")
+    rtol: float = setting(1e-5, "> 0")
+    atol: float = setting(1e-5, "> 0")
+
+    def __post_init__(self):
+        check(self)
+
+
+@dataclass(frozen=True)
+class StructureSettings:
+    """The alignment steps (card names ``structure_*``): every ``every`` calls on ``conditions`` conditions
+    of ``cells`` cells, Adam ``learning_rate``, element-wise clip ``clip``; the two losses' weights."""
+
+    every: int = setting(1000, ">= 1", "structure_every")
+    conditions: int = setting(3, ">= 1", "structure_conditions")
+    cells: int = setting(64, ">= 1", "structure_cells")
+    learning_rate: float = setting(5e-5, "> 0", "structure_learning_rate")
+    clip: float = setting(1.0, "> 0", "structure_clip")
+    correlation_weight: float = setting(0.1, ">= 0")
+    pathway_weight: float = setting(0.1, ">= 0")
+
+    def __post_init__(self):
+        check(self)
 
 
 @dataclass
@@ -88,10 +103,20 @@ class FlowData:
 
 @dataclass
 class Structure:
-    """Cluster-averaging and pathway-averaging matrices (genes x groups); ``pathways`` may be None."""
+    """Cluster-averaging and pathway-averaging matrices (genes x groups; ``pathways`` may be None) and the
+    alignment's settings."""
 
     clusters: torch.Tensor
     pathways: torch.Tensor | None
+    settings: StructureSettings
+
+    @classmethod
+    def of(cls, labels: np.ndarray, pathways: list[np.ndarray], settings: StructureSettings,
+           device: str) -> Structure:
+        """From every gene's cluster label and the gene-index arrays of the pathways (possibly none)."""
+        n_genes, k = len(labels), int(labels.max()) + 1
+        clusters = membership([np.flatnonzero(labels == c) for c in range(k)], n_genes, device)
+        return cls(clusters, membership(pathways, n_genes, device) if pathways else None, settings)
 
 
 @dataclass
@@ -104,6 +129,33 @@ class ValidationGroup:
     observed: np.ndarray
     control_mean: np.ndarray
     z0: torch.Tensor
+
+
+def cell_groups(cells) -> tuple[list[Group], dict[str, np.ndarray]]:
+    """The perturbed groups of the cell types with control cells, and those types' control rows."""
+    condition = cells.obs["condition"].astype(str).to_numpy()
+    cell_type = cells.obs["cell_type"].astype(str).to_numpy()
+    controls = {t: np.flatnonzero((condition == CONTROL) & (cell_type == t)) for t in np.unique(cell_type)}
+    controls = {t: rows for t, rows in controls.items() if len(rows)}
+    groups = [Group(t, c, np.flatnonzero((condition == c) & (cell_type == t)))
+              for t in sorted(controls) for c in sorted(set(condition[cell_type == t]) - {CONTROL})]
+    return groups, controls
+
+
+def validation_groups(val, data: FlowData, eval_cells: int, rng: np.random.Generator) -> list[ValidationGroup]:
+    """Per cell type: its validation conditions' observed means, the mean of all its training controls
+    and the latents of ``eval_cells`` of them (the same cells at every validation)."""
+    val = val[val.obs["condition"].astype(str) != CONTROL]
+    groups = []
+    for cell_type in sorted(set(val.obs["cell_type"].astype(str)) & set(data.controls)):
+        subset = val[val.obs["cell_type"].astype(str) == cell_type]
+        labels, means = group_means(subset.X, subset.obs["condition"].astype(str))
+        pool = data.controls[cell_type]
+        control_mean = dense_rows(data.x, pool, "cpu").double().mean(dim=0).numpy()
+        rows = np.sort(rng.choice(pool, size=min(eval_cells, len(pool)), replace=False))
+        groups.append(ValidationGroup(cell_type, list(labels), np.asarray(means, dtype=np.float64), control_mean,
+                                      data.z[rows]))
+    return groups
 
 
 def predict_cells(flow: ConditionalFlow, latent: LatentSpace, z0: torch.Tensor, condition: str, cell_type: str,
@@ -143,16 +195,16 @@ class StructureAlignment:
                  settings: FlowSettings, device: str):
         self.flow, self.latent, self.data, self.structure = flow, latent, data, structure
         self.settings, self.device = settings, device
-        self.optimiser = torch.optim.Adam(flow.parameters(), lr=settings.structure.learning_rate)
+        self.optimiser = torch.optim.Adam(flow.parameters(), lr=structure.settings.learning_rate)
         self.skipped = 0
 
     @property
     def active(self) -> bool:
-        weights = self.settings.structure
+        weights = self.structure.settings
         return weights.correlation_weight > 0 or (weights.pathway_weight > 0 and self.structure.pathways is not None)
 
     def loss(self, group: Group, rng: np.random.Generator) -> torch.Tensor:
-        cells, weights = self.settings.structure.cells, self.settings.structure
+        cells, weights = self.structure.settings.cells, self.structure.settings
         controls = self.data.controls[group.cell_type]
         z0 = self.data.z[np.sort(rng.choice(controls, size=min(cells, len(controls)), replace=False))]
         observed = dense_rows(self.data.x, np.sort(rng.choice(group.rows, size=min(cells, len(group.rows)),
@@ -169,7 +221,7 @@ class StructureAlignment:
         """One alignment step per drawn condition; the main optimiser's accumulated gradients are kept."""
         parameters = [p for p in self.flow.parameters() if p.requires_grad]
         accumulated = [None if p.grad is None else p.grad.clone() for p in parameters]
-        chosen = rng.choice(len(self.data.groups), size=min(self.settings.structure.conditions,
+        chosen = rng.choice(len(self.data.groups), size=min(self.structure.settings.conditions,
                                                              len(self.data.groups)), replace=False)
         self.flow.eval()
         for index in chosen:
@@ -181,7 +233,7 @@ class StructureAlignment:
                 continue
             for p in parameters:
                 if p.grad is not None:
-                    p.grad.clamp_(-self.settings.structure.clip, self.settings.structure.clip)
+                    p.grad.clamp_(-self.structure.settings.clip, self.structure.settings.clip)
             self.optimiser.step()
         self.flow.train()
         for p, grad in zip(parameters, accumulated):
@@ -214,7 +266,7 @@ def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, struc
             torch.nn.utils.clip_grad_norm_(flow.parameters(), settings.grad_clip)
             optimiser.step()
             optimiser.zero_grad()
-        if alignment.active and call % settings.structure.every == 0:
+        if alignment.active and call % structure.settings.every == 0:
             alignment.round(rng)
         if call % settings.eval_every and call != settings.calls:
             continue

@@ -1,19 +1,18 @@
-"""Readers for scBIG's official resources (Ruan et al., ICML 2026, arXiv 2602.04901), all optional:
-GeneCompass gene embeddings, the STRING graph, ESM2 protein features and Reactome (GMT) pathways.
+"""Readers of gene resource files that users download and name by path, for any adapter: gene-embedding
+pickles (GeneCompass's layout or a flat ``{symbol: vector}`` dict), the STRING protein graph, per-gene
+ESM protein features and GMT gene sets; ``gene_graph`` and ``gene_sets`` fall back on the harness's
+Gene Ontology knowledge when no file is named.
 
-They are files the user downloads and names by path, so a missing or malformed one is a one-line
-ModelError naming the file and what to do. Each reader takes the official release's layout; text files
-may be gzip- or zip-compressed (told by their first bytes).
+A missing or malformed file is a one-line ModelError naming the file and what to do. Text files may be
+gzip- or zip-compressed, told by their first bytes (``bench.core.textfiles``).
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import pickle
 import zipfile
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,53 +21,53 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.core.api import TrainData
 from bench.core.errors import ModelError
+from bench.core.textfiles import READ_ERRORS, compression, existing, one_line, open_text
 
 CHUNK_ROWS = 1_000_000
-_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, ValueError, pd.errors.ParserError)
 
 
 def _existing(path: str | Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{what} {path} does not exist; check the path or leave the parameter empty")
-    return path
+    return existing(path, what, ModelError, "check the path or leave the parameter empty")
 
 
-def _compression(path: Path) -> str | None:
-    """"gzip", "zip" or None (plain), told by the first bytes (zip: a local file header or, for an empty
-    archive, the end of its central directory)."""
-    with open(path, "rb") as handle:
-        start = handle.read(4)
-    if start[:2] == b"\x1f\x8b":
-        return "gzip"
-    return "zip" if start in (b"PK\x03\x04", b"PK\x05\x06") else None
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
-
-
-def _vector(value: object) -> np.ndarray:
+def as_vector(value: object) -> np.ndarray:
+    """A list, array or tensor as a float32 array."""
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float32).numpy()
     return np.asarray(value, dtype=np.float32)
 
 
+def vector_rows(vectors: list[np.ndarray | None], width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (len(vectors), width) float32 matrix, zero rows for None, and the mask of rows not None."""
+    found = np.array([v is not None for v in vectors], dtype=bool)
+    matrix = np.zeros((len(vectors), width), dtype=np.float32)
+    for row in np.flatnonzero(found):
+        matrix[row] = vectors[row]
+    return matrix, found
+
+
 @dataclass(frozen=True)
-class GeneVectors:
-    """A gene-embedding file's vectors of a gene panel, zero rows for genes not found.
+class GeneEmbeddingFile:
+    """A gene-embedding file's stores: vectors by gene symbol and by Ensembl id (float32, all ``width``
+    long), and the symbol-to-id map. A flat file fills ``symbols`` only."""
 
-    ``clustering`` (for Gene-Relation Clustering) looks a gene up in GeneCompass's symbol store, then
-    under its Ensembl id, then under its own name in the Ensembl-id store; ``positional`` (the encoder's
-    positional code) looks in the symbol store only. Official readers: ``scbig/clustering/grc.py`` and
-    ``scbig/models/_gcae_impl.py``; grc.py fills genes not found with random vectors, left to the caller.
-    """
+    symbols: dict[str, np.ndarray]
+    ensembl: dict[str, np.ndarray]
+    symbol_to_ensembl: dict
+    width: int
 
-    clustering: np.ndarray
-    clustering_found: np.ndarray
-    positional: np.ndarray
-    positional_found: np.ndarray
+    def lookup(self, genes: Sequence[str], symbols_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``vector_rows`` of ``genes``: each looked up by symbol, then (unless ``symbols_only``) under the
+        symbol's Ensembl id, then under its own name in the Ensembl-id store."""
+        return vector_rows([self.symbols.get(g) if symbols_only else self._find(g) for g in genes], self.width)
+
+    def _find(self, gene: str) -> np.ndarray | None:
+        vector = self.symbols.get(gene)
+        if vector is None and gene in self.symbol_to_ensembl:
+            vector = self.ensembl.get(self.symbol_to_ensembl[gene])
+        return self.ensembl.get(gene) if vector is None else vector
 
 
 GENECOMPASS_KEYS = ("gene_symbol_embeddings", "gene_embeddings", "symbol_to_ensembl")
@@ -76,27 +75,27 @@ GENE_VECTORS_FIX = ("expected GeneCompass's dict of gene_symbol_embeddings, gene
                     "(and embedding_dim), or a {gene symbol: 1-D vector} dict")
 
 
-def read_gene_vectors(path: str | Path, genes: Sequence[str]) -> GeneVectors:
-    """The vectors of ``genes`` in a pickled gene-embedding file, as float32.
+def read_gene_embeddings(path: str | Path) -> GeneEmbeddingFile:
+    """The stores of a pickled gene-embedding file.
 
     Two layouts, told apart by their keys: GeneCompass's ``genecompass_gene_embeddings_full.pkl``
-    (``GENECOMPASS_KEYS`` of dicts, optional ``embedding_dim``), and a flat ``{symbol: vector}`` dict
-    (as other gene embeddings ship), in which both lookups are the plain one. Vectors (lists, arrays or
-    tensors) must be finite and of one length. Pickles run code: use trusted files.
+    (``GENECOMPASS_KEYS`` of dicts, optional ``embedding_dim``), and a flat ``{symbol: vector}`` dict (as
+    other gene embeddings ship). Vectors (lists, arrays or tensors) must be finite and of one length.
+    Pickles run code: use trusted files.
     """
     path = _existing(path, "gene embeddings file")
     try:
         with open(path, "rb") as handle:
             content = pickle.load(handle)
     except (pickle.UnpicklingError, AttributeError, ImportError, IndexError, TypeError, RuntimeError,
-            *_READ_ERRORS) as exc:
-        raise ModelError(f"cannot read gene embeddings file {path} ({_one_line(exc)}); {GENE_VECTORS_FIX}") from None
+            *READ_ERRORS) as exc:
+        raise ModelError(f"cannot read gene embeddings file {path} ({one_line(exc, 200)}); "
+                         f"{GENE_VECTORS_FIX}") from None
     if isinstance(content, dict) and not {"gene_symbol_embeddings", "gene_embeddings"} & content.keys():
         content = {"gene_symbol_embeddings": content}
     symbols, ensembl, symbol_to_ensembl = _genecompass_stores(path, content)
     width = _vector_width(path, [*symbols.values(), *ensembl.values()], content.get("embedding_dim"))
-    clustering = [_three_level_lookup(g, symbols, ensembl, symbol_to_ensembl) for g in genes]
-    return GeneVectors(*_rows(clustering, width), *_rows([symbols.get(g) for g in genes], width))
+    return GeneEmbeddingFile(symbols, ensembl, symbol_to_ensembl, width)
 
 
 def _genecompass_stores(path: Path, content: object) -> tuple[dict, dict, dict]:
@@ -105,18 +104,11 @@ def _genecompass_stores(path: Path, content: object) -> tuple[dict, dict, dict]:
     if not all(isinstance(store, dict) for store in stores):
         raise ModelError(f"gene embeddings file {path} has an unknown layout; {GENE_VECTORS_FIX}")
     try:
-        symbols, ensembl = ({str(g): _vector(v) for g, v in store.items()} for store in stores[:2])
+        symbols, ensembl = ({str(g): as_vector(v) for g, v in store.items()} for store in stores[:2])
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ModelError(f"gene embeddings file {path} holds values that are not vectors ({_one_line(exc)}); "
+        raise ModelError(f"gene embeddings file {path} holds values that are not vectors ({one_line(exc, 200)}); "
                          f"{GENE_VECTORS_FIX}") from None
     return symbols, ensembl, stores[2]
-
-
-def _three_level_lookup(gene: str, symbols: dict, ensembl: dict, symbol_to_ensembl: dict) -> np.ndarray | None:
-    vector = symbols.get(gene)
-    if vector is None and gene in symbol_to_ensembl:
-        vector = ensembl.get(symbol_to_ensembl[gene])
-    return ensembl.get(gene) if vector is None else vector
 
 
 def _vector_width(path: Path, vectors: list[np.ndarray], embedding_dim: object) -> int:
@@ -135,15 +127,6 @@ def _vector_width(path: Path, vectors: list[np.ndarray], embedding_dim: object) 
     return width
 
 
-def _rows(vectors: list[np.ndarray | None], width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A (len(vectors), width) float32 matrix, zero rows for None, and the mask of rows not None."""
-    found = np.array([v is not None for v in vectors], dtype=bool)
-    matrix = np.zeros((len(vectors), width), dtype=np.float32)
-    for row in np.flatnonzero(found):
-        matrix[row] = vectors[row]
-    return matrix, found
-
-
 def read_string_graph(
     info_path: str | Path, links_path: str | Path, genes: Sequence[str], min_score: int = 700
 ) -> pd.DataFrame:
@@ -158,11 +141,11 @@ def read_string_graph(
     links_path = _existing(links_path, "STRING protein.links file")
     position = {g: i for i, g in enumerate(dict.fromkeys(genes))}
     try:
-        info = pd.read_csv(info_path, sep="\t", dtype=str, quoting=csv.QUOTE_NONE, compression=_compression(info_path))
+        info = pd.read_csv(info_path, sep="\t", dtype=str, quoting=csv.QUOTE_NONE, compression=compression(info_path))
         names = info.set_index(info.columns[0])["preferred_name"]
-    except (KeyError, *_READ_ERRORS) as exc:
+    except (KeyError, *READ_ERRORS) as exc:
         raise ModelError(
-            f"cannot read STRING info file {info_path} ({_one_line(exc)}); expected the tab-separated "
+            f"cannot read STRING info file {info_path} ({one_line(exc, 200)}); expected the tab-separated "
             "protein.info with columns #string_protein_id and preferred_name"
         ) from None
     code = names[names.isin(list(position))].map(position)
@@ -172,16 +155,16 @@ def read_string_graph(
     try:
         with pd.read_csv(links_path, sep=" ", usecols=["protein1", "protein2", "combined_score"],
                          dtype={"protein1": str, "protein2": str, "combined_score": np.int64},
-                         compression=_compression(links_path), chunksize=CHUNK_ROWS) as reader:
+                         compression=compression(links_path), chunksize=CHUNK_ROWS) as reader:
             for chunk in reader:
                 chunk = chunk[chunk["combined_score"] >= min_score]
                 a, b = chunk["protein1"].map(code).to_numpy(), chunk["protein2"].map(code).to_numpy()
                 keep = ~np.isnan(a) & ~np.isnan(b) & (a != b)
                 ends = np.sort(np.stack([a[keep], b[keep]], axis=1), axis=1).astype(np.int64)
                 pairs.append(np.column_stack([ends, chunk["combined_score"].to_numpy()[keep]]))
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise ModelError(
-            f"cannot read STRING links file {links_path} ({_one_line(exc)}); expected the space-separated "
+            f"cannot read STRING links file {links_path} ({one_line(exc, 200)}); expected the space-separated "
             "protein.links with header 'protein1 protein2 combined_score'"
         ) from None
     edges = pd.DataFrame(np.concatenate(pairs), columns=["a", "b", "score"]).groupby(["a", "b"], as_index=False).max()
@@ -190,27 +173,38 @@ def read_string_graph(
                          "importance": edges["score"].to_numpy(np.float64) / 1000.0})
 
 
-ESM_FIX = ("expected scBIG's ESM2_pert_features.pt (one torch.save'd {gene symbol: 1-D tensor}) or a directory of "
-           "<gene symbol>.pt files")
+def gene_graph(train: TrainData, string_info: str = "", string_links: str = "", min_score: int = 700) -> pd.DataFrame:
+    """The relation graph of ``train.genes`` (``source``, ``target``, ``importance``): STRING's when its files
+    are named, else the harness's Gene Ontology graph, else no edges."""
+    if string_info or string_links:
+        return read_string_graph(string_info, string_links, train.genes, min_score)
+    if train.gene_knowledge is None:
+        return pd.DataFrame(columns=["source", "target", "importance"])
+    return train.gene_knowledge.graph(train.genes)
+
+
+ESM_FIX = ("expected one torch.save'd {gene symbol: 1-D tensor} (as scBIG's ESM2_pert_features.pt) or a directory "
+           "of <gene symbol>.pt files")
 
 
 def read_esm_features(path: str | Path, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """ESM2 features of ``genes``: a ``(len(genes), dim)`` float32 matrix, zero rows for genes without
-    features, and the found mask. ``dim`` is the file's (or directory's) even when no gene is found.
+    """ESM protein features of ``genes``: a ``(len(genes), dim)`` float32 matrix, zero rows for genes
+    without features, and the found mask. ``dim`` is the file's (or directory's) even when no gene is found.
 
-    ``path`` is scBIG's single file (read as ``scbig/experiments/train_norman_additive.py`` does), or a
-    directory of per-gene files as fair-esm's ``extract.py`` writes them (see ``_esm_file_vector``).
+    ``path`` is one file of all genes (as scBIG's ``ESM2_pert_features.pt``, read as its
+    ``scbig/experiments/train_norman_additive.py`` does), or a directory of per-gene files as fair-esm's
+    ``extract.py`` writes them (see ``_esm_file_vector``).
     """
     path = Path(path)
     vectors = _esm_directory(path, genes) if path.is_dir() else _esm_table(_existing(path, "ESM features file"))
     sizes = sorted({len(v) for v in vectors.values()})
     if len(sizes) != 1:
         raise ModelError(f"ESM features in {path} are not of one size {sizes[:3]}; compute them with one model")
-    return _rows([vectors.get(g) for g in genes], sizes[0])
+    return vector_rows([vectors.get(g) for g in genes], sizes[0])
 
 
 def _esm_table(path: Path) -> dict[str, np.ndarray]:
-    """The vectors of scBIG's single ESM2 file, checked to be 1-D tensors."""
+    """The vectors of a single ESM file (``{gene: tensor}``), checked to be 1-D tensors."""
     table = _torch_load(path)
     if not isinstance(table, dict):
         raise ModelError(f"ESM features file {path} holds a {type(table).__name__}, not a dict; {ESM_FIX}")
@@ -218,7 +212,7 @@ def _esm_table(path: Path) -> dict[str, np.ndarray]:
         raise ModelError(f"ESM features file {path} is an empty dict; {ESM_FIX}")
     if not all(isinstance(v, torch.Tensor) and v.ndim == 1 for v in table.values()):
         raise ModelError(f"the values of ESM features file {path} are not all 1-D tensors; {ESM_FIX}")
-    vectors = {str(gene): _vector(value) for gene, value in table.items()}
+    vectors = {str(gene): as_vector(value) for gene, value in table.items()}
     _check_finite(path, vectors.values())
     return vectors
 
@@ -244,7 +238,7 @@ def _esm_file_vector(path: Path) -> np.ndarray:
     if not isinstance(value, torch.Tensor) or value.ndim not in (1, 2) or value.shape[-1] == 0:
         raise ModelError(f"ESM features file {path} holds no usable tensor; expected a tensor (dim,) or "
                          "(residues, dim), or fair-esm's dict with mean_representations or representations")
-    vector = _vector(value if value.ndim == 1 else value.float().mean(dim=0))
+    vector = as_vector(value if value.ndim == 1 else value.float().mean(dim=0))
     _check_finite(path, [vector])
     return vector
 
@@ -265,8 +259,8 @@ def _check_finite(path: Path, vectors: Iterable[np.ndarray]) -> None:
 def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, *_READ_ERRORS) as exc:
-        raise ModelError(f"cannot load ESM features file {path} ({_one_line(exc)}); {ESM_FIX}") from None
+    except (pickle.UnpicklingError, RuntimeError, *READ_ERRORS) as exc:
+        raise ModelError(f"cannot load ESM features file {path} ({one_line(exc, 200)}); {ESM_FIX}") from None
 
 
 def read_gmt(path: str | Path, genes: Sequence[str], min_genes: int = 1, max_genes: int | None = None,
@@ -276,9 +270,9 @@ def read_gmt(path: str | Path, genes: Sequence[str], min_genes: int = 1, max_gen
     bound) of ``genes``; other lines are skipped. In file order, names may repeat; members in ``genes``
     order. With ``limit``, only the ``limit`` largest of them (the earlier on ties), still in file order.
 
-    The defaults are the official reader's (``scbig/models/_gcae_impl.py``, ``load_pathway_gene_matrix``):
-    every pathway with a gene of the panel. The file is plain text, gzip or zip (all members are read),
-    told by its first bytes, as Reactome's ``ReactomePathways.gmt.zip``.
+    The defaults keep every pathway with a gene of the panel (as scBIG's official reader,
+    ``scbig/models/_gcae_impl.py``, ``load_pathway_gene_matrix``). The file is plain text, gzip or zip
+    (all members are read), told by its first bytes, as Reactome's ``ReactomePathways.gmt.zip``.
     """
     path = _existing(path, "GMT pathways file")
     rows = [fields for fields in (line.strip().split("\t") for line in _gmt_lines(path)) if len(fields) >= 3]
@@ -300,13 +294,12 @@ def read_gmt(path: str | Path, genes: Sequence[str], min_genes: int = 1, max_gen
 
 def _gmt_lines(path: Path) -> list[str]:
     try:
-        compression = _compression(path)
-        if compression == "zip":
+        if compression(path) == "zip":
             return _zip_lines(path)
-        with (gzip.open if compression == "gzip" else open)(path, "rt", encoding="utf-8") as handle:
+        with open_text(path) as handle:
             return list(handle)
-    except (zipfile.BadZipFile, *_READ_ERRORS) as exc:
-        raise ModelError(f"cannot read GMT file {path} ({_one_line(exc)}); download it again") from None
+    except READ_ERRORS as exc:
+        raise ModelError(f"cannot read GMT file {path} ({one_line(exc, 200)}); download it again") from None
 
 
 def _zip_lines(path: Path) -> list[str]:
@@ -319,3 +312,18 @@ def _zip_lines(path: Path) -> list[str]:
             with io.TextIOWrapper(archive.open(member), encoding="utf-8") as handle:
                 lines.extend(handle)
         return lines
+
+
+def gene_sets(train: TrainData, gmt: str = "", min_genes: int = 1, max_genes: int | None = None,
+              limit: int | None = None, go_limit: int = 64) -> list[np.ndarray]:
+    """Gene-index arrays (into ``train.genes``) of gene sets, possibly none: a GMT file's (``read_gmt``), in
+    file order, else at most ``go_limit`` of the harness's Gene Ontology sets, the largest first."""
+    if gmt:
+        chosen = read_gmt(gmt, train.genes, min_genes, max_genes, limit)
+    elif train.gene_knowledge is not None:
+        sets = train.gene_knowledge.gene_sets(train.genes)
+        chosen = sorted(sets.items(), key=lambda item: (-len(item[1]), item[0]))[:go_limit]
+    else:
+        chosen = []
+    index = {g: i for i, g in enumerate(train.genes)}
+    return [np.array([index[g] for g in members]) for _, members in chosen]
