@@ -42,6 +42,20 @@ def _staged(out: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse an ``--out`` that cannot become a writable folder before any run is read (``_staged`` checks
+    again when it writes)."""
+    for folder in (out, *out.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                reason = "it is a file, not a folder" if folder == out else f"{folder} is a file"
+            elif not os.access(folder, os.W_OK):
+                reason = "permission denied"
+            else:
+                return
+            raise BenchError(f"cannot write leaderboards to {out}: {reason}; pass --out a writable folder")
+
+
 def _plots(board, table, metrics: list[str], out: Path, stem: str, scores) -> dict[str, str]:
     """Bar plots per metric and the scatter plot; the file names written, by ``bars:<metric>``/``scatter``."""
     from bench.reporting import leaderboard as lb
@@ -88,6 +102,7 @@ def leaderboard(
         raise BenchError("--metric names no metric; see `bench list metrics`")
     if split is not None:
         splits.check_name(split)
+    _check_writable(out)
     tracking.check_store()
     datasets = [dataset] if dataset else tracking.tracked_datasets()
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
