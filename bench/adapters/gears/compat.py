@@ -7,7 +7,7 @@
   model-selection value, the validation MSE on the top 20 DE genes, negated, to ``TrainData.report``.
 - ``install_go_rows``: ``GEARS_Model.forward`` (``gears/model.py:155-183``) runs its GO GNN over every node
   but reads only the batch's perturbed genes, four fifths of a training step over the genome-wide graph;
-  the model then computes only those rows (``bench.adapters.row_gnn``), the same values.
+  the model then computes only those rows (``bench.adapters.kit.row_gnn``), the same values.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 from torch import nn
 
-from bench.adapters.row_gnn import GraphEdges, LayerRows, RenormedTable, RowSGConv
+from bench.adapters.kit.row_gnn import GraphEdges, LayerRows, RenormedTable, RowSGConv
 from bench.core.api import no_progress
 
 VALIDATION_KEY = "val_de_mse"

@@ -36,4 +36,5 @@ Modules (``base`` and ``params`` import no torch; the others may):
 - ``counterfactual_cells``: ``starting_rows(query, genes, max_cells)`` and ``cells_anndata(cells, query, genes)``.
 - ``gene_features``: ``GeneFeatures`` (GO and data-derived features of perturbed genes, for unseen genes).
 - ``effects``: ``Effects`` (pseudobulk control means and changes) and ``prediction(query, rows)``.
+- ``row_gnn``: graph convolutions computed only at the rows a forward reads (``RowSGConv``; GEARS' GO GNN).
 """
