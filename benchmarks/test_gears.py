@@ -105,7 +105,7 @@ def direct_run(all_rows=False):
         pert_data.get_dataloader(batch_size=min(params["batch_size"], selection.train.n_obs),
                                  test_batch_size=params["eval_batch_size"])
         del pert_data.dataloader["test_loader"]
-        pert_data.adata.X = PandasIndexCSR(pert_data.adata.X, dtype=np.float32)
+        pert_data.adata.X = PandasIndexCSR(pert_data.adata.X, dtype="float32")
         model = GEARS(pert_data, device="cpu")
         g_go, g_weight = edge_tensors(edges, pert_data.node_map_pert)
         model.model_initialize(**network, G_go=g_go, G_go_weight=g_weight)

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from bench.adapters.gears import workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR, install_go_rows
 from bench.adapters.gears.graph import GRAPHS, UNIVERSES, PerturbationGraph, build, edge_tensors
@@ -90,7 +88,7 @@ class GearsModel(Adapter):
                 batch_size = min(params.batch_size, selection.train.n_obs)  # GEARS drops a short last batch
                 pert_data.get_dataloader(batch_size=batch_size, test_batch_size=params.eval_batch_size)
                 del pert_data.dataloader["test_loader"]  # empty; GEARS would evaluate it after training
-                pert_data.adata.X = PandasIndexCSR(pert_data.adata.X, dtype=np.float32)
+                pert_data.adata.X = PandasIndexCSR(pert_data.adata.X, dtype="float32")
                 gears = library.GEARS(pert_data, device=train.device)
                 if edges is None:  # GEARS' co-expression graph of the measured genes
                     edges = utils.get_coexpression_network_from_train(
