@@ -53,7 +53,7 @@ import numpy as np, torch
 from bench.core import registry
 from bench.evaluation import splits
 from bench.adapters.gears import workspace
-from bench.adapters.gears.compat import install_go_rows, pandas_indexable
+from bench.adapters.gears.compat import PandasIndexCSR, install_go_rows
 from bench.adapters.gears.graph import GO_THRESHOLD, build, edge_tensors
 from bench.core.api import PredictQuery, TrainData
 from bench.core.conditions import perturbed_genes
@@ -105,7 +105,7 @@ def direct_run(all_rows=False):
         pert_data.get_dataloader(batch_size=min(params["batch_size"], selection.train.n_obs),
                                  test_batch_size=params["eval_batch_size"])
         del pert_data.dataloader["test_loader"]
-        pert_data.adata.X = pandas_indexable(pert_data.adata.X)
+        pert_data.adata.X = PandasIndexCSR(pert_data.adata.X, dtype="float32")
         model = GEARS(pert_data, device="cpu")
         g_go, g_weight = edge_tensors(edges, pert_data.node_map_pert)
         model.model_initialize(**network, G_go=g_go, G_go_weight=g_weight)

@@ -231,10 +231,17 @@ def test_go_edges_of_each_universe():
     assert weights["MEAS1", "MEAS2"] == 1.0 and weights["TRAIN1", "OTHER"] == pytest.approx(1 / 3)
 
 
-def test_gene_universe_is_checked():
-    with pytest.raises(ValueError, match="gene_universe must be one of genome, dataset, not 'all'"):
-        GearsModel(gene_universe="all")
-    assert CARD.params["gene_universe"] == "genome"
+@pytest.mark.parametrize("values, message", [
+    ({"gene_universe": "all"}, "gene_universe must be one of genome, dataset, got 'all'"),
+    ({"perturbation_graph": "string"}, "perturbation_graph must be one of auto, go, coexpression, got 'string'"),
+    ({"epochs": 0}, "epochs must be in [1, inf), got 0"),
+    ({"coexpress_threshold": 1.0}, "coexpress_threshold must be in [0, 1), got 1.0"),
+])
+def test_parameters_are_checked(values, message):
+    with pytest.raises(ValueError) as error:
+        GearsModel(**values)
+    assert str(error.value) == message
+    assert registry.resolve_params(CARD)["gene_universe"] == "genome"
 
 
 def test_go_rows_give_gears_own_values(fitted, tmp_path):

@@ -60,6 +60,12 @@ def test_a_malformed_interval_is_refused_where_it_is_declared():
         param(0.5, "0..1")
 
 
+def test_arguments_are_the_parameters_a_function_takes_by_name():
+    def library_train(width, kind="a", other=None, **rest): ...
+
+    assert ToyParams(width=3).arguments(library_train) == {"width": 3, "kind": "a"}
+
+
 def test_skip_declines_nothing_by_default():
     assert Adapter.skip(Params(), None) is None
 

@@ -1,57 +1,47 @@
 """Adaptations of cell-gears 0.1.2 that leave its installed code untouched.
 
 - ``PandasIndexCSR``: ``GEARS.__init__`` indexes ``adata.X`` with a pandas Series (``adata.obs.condition ==
-  'ctrl'``), which scipy ≥ 1.15 rejects (``'Series' object has no attribute 'nonzero'``); this CSR matrix
-  turns pandas indices into NumPy arrays first.
-- ``EpochReporter``: a stand-in for GEARS' Weights & Biases hook (``GEARS.wandb.log``) that passes its
-  model-selection value, the validation MSE on the top 20 DE genes, negated, to ``TrainData.report``.
+  'ctrl'``), which scipy ≥ 1.15 rejects (``'Series' object has no attribute 'nonzero'``).
+- ``EpochReporter``: a stand-in for GEARS' Weights & Biases hook (``GEARS.wandb.log``).
 - ``install_go_rows``: ``GEARS_Model.forward`` (``gears/model.py:155-183``) runs its GO GNN over every node
   but reads only the batch's perturbed genes, four fifths of a training step over the genome-wide graph;
-  the model then computes only those rows (``bench.adapters.row_gnn``), the same values.
+  the model then computes only those rows (``bench.adapters.kit.row_gnn``), the same values.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from torch import nn
 
-from bench.adapters.row_gnn import GraphEdges, LayerRows, RenormedTable, RowSGConv
+from bench.adapters.kit.row_gnn import GraphEdges, LayerRows, RenormedTable, RowSGConv
 from bench.core.api import no_progress
 
 VALIDATION_KEY = "val_de_mse"
 
 
+class PandasIndexCSR(sp.csr_matrix):
+    """A ``scipy.sparse.csr_matrix`` that turns pandas Series and Index indices into NumPy arrays first."""
+
+    def __getitem__(self, index):
+        return super().__getitem__(tuple(map(_plain, index)) if isinstance(index, tuple) else _plain(index))
+
+
 def _plain(index: object) -> object:
-    if isinstance(index, tuple):
-        return tuple(_plain(part) for part in index)
     return index.to_numpy() if isinstance(index, (pd.Series, pd.Index)) else index
 
 
-class PandasIndexCSR(sp.csr_matrix):
-    """A ``scipy.sparse.csr_matrix`` that accepts pandas Series and Index objects as indices."""
-
-    def __getitem__(self, index):
-        return super().__getitem__(_plain(index))
-
-
-def pandas_indexable(matrix) -> PandasIndexCSR:
-    """``matrix`` (sparse or dense) as a float32 ``PandasIndexCSR``."""
-    return PandasIndexCSR(sp.csr_matrix(matrix, dtype=np.float32))
-
-
 class EpochReporter:
-    """Reports one value per epoch, and the epochs done of ``total_epochs`` to ``progress``; steps continue
-    from ``first_step`` so that several GEARS models (one per cell type) report one increasing sequence."""
+    """Passes GEARS' model-selection value, the validation MSE on the top 20 DE genes, negated, to ``report``
+    once per epoch, and the epochs done of ``total_epochs`` to ``progress``; steps continue from
+    ``first_step`` so that several GEARS models (one per cell type) report one increasing sequence."""
 
     def __init__(self, report: Callable[[int, float], None], first_step: int = 0,
                  progress: Callable[..., None] = no_progress, total_epochs: int | None = None) -> None:
-        self.report, self.progress, self.total_epochs = report, progress, total_epochs
-        self.step = first_step
-        progress("training", self.step, total_epochs)
+        self.report, self.step, self.progress, self.total_epochs = report, first_step, progress, total_epochs
+        progress("training", first_step, total_epochs)
 
     def log(self, values: dict) -> None:
         if VALIDATION_KEY in values:

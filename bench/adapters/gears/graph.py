@@ -28,8 +28,8 @@ GO_THRESHOLD = 0.1
 
 @dataclass
 class PerturbationGraph:
-    """``gene2go``: node -> GO terms (none for an isolated or co-expression node); ``annotations``: the GO
-    that names a gene's node (None: a co-expression graph); ``unrepresented``: why a gene is no node."""
+    """``gene2go``: node -> GO terms (none for an isolated or co-expression node); ``unrepresented``: why a
+    gene is no node; ``annotations``: the GO that names a gene's node (None: a co-expression graph)."""
 
     gene2go: dict[str, set[str]]
     isolated: list[str]
@@ -50,7 +50,7 @@ class PerturbationGraph:
         return node if node in self.gene2go else None
 
     def check(self, conditions: Iterable[str]) -> None:
-        """Raise a one-line ModelError naming every gene of ``conditions`` that is not a node."""
+        """A one-line ModelError naming every gene of ``conditions`` that is not a node."""
         conditions = list(conditions)
         missing = sorted({g for c in conditions for g in genes_of(c) if self.node_of(g) is None})
         if missing:

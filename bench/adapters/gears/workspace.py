@@ -27,10 +27,8 @@ DATASET = "bench"
 
 def gears_condition(genes: Sequence[str], reverse: bool = False) -> str:
     """GEARS' name for a perturbation of ``genes`` (graph nodes): ``A+ctrl``/``A+B``, or ``ctrl+A``/``B+A``."""
-    if not genes:
-        return CONTROL
     parts = [*genes, CONTROL] if len(genes) == 1 else list(genes)
-    return "+".join(reversed(parts) if reverse else parts)
+    return "+".join(reversed(parts) if reverse else parts) or CONTROL
 
 
 def predict_key(genes: Sequence[str]) -> str:

@@ -23,7 +23,8 @@ How an adapter uses it (``bench/adapters/cpa`` and ``bench/adapters/linear.py`` 
 Modules (``base`` and ``params`` import no torch; the others may):
 
 - ``params``: ``Params`` (base dataclass; checks each field's rule, one-line ``ValueError``) and
-  ``param(default, within="[a, b)", choices=(...))``; cross-parameter rules go in ``__post_init__``.
+  ``param(default, within="[a, b)", choices=(...))``; cross-parameter rules go in ``__post_init__``;
+  ``params.arguments(function)``: the parameters a library's function takes by name.
 - ``base``: ``Adapter`` (``Params`` -> ``self.params`` and the class signature the registry reads;
   ``skip(params, DataProperties)`` classmethod, None by default; the runner calls it before ``fit``).
 - ``torch_adapter``: ``TorchAdapter`` (``fit``/``predict`` run ``_fit``/``_predict`` on
@@ -36,4 +37,5 @@ Modules (``base`` and ``params`` import no torch; the others may):
 - ``counterfactual_cells``: ``starting_rows(query, genes, max_cells)`` and ``cells_anndata(cells, query, genes)``.
 - ``gene_features``: ``GeneFeatures`` (GO and data-derived features of perturbed genes, for unseen genes).
 - ``effects``: ``Effects`` (pseudobulk control means and changes) and ``prediction(query, rows)``.
+- ``row_gnn``: graph convolutions computed only at the rows a forward reads (``RowSGConv``; GEARS' GO GNN).
 """

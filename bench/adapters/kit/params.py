@@ -9,6 +9,7 @@ what it allows and the value. A rule between parameters goes in the subclass's `
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass, field, fields
 
@@ -52,3 +53,8 @@ class Params:
             rule, value = declared.metadata.get("rule"), getattr(self, declared.name)
             if rule is not None and not rule.allows(value):
                 raise ValueError(f"{declared.name} must be {rule.describe()}, got {value!r}")
+
+    def arguments(self, function) -> dict:
+        """The parameters that ``function`` takes by name: a wrapped library's own, passed on by name."""
+        taken = inspect.signature(function).parameters
+        return {declared.name: getattr(self, declared.name) for declared in fields(self) if declared.name in taken}
