@@ -80,6 +80,7 @@ def cell_eval(control: ad.AnnData, observed: ad.AnnData, predicted: pd.DataFrame
     return results.to_pandas().set_index("perturbation")[SHARED]
 
 
+@pytest.mark.slow
 def test_shared_metrics_equal_cell_evals(pair, tmp_path):
     control, observed, predicted = pair
     expected = cell_eval(control, observed, predicted, tmp_path).loc[TESTS]

@@ -44,6 +44,7 @@ def reference(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_update_fills_in_values_and_tolerances_from_the_seed_spread(reference):
     table = pd.read_csv(reference)
     assert list(table.columns) == reference_check.COLUMNS and len(table) == len(LINES)
@@ -55,6 +56,7 @@ def test_update_fills_in_values_and_tolerances_from_the_seed_spread(reference):
     assert set(table["recorded_on"]) == {numeric_env.cpu_model()}
 
 
+@pytest.mark.slow
 def test_an_unchanged_model_passes(reference):
     result = check("--reference", str(reference))
     assert result.exit_code == 0, result.output
@@ -98,6 +100,7 @@ def catalog_with(tmp_path, monkeypatch, card: str, old: str, new: str) -> None:
 ADDITIVE = "bench.adapters.baselines:AdditiveModel"
 
 
+@pytest.mark.slow
 def test_a_perturbed_prediction_fails_with_a_readable_diff(reference, tmp_path, monkeypatch):
     catalog_with(tmp_path, monkeypatch, "additive", ADDITIVE, "changed_adapters:NoisyAdditive")
     result = check("--reference", str(reference))
@@ -108,6 +111,7 @@ def test_a_perturbed_prediction_fails_with_a_readable_diff(reference, tmp_path, 
     assert "2 of 4 line(s) regressed or failed" in result.output
 
 
+@pytest.mark.slow
 def test_a_model_that_now_fails_fails_the_check(reference, tmp_path, monkeypatch):
     catalog_with(tmp_path, monkeypatch, "additive", ADDITIVE, "changed_adapters:BrokenAdditive")
     result = check("--reference", str(reference))

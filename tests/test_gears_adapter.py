@@ -374,6 +374,7 @@ print(json.dumps({"changed": sorted(k for k in before if before[k] != after[k]),
 """
 
 
+@pytest.mark.slow
 def test_fit_and_predict_leave_the_process_as_they_found_it(tmp_path):
     """In a fresh interpreter, so that GEARS is first imported inside the fit: generator states,
     warnings filters, working directory, environment, torch and native thread counts, scanpy verbosity
@@ -456,6 +457,7 @@ print("imported", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_importing_gears_waits_while_another_process_imports_it():
     """Importing GEARS compiles dcor's numba functions into numba's on-disk cache, shared by every process
     of the environment. Two processes compiling them at once can load each other's half-written entries

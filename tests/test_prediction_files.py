@@ -177,6 +177,7 @@ def test_scanpy_ranks_genes_of_predicted_cells_and_refuses_single_row_groups(log
         assert table.loc[cells.var_names[np.argmax(np.abs(change))], "pvals_adj"] < 0.01, condition
 
 
+@pytest.mark.slow
 def test_cell_eval_scores_the_predicted_cells_with_its_default_columns(logged, tmp_path):
     """cell-eval's MetricsEvaluator, called with its defaults, reads the cells file of one cell type against
     observed cells in the same layout; its mse per condition is the run's."""

@@ -201,6 +201,7 @@ def test_the_runner_passes_on_its_phases_and_the_models(small_synthetic, tmp_pat
     assert ("warming up", 2, 3) in heard
 
 
+@pytest.mark.slow
 def test_bench_run_in_a_log_shows_worker_phases(workdir, tmp_path):
     cards = tmp_path / "cards"
     cards.mkdir()

@@ -60,6 +60,7 @@ def test_gene_relation_clustering_recovers_planted_programs(small_synthetic):
     assert sorted(np.bincount(labels)) == sorted(clustering.capacities(small_synthetic.n_vars, k))
 
 
+@pytest.mark.slow
 def test_flow_matching_learns_held_out_seen_doubles(held_out_doubles):
     """The flow (in the PCA latent, whose ceiling is near perfect here) learns held-out doubles of seen
     genes; one call learns nothing. With the condition dropout of 0.9 a few hundred calls are too few."""

@@ -392,6 +392,7 @@ def test_workers_that_created_parents_together_end_on_the_oldest(runs_store):
     assert tracking.SweepParent("sweep-test", "s", "sqlite:////other/sweeps.db", setup).run_id() not in (own, older)
 
 
+@pytest.mark.slow
 def test_trial_runs_left_running_by_a_dead_worker_are_failed(runs_store):
     client = runs_store
     parent = tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", {"model": "spy"})

@@ -93,6 +93,7 @@ def test_the_default_store_keeps_its_artifacts_in_mlruns_of_the_working_folder(t
     assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id).info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_an_existing_experiment_keeps_its_artifact_location(tracking_store):
     elsewhere = tracking_store / "chosen"
     client = MlflowClient(tracking.tracking_uri())
@@ -102,6 +103,7 @@ def test_an_existing_experiment_keeps_its_artifact_location(tracking_store):
     assert not (tracking_store / "mlruns").exists()
 
 
+@pytest.mark.slow
 def test_an_experiment_created_meanwhile_by_another_process_is_used(tracking_store):
     class LateClient:
         """A client that does not see the experiment on its first look, as when another process creates
@@ -135,6 +137,7 @@ def test_a_relative_sqlite_store_keeps_artifacts_beside_it(tmp_path, monkeypatch
     assert tracking.artifact_root() == tmp_path / "runs" / "mlruns"
 
 
+@pytest.mark.slow
 def test_a_deleted_experiment_is_a_one_line_error(tracking_store):
     tracking.log_run(result_of())
     client = MlflowClient(tracking.tracking_uri())
@@ -213,6 +216,7 @@ def test_a_tracked_run_has_its_real_start_end_and_training_curve(cards, prepared
     assert not is_test_metric(CURVE)  # the curve is no test subgroup on a leaderboard
 
 
+@pytest.mark.slow
 def test_runs_in_worker_processes_keep_their_curve_and_times(cards, prepared):
     specs = [runner.RunSpec(registry.find_card(name), {}, prepared.name, "simulation", 1)
              for name in ("reporting", "killed")]
