@@ -24,6 +24,7 @@ from bench.adapters.kit.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.kit.param_groups import ParamGroups
 from bench.adapters.kit.params import Params, param
 from bench.adapters.kit.torch_adapter import TorchAdapter
+from bench.adapters.kit.validation import validation_targets
 from bench.adapters.scbig.ceiling import ceiling
 from bench.adapters.scbig.clustering import ClusteringParams, cluster_genes
 from bench.adapters.scbig.encoder import EncoderParams
@@ -100,7 +101,7 @@ class ScBIGModel(TorchAdapter):
         self.flow = self.flow.to(self.device)
         sets = pathways(train, params.priors) if params.structure.pathway_weight else []
         structure = Structure.of(self.labels, sets, params.structure, self.device)
-        validation = validation_groups(train.val, data, params.training.eval_cells, rng)
+        validation = validation_groups(validation_targets(train), data, params.training.eval_cells, rng)
         alignment = train_flow(self.flow, self.latent, data, structure, validation, params.training, rng,
                                train.report, self.device, train.progress)
         train.diagnostics["structure_steps_skipped"] = alignment.skipped

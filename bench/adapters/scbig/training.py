@@ -29,16 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.adapters.kit.early_stopping import BestWeights
+from bench.adapters.kit.early_stopping import EarlyStopping
 from bench.adapters.kit.params import Params, param
 from bench.adapters.kit.torch_runtime import dense_rows
+from bench.adapters.kit.validation import ValidationTarget, sample_rows
 from bench.adapters.scbig.coupling import couple
 from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import cluster_correlation_loss, membership, pathway_ot_loss
 from bench.core.api import no_progress
 from bench.core.conditions import CONTROL
-from bench.core.pseudobulk import group_means
 from bench.evaluation.metrics import rowwise_pearson
 
 
@@ -136,19 +136,18 @@ def cell_groups(cells) -> tuple[list[Group], dict[str, np.ndarray]]:
     return groups, controls
 
 
-def validation_groups(val, data: FlowData, eval_cells: int, rng: np.random.Generator) -> list[ValidationGroup]:
-    """Per cell type: its validation conditions' observed means, the mean of all its training controls
-    and the latents of ``eval_cells`` of them (the same cells at every validation)."""
-    val = val[val.obs["condition"].astype(str) != CONTROL]
+def validation_groups(targets: list[ValidationTarget], data: FlowData, eval_cells: int,
+                      rng: np.random.Generator) -> list[ValidationGroup]:
+    """Per validation target (``kit.validation_targets``) of a cell type with training controls: its
+    conditions' observed means, the mean of all its training controls and the latents of ``eval_cells``
+    of them (the same cells at every validation)."""
     groups = []
-    for cell_type in sorted(set(val.obs["cell_type"].astype(str)) & set(data.controls)):
-        subset = val[val.obs["cell_type"].astype(str) == cell_type]
-        labels, means = group_means(subset.X, subset.obs["condition"].astype(str))
-        pool = data.controls[cell_type]
-        control_mean = dense_rows(data.x, pool, "cpu").double().mean(dim=0).numpy()
-        rows = np.sort(rng.choice(pool, size=min(eval_cells, len(pool)), replace=False))
-        groups.append(ValidationGroup(cell_type, list(labels), np.asarray(means, dtype=np.float64), control_mean,
-                                      data.z[rows]))
+    for target in targets:
+        if target.cell_type in data.controls:
+            pool = data.controls[target.cell_type]
+            control_mean = dense_rows(data.x, pool, "cpu").double().mean(dim=0).numpy()
+            groups.append(ValidationGroup(target.cell_type, target.conditions, target.means, control_mean,
+                                          data.z[sample_rows(rng, pool, eval_cells)]))
     return groups
 
 
@@ -200,9 +199,8 @@ class StructureAlignment:
     def loss(self, group: Group, rng: np.random.Generator) -> torch.Tensor:
         cells, weights = self.structure.params.cells, self.structure.params
         controls = self.data.controls[group.cell_type]
-        z0 = self.data.z[np.sort(rng.choice(controls, size=min(cells, len(controls)), replace=False))]
-        observed = dense_rows(self.data.x, np.sort(rng.choice(group.rows, size=min(cells, len(group.rows)),
-                                                               replace=False)), self.device)
+        z0 = self.data.z[sample_rows(rng, controls, cells)]
+        observed = dense_rows(self.data.x, sample_rows(rng, group.rows, cells), self.device)
         condition = self.flow.condition(group.condition, group.cell_type)
         predicted = self.latent.decode(transport(self.flow.velocity, z0, condition, rtol=self.params.rtol,
                                                  atol=self.params.atol))
@@ -247,7 +245,7 @@ def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, struc
     for group in data.groups:
         by_type.setdefault(group.cell_type, []).append(group)
     cell_types = sorted(by_type)
-    best, running = BestWeights(params.patience), []
+    stopping, running = EarlyStopping(params.patience, report), []
     flow.train()
     optimiser.zero_grad()
     for call in range(1, params.calls + 1):
@@ -271,9 +269,8 @@ def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, struc
         running = []
         value = validation_value(flow, latent, validation, params)
         flow.train()
-        report(call, value)
-        if best.update(flow, -value):
+        if stopping.evaluated(call, flow, -value):
             break
-    best.restore(flow)
+    stopping.restore(flow)
     flow.eval()
     return alignment
