@@ -122,22 +122,22 @@ def test_a_pca_latent_has_the_pca_ceiling(small_synthetic):
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"clusters": "kmeans"}, "clusters must be one of grc, random; got 'kmeans'"),
+    ({"clusters": "kmeans"}, "clusters must be one of grc, random, got 'kmeans'"),
     ({"latent": "vae"}, "latent must be one of gcae, pca"),
     ({"width": 30, "heads": 4}, "width must be a multiple of heads"),
     ({"seed_dim": 30}, "seed_dim must be a multiple of seed_heads"),
     ({"time_width": 33}, "time_width must be even"),
-    ({"calls": 0}, "calls must be >= 1; got 0"),
-    ({"gmt_min_genes": 0}, "gmt_min_genes must be >= 1"),
-    ({"gmt_max_pathways": -1}, "gmt_max_pathways must be >= 0"),
-    ({"ae_epochs": -1}, "ae_epochs must be >= 0"),
-    ({"structure_every": 0}, "structure_every must be >= 1"),
-    ({"ae_dropout": 1.0}, r"ae_dropout must be in \[0, 1\)"),
+    ({"calls": 0}, r"calls must be in \[1, inf\), got 0"),
+    ({"gmt_min_genes": 0}, r"gmt_min_genes must be in \[1, inf\)"),
+    ({"gmt_max_pathways": -1}, r"gmt_max_pathways must be in \[0, inf\)"),
+    ({"ae_epochs": -1}, r"ae_epochs must be in \[0, inf\)"),
+    ({"structure_every": 0}, r"structure_every must be in \[1, inf\)"),
+    ({"ae_dropout": 1.0}, r"ae_dropout must be in \[0, 1\), got 1.0"),
     ({"condition_dropout": 1.0}, r"condition_dropout must be in \[0, 1\)"),
-    ({"rtol": 0.0}, "rtol must be > 0"),
-    ({"noise": -0.1}, "noise must be >= 0"),
-    ({"max_cells": 0}, "max_cells must be >= 1"),
-    ({"threads": -1}, "threads must be >= 0"),
+    ({"rtol": 0.0}, r"rtol must be in \(0, inf\), got 0.0"),
+    ({"noise": -0.1}, r"noise must be in \[0, inf\)"),
+    ({"max_cells": 0}, r"max_cells must be in \[1, inf\)"),
+    ({"threads": -1}, r"threads must be in \[0, inf\)"),
     ({"ae_epoch": 3}, "has no parameter 'ae_epoch'; allowed: clusters, n_clusters, latent"),
 ])
 def test_invalid_parameters_are_one_line_errors_naming_the_parameter(params, message):
@@ -149,9 +149,10 @@ def test_invalid_parameters_are_one_line_errors_naming_the_parameter(params, mes
 
 def test_the_flat_parameters_reach_their_components():
     model = fast_model(ae_epochs=3, ae_dropout=0.2, structure_every=7, correlation_weight=0.5, flow_layers=3)
-    assert (model.pretraining.epochs, model.encoder.dropout, model.encoder.gcae()["dropout"]) == (3, 0.2, 0.2)
-    assert (model.structure.every, model.structure.correlation_weight) == (7, 0.5)
-    assert model.network.sizes()["x_dims"] == (128, 128, 128)
+    params = model.params
+    assert (params.pretraining.epochs, params.encoder.dropout, params.encoder.gcae()["dropout"]) == (3, 0.2, 0.2)
+    assert (params.structure.every, params.structure.correlation_weight) == (7, 0.5)
+    assert params.network.sizes()["x_dims"] == (128, 128, 128)
     with pytest.raises(TypeError, match="unknown parameter 'epochs'"):
         ScBIGModel(epochs=3)
 
@@ -211,11 +212,11 @@ def test_pathway_filter_of_a_gmt_file_follows_the_card(small_synthetic, tmp_path
     card = registry.find_card("scbig")
     for preset in ("paper", "default"):
         params = registry.resolve_params(card, preset)
-        sources = priors.PriorSettings(pathways_gmt=str(gmt), gmt_min_genes=params["gmt_min_genes"],
+        sources = priors.PriorParams(pathways_gmt=str(gmt), gmt_min_genes=params["gmt_min_genes"],
                                        gmt_max_genes=params["gmt_max_genes"],
                                        gmt_max_pathways=params["gmt_max_pathways"], max_pathways=params["max_pathways"])
         assert [len(p) for p in priors.pathways(train, sources)] == [1, 6, 3, 8]
-    narrow = priors.PriorSettings(pathways_gmt=str(gmt), gmt_min_genes=5, gmt_max_genes=7, gmt_max_pathways=1)
+    narrow = priors.PriorParams(pathways_gmt=str(gmt), gmt_min_genes=5, gmt_max_genes=7, gmt_max_pathways=1)
     assert [len(p) for p in priors.pathways(train, narrow)] == [6]
 
 

@@ -20,7 +20,7 @@ from bench.adapters.scbig.encoder import (
     chunk_means,
     sinusoidal_code,
 )
-from bench.adapters.scbig.pretrain import PretrainSettings, encoder_validation_rows, pretrain, validation_error
+from bench.adapters.scbig.pretrain import PretrainParams, encoder_validation_rows, pretrain, validation_error
 
 G, CHUNK, WIDTH, E = 40, 16, 32, 6  # 3 chunks, the last half padding
 
@@ -292,8 +292,8 @@ def test_pretrain_evaluates_every_eval_every_epochs_and_restores_the_best(monkey
         return next(errors)
 
     monkeypatch.setattr(pretrain_module, "validation_error", fake_error)
-    settings = PretrainSettings(epochs=100, batch_size=4, learning_rate=1e-2, eval_every=5, patience=2)
-    best = pretrain(net, np.ones((10, 4), np.float32), np.ones((3, 4), np.float32), settings,
+    params = PretrainParams(epochs=100, batch_size=4, learning_rate=1e-2, eval_every=5, patience=2)
+    best = pretrain(net, np.ones((10, 4), np.float32), np.ones((3, 4), np.float32), params,
                     np.random.default_rng(0), "cpu")
     assert net.batches == [4, 4, 2] * 20  # 20 epochs, last partial batch kept, then 2 bad evaluations
     assert [n for n, _ in evaluated] == [15, 30, 45, 60]  # after epochs 5, 10, 15, 20; none before
@@ -305,9 +305,9 @@ def test_pretrain_evaluates_every_eval_every_epochs_and_restores_the_best(monkey
 
 def test_pretrain_without_validation_cells_keeps_the_last_weights():
     net = Recorder(4)
-    settings = PretrainSettings(epochs=3, batch_size=8, learning_rate=1e-2, eval_every=1, patience=1)
+    params = PretrainParams(epochs=3, batch_size=8, learning_rate=1e-2, eval_every=1, patience=1)
     x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
-    assert pretrain(net, sp.csr_matrix(x), np.zeros((0, 4), np.float32), settings, np.random.default_rng(0),
+    assert pretrain(net, sp.csr_matrix(x), np.zeros((0, 4), np.float32), params, np.random.default_rng(0),
                     "cpu") == np.inf
     assert net.batches == [8, 2] * 3
 

@@ -257,7 +257,7 @@ def test_genes_missing_from_genecompass_get_seed_42_noise_in_panel_order(tmp_pat
     train = _train(genes)
     rng = np.random.default_rng(7)
     state = rng.bit_generator.state
-    got = priors.embeddings(train, priors.PriorSettings(gene_embeddings=str(path)), rng)
+    got = priors.embeddings(train, priors.PriorParams(gene_embeddings=str(path)), rng)
     draws = np.random.default_rng(42)
     noise = {g: draws.normal(0.0, 0.1, 4).astype(np.float32) for g in ("X", "Y", "Z")}
     expected = np.stack([noise["X"], np.arange(4.0), np.full(4, 2.0), noise["Y"], np.ones(4), noise["Z"]])
@@ -271,7 +271,7 @@ def test_genes_missing_from_genecompass_get_seed_42_noise_in_panel_order(tmp_pat
 
 def test_offline_embeddings_are_the_data_vectors_for_both_uses():
     train = _train([f"g{i}" for i in range(12)])
-    got = priors.embeddings(train, priors.PriorSettings(), np.random.default_rng(0))
+    got = priors.embeddings(train, priors.PriorParams(), np.random.default_rng(0))
     data = priors.data_gene_embeddings(train, np.random.default_rng(0))
     expected = data / np.linalg.norm(data, axis=1, keepdims=True)
     np.testing.assert_allclose(got.clustering, expected, rtol=1e-5, atol=1e-6)

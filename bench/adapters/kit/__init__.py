@@ -20,11 +20,13 @@ How an adapter uses it (``bench/adapters/cpa`` and ``bench/adapters/linear.py`` 
         def _fit(self, train): ...             # threads set, torch seeded with train.seed
         def _predict(self, query): ...         # threads set
 
-Modules (``base`` and ``params`` import no torch; the others may):
+Modules (``base``, ``params`` and ``param_groups`` import no torch; the others may):
 
 - ``params``: ``Params`` (base dataclass; checks each field's rule, one-line ``ValueError``) and
-  ``param(default, within="[a, b)", choices=(...))``; cross-parameter rules go in ``__post_init__``;
-  ``params.arguments(function)``: the parameters a library's function takes by name.
+  ``param(default, within="[a, b)", choices=(...), name="card_name")``; cross-parameter rules go in
+  ``__post_init__``; ``params.arguments(function)``: the parameters a library's function takes by name.
+- ``param_groups``: ``ParamGroups``, an adapter's parameters as several ``Params`` groups (one per
+  component, e.g. ``bench/adapters/scbig``) under flat card names.
 - ``base``: ``Adapter`` (``Params`` -> ``self.params`` and the class signature the registry reads;
   ``skip(params, DataProperties)`` classmethod, None by default; the runner calls it before ``fit``).
 - ``torch_adapter``: ``TorchAdapter`` (``fit``/``predict`` run ``_fit``/``_predict`` on

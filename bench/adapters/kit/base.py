@@ -5,19 +5,21 @@ from __future__ import annotations
 import inspect
 from typing import ClassVar
 
+from bench.adapters.kit.param_groups import ParamGroups
 from bench.adapters.kit.params import Params
 from bench.core.api import DataProperties
 
 
 class Adapter:
-    """An adapter declares ``Params`` (a ``Params`` dataclass) and writes ``fit`` and ``predict``.
+    """An adapter declares ``Params`` (a ``Params`` dataclass, or a ``ParamGroups`` of several) and
+    writes ``fit`` and ``predict``.
 
     The constructor takes the parameters by name and keeps them checked in ``self.params``; the class's
     signature is that of ``Params``, so the registry reads the parameter names and defaults from it (a
     subclass with its own ``__init__`` keeps that one's signature; it must call ``super().__init__``).
     """
 
-    Params: ClassVar[type[Params]] = Params
+    Params: ClassVar[type[Params] | type[ParamGroups]] = Params
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,8 +1,10 @@
 """Declared parameters: an adapter's parameters, their defaults and allowed values in one frozen dataclass.
 
 Each field is a ``param(default, within)`` with ``within`` an interval such as ``"[1, inf)"`` or
-``"[0, 1)"`` (brackets include the end, parentheses exclude it), or ``param(default, choices=(...))``.
-Constructing the dataclass checks every value and raises a one-line ``ValueError`` naming the parameter,
+``"[0, 1)"`` (brackets include the end, parentheses exclude it), or ``param(default, choices=(...))``;
+``name`` is the card's name of the field where it differs (a group of ``param_groups.ParamGroups`` whose
+fields are named for their component, e.g. ``epochs`` that the card calls ``ae_epochs``). Constructing
+the dataclass checks every value and raises a one-line ``ValueError`` naming the (card) parameter,
 what it allows and the value. A rule between parameters goes in the subclass's ``__post_init__``, after
 ``super().__post_init__()``. These defaults are the card defaults too (``bench.core.registry``).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import Field, dataclass, field, fields
 
 INTERVAL = re.compile(r"^([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])$")
 
@@ -39,9 +41,16 @@ class Rule:
         return "one of " + ", ".join(map(str, self.choices)) if self.choices else f"in {self.within}"
 
 
-def param(default, within: str = "", choices: tuple = ()):
-    """A dataclass field: the parameter's default and the values it allows (an interval or choices)."""
-    return field(default=default, metadata={"rule": Rule(within, tuple(choices))} if within or choices else {})
+def param(default, within: str = "", choices: tuple = (), name: str = ""):
+    """A dataclass field: the parameter's default, the values it allows (an interval or choices) and,
+    where it differs from the field's, the card's name of the parameter."""
+    metadata = {"rule": Rule(within, tuple(choices))} if within or choices else {}
+    return field(default=default, metadata={**metadata, "name": name} if name else metadata)
+
+
+def card_name(declared: Field) -> str:
+    """The card's name of a ``Params`` field."""
+    return declared.metadata.get("name") or declared.name
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ class Params:
         for declared in fields(self):
             rule, value = declared.metadata.get("rule"), getattr(self, declared.name)
             if rule is not None and not rule.allows(value):
-                raise ValueError(f"{declared.name} must be {rule.describe()}, got {value!r}")
+                raise ValueError(f"{card_name(declared)} must be {rule.describe()}, got {value!r}")
 
     def arguments(self, function) -> dict:
         """The parameters that ``function`` takes by name: a wrapped library's own, passed on by name."""

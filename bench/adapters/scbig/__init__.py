@@ -1,7 +1,7 @@
 """scBIG (Ruan et al., ICML 2026, arXiv 2602.04901) in PyTorch, as the official release runs it
 (``docs/scbig.md``). Its networks, losses and training: ``clustering``, ``encoder``, ``pretrain``, ``latent``,
 ``flow``, ``coupling``, ``ode``, ``structure``, ``training``; around them the adapter ``model``, its
-``settings`` (card parameters, one group per component), ``priors`` and the ``ceiling`` diagnostic."""
+``priors`` and the ``ceiling`` diagnostic."""
 
 from bench.adapters.scbig.model import ScBIGModel
 

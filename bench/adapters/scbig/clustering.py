@@ -41,7 +41,7 @@ from scipy import sparse
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
-from bench.adapters.scbig.settings import check, setting
+from bench.adapters.kit.params import Params, param
 from bench.core.api import no_progress
 
 SEED = 42
@@ -193,21 +193,18 @@ def gene_order(labels: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class ClusteringSettings:
+class ClusteringParams(Params):
     """Gene-Relation Clustering (``clusters = "grc"``) or random clusters (the ablation), ``n_clusters`` of them."""
 
-    clusters: str = setting("grc", ("grc", "random"))
-    n_clusters: int = setting(32, ">= 1")
-
-    def __post_init__(self):
-        check(self)
+    clusters: str = param("grc", choices=("grc", "random"))
+    n_clusters: int = param(32, "[1, inf)")
 
 
-def cluster_genes(settings: ClusteringSettings, embeddings: np.ndarray, relation_graph: Callable[[], pd.DataFrame],
+def cluster_genes(params: ClusteringParams, embeddings: np.ndarray, relation_graph: Callable[[], pd.DataFrame],
                   genes: list[str], progress: Callable[..., None] = no_progress) -> np.ndarray:
     """The cluster label of every gene; ``relation_graph()`` (edges ``source``, ``target``) is read for GRC only."""
-    k = n_clusters(len(genes), settings.n_clusters)
-    if settings.clusters == "random":
+    k = n_clusters(len(genes), params.n_clusters)
+    if params.clusters == "random":
         return random_clusters(len(genes), k, SEED)
     progress("gene-relation clustering")
     return gene_relation_clusters(embeddings, adjacency(relation_graph(), genes), k, progress=progress)

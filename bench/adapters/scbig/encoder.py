@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.adapters.scbig.settings import check, setting
+from bench.adapters.kit.params import Params, param
 from bench.core import linalg
 
 LN_EPS = 1e-6
@@ -176,22 +176,22 @@ class PositionalCode(nn.Module):
 
 
 @dataclass(frozen=True)
-class EncoderSettings:
+class EncoderParams(Params):
     """The latent: the GCAE (``latent = "gcae"``) or PCA (``"pca"``, the ablation), ``latent_dim`` wide; the
     GCAE's architecture (``GeneClusterAwareEncoder``; its dropout is the card's ``ae_dropout``)."""
 
-    latent: str = setting("gcae", ("gcae", "pca"))
-    latent_dim: int = setting(50, ">= 1")
-    chunk_size: int = setting(64, ">= 1")
-    width: int = setting(256, ">= 1")
-    n_blocks: int = setting(3, ">= 1")
-    n_modules: int = setting(8, ">= 1")
-    heads: int = setting(8, ">= 1")
-    mlp_dim: int = setting(512, ">= 1")
-    dropout: float = setting(0.1, "in [0, 1)", "ae_dropout")
+    latent: str = param("gcae", choices=("gcae", "pca"))
+    latent_dim: int = param(50, "[1, inf)")
+    chunk_size: int = param(64, "[1, inf)")
+    width: int = param(256, "[1, inf)")
+    n_blocks: int = param(3, "[1, inf)")
+    n_modules: int = param(8, "[1, inf)")
+    heads: int = param(8, "[1, inf)")
+    mlp_dim: int = param(512, "[1, inf)")
+    dropout: float = param(0.1, "[0, 1)", name="ae_dropout")
 
     def __post_init__(self):
-        check(self)
+        super().__post_init__()
         if self.width % self.heads:
             raise ValueError(f"width must be a multiple of heads; got width {self.width}, heads {self.heads}")
 

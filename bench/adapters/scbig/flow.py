@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.adapters.kit.params import Params, param
 from bench.adapters.scbig import ode
-from bench.adapters.scbig.settings import check, setting
 from bench.core.conditions import genes_of
 
 # Standard deviation of a unit normal truncated to [-2, 2]: flax's variance_scaling divides by it so the
@@ -212,22 +212,22 @@ def transport(velocity: VelocityField, x0: torch.Tensor, condition: torch.Tensor
 
 
 @dataclass(frozen=True)
-class ConditionalFlowSettings:
+class ConditionalFlowParams(Params):
     """The velocity field: ``time_width`` of the time code, ``flow_layers`` layers of ``flow_width`` in each of
     its time, latent and decoder MLPs, ``flow_dropout``; the condition encoder: ``condition_dim``, seed
     pooling of ``seed_dim`` with ``seed_heads`` heads, ``condition_dropout``."""
 
-    time_width: int = setting(1024, ">= 1")
-    flow_width: int = setting(1024, ">= 1")
-    flow_layers: int = setting(2, ">= 1")
-    flow_dropout: float = setting(0.1, "in [0, 1)")
-    condition_dim: int = setting(256, ">= 1")
-    seed_dim: int = setting(64, ">= 1")
-    seed_heads: int = setting(8, ">= 1")
-    condition_dropout: float = setting(0.9, "in [0, 1)")
+    time_width: int = param(1024, "[1, inf)")
+    flow_width: int = param(1024, "[1, inf)")
+    flow_layers: int = param(2, "[1, inf)")
+    flow_dropout: float = param(0.1, "[0, 1)")
+    condition_dim: int = param(256, "[1, inf)")
+    seed_dim: int = param(64, "[1, inf)")
+    seed_heads: int = param(8, "[1, inf)")
+    condition_dropout: float = param(0.9, "[0, 1)")
 
     def __post_init__(self):
-        check(self)
+        super().__post_init__()
         if self.seed_dim % self.seed_heads:
             raise ValueError(f"seed_dim must be a multiple of seed_heads; got {self.seed_dim}, {self.seed_heads}")
         if self.time_width % 2:

@@ -7,8 +7,8 @@ ceiling (``ceiling``), train the conditional flow from training controls to ever
 (``training``). ``predict``: encode up to ``max_cells`` of the query's control cells, solve the flow's
 ODE under each queried condition, decode; unseen genes are predicted from their prior features.
 
-Determinism: weights and dropout draw from torch's global generator, seeded with ``train.seed`` inside
-``torch.random.fork_rng`` (the caller's state is restored); the flow's sampling from a generator and
+Determinism: weights and dropout draw from torch's global generator, seeded with ``train.seed`` for
+``fit`` by ``TorchAdapter`` (the caller's state is restored); the flow's sampling from a generator and
 ``numpy.random.default_rng(train.seed)``; GRC from its fixed seed 42 (official); the query's cells
 from ``query.seed``.
 """
@@ -21,20 +21,22 @@ import numpy as np
 import pandas as pd
 
 from bench.adapters.kit.counterfactual_cells import cells_anndata, starting_rows
-from bench.adapters.kit.torch_runtime import seeded_torch, torch_threads
+from bench.adapters.kit.param_groups import ParamGroups
+from bench.adapters.kit.params import Params, param
+from bench.adapters.kit.torch_adapter import TorchAdapter
+from bench.adapters.kit.validation import validation_targets
 from bench.adapters.scbig.ceiling import ceiling
-from bench.adapters.scbig.clustering import ClusteringSettings, cluster_genes
-from bench.adapters.scbig.encoder import EncoderSettings
-from bench.adapters.scbig.flow import ConditionalFlow, ConditionalFlowSettings
+from bench.adapters.scbig.clustering import ClusteringParams, cluster_genes
+from bench.adapters.scbig.encoder import EncoderParams
+from bench.adapters.scbig.flow import ConditionalFlow, ConditionalFlowParams
 from bench.adapters.scbig.latent import LatentSpace
-from bench.adapters.scbig.pretrain import PretrainSettings, fit_latent, pca_latent
-from bench.adapters.scbig.priors import ConditionFeatures, PriorSettings, embeddings, pathways, relation_graph
-from bench.adapters.scbig.settings import build, check, setting, signature
+from bench.adapters.scbig.pretrain import PretrainParams, fit_latent, pca_latent
+from bench.adapters.scbig.priors import ConditionFeatures, PriorParams, embeddings, pathways, relation_graph
 from bench.adapters.scbig.training import (
     FlowData,
-    FlowSettings,
+    FlowParams,
     Structure,
-    StructureSettings,
+    StructureParams,
     cell_groups,
     predict_cells,
     train_flow,
@@ -48,36 +50,34 @@ CEILING_PCS = 50
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunParams(Params):
     """``max_cells`` control cells per query; ``threads`` torch threads (0 = unchanged)."""
 
-    max_cells: int = setting(500, ">= 1")
-    threads: int = setting(0, ">= 0")
-
-    def __post_init__(self):
-        check(self)
+    max_cells: int = param(500, "[1, inf)")
+    threads: int = param(0, "[0, inf)")
 
 
-GROUPS = (ClusteringSettings, EncoderSettings, PretrainSettings, ConditionalFlowSettings, FlowSettings,
-          StructureSettings, PriorSettings, RunSettings)
+class ScBIGParams(ParamGroups):
+    """The card's parameters, flat (the ``paper`` preset holds the official values), one group per
+    component, described there."""
+
+    clustering: ClusteringParams
+    encoder: EncoderParams
+    pretraining: PretrainParams
+    network: ConditionalFlowParams
+    training: FlowParams
+    structure: StructureParams
+    priors: PriorParams
+    run: RunParams
 
 
-class ScBIGModel:
-    """Parameters: flat, as the card names them (the ``paper`` preset holds the official values); each
-    component receives its group of them, described there (``GROUPS``)."""
+class ScBIGModel(TorchAdapter):
+    """Parameters: ``ScBIGParams``."""
 
-    __signature__ = signature(GROUPS)
-
-    def __init__(self, **params):
-        (self.clustering, self.encoder, self.pretraining, self.network, self.training, self.structure,
-         self.priors, self.run) = build(GROUPS, params)
-
-    def fit(self, train: TrainData) -> None:
-        with torch_threads(self.run.threads):
-            self._fit(train)
+    Params = ScBIGParams
 
     def _fit(self, train: TrainData) -> None:
-        cells = train.cells
+        params, cells = self.params, train.cells
         perturbed = sorted(perturbed_genes(train.conditions))
         if not perturbed:
             raise ModelError("scBIG needs perturbed training conditions; the training cells have none")
@@ -86,39 +86,34 @@ class ScBIGModel:
             raise ModelError("scBIG flows from control cells; the training cells have no controls")
         self.genes, self.device = train.genes, train.device
         rng = train.rng()
-        with seeded_torch(train.seed, self.device):
-            train.progress("gene priors")
-            vectors = embeddings(train, self.priors, rng)
-            self.labels = cluster_genes(self.clustering, vectors.clustering, lambda: relation_graph(train, self.priors),
-                                        self.genes, train.progress)
-            autoencoder = fit_latent(train, self.labels, vectors.positional, self.encoder, self.pretraining, rng)
-            self.latent = LatentSpace(autoencoder, self.device)
-            pca = LatentSpace(pca_latent(cells.X, CEILING_PCS, rng, self.device), self.device)
-            train.diagnostics.update(ceiling({"latent": self.latent, f"pca{CEILING_PCS}": pca}, cells, train.val))
-            data = FlowData(self.latent.encode(cells.X), cells.X, groups, controls)
-            train.progress("condition features")
-            features = ConditionFeatures(train, perturbed, self.priors)
-            self.flow = ConditionalFlow(features, sorted(controls), data.z.shape[1], **self.network.sizes())
-            self.flow = self.flow.to(self.device)
-            sets = pathways(train, self.priors) if self.structure.pathway_weight else []
-            structure = Structure.of(self.labels, sets, self.structure, self.device)
-            validation = validation_groups(train.val, data, self.training.eval_cells, rng)
-            alignment = train_flow(self.flow, self.latent, data, structure, validation, self.training, rng,
-                                   train.report, self.device, train.progress)
-            train.diagnostics["structure_steps_skipped"] = alignment.skipped
-
-    def predict(self, query: PredictQuery) -> Prediction:
-        with torch_threads(self.run.threads):
-            return self._predict(query)
+        train.progress("gene priors")
+        vectors = embeddings(train, params.priors, rng)
+        self.labels = cluster_genes(params.clustering, vectors.clustering, lambda: relation_graph(train, params.priors),
+                                    self.genes, train.progress)
+        autoencoder = fit_latent(train, self.labels, vectors.positional, params.encoder, params.pretraining, rng)
+        self.latent = LatentSpace(autoencoder, self.device)
+        pca = LatentSpace(pca_latent(cells.X, CEILING_PCS, rng, self.device), self.device)
+        train.diagnostics.update(ceiling({"latent": self.latent, f"pca{CEILING_PCS}": pca}, cells, train.val))
+        data = FlowData(self.latent.encode(cells.X), cells.X, groups, controls)
+        train.progress("condition features")
+        features = ConditionFeatures(train, perturbed, params.priors)
+        self.flow = ConditionalFlow(features, sorted(controls), data.z.shape[1], **params.network.sizes())
+        self.flow = self.flow.to(self.device)
+        sets = pathways(train, params.priors) if params.structure.pathway_weight else []
+        structure = Structure.of(self.labels, sets, params.structure, self.device)
+        validation = validation_groups(validation_targets(train), data, params.training.eval_cells, rng)
+        alignment = train_flow(self.flow, self.latent, data, structure, validation, params.training, rng,
+                               train.report, self.device, train.progress)
+        train.diagnostics["structure_steps_skipped"] = alignment.skipped
 
     def _predict(self, query: PredictQuery) -> Prediction:
-        rows = starting_rows(query, self.genes, self.run.max_cells)
+        rows = starting_rows(query, self.genes, self.params.run.max_cells)
         z0 = self.latent.encode(query.control.X[rows])
         cells = []
         for i, condition in enumerate(query.conditions):
             query.progress("solving the flow", i, len(query.conditions))
-            cells.append(predict_cells(self.flow, self.latent, z0, condition, query.cell_type, self.training.rtol,
-                                       self.training.atol).cpu().numpy())
+            cells.append(predict_cells(self.flow, self.latent, z0, condition, query.cell_type,
+                                       self.params.training.rtol, self.params.training.atol).cpu().numpy())
         cells = np.stack(cells)
         return Prediction(means=pd.DataFrame(cells.mean(axis=1), index=query.conditions, columns=self.genes),
                           cells=cells_anndata(cells, query, self.genes))

@@ -22,28 +22,26 @@ import scipy.sparse as sp
 import torch
 
 from bench.adapters.kit.early_stopping import BestWeights
+from bench.adapters.kit.params import Params, param
 from bench.adapters.kit.torch_runtime import dense_rows
 from bench.adapters.scbig.clustering import gene_order
-from bench.adapters.scbig.encoder import EncoderSettings, GeneClusterAwareEncoder, PCALatent
-from bench.adapters.scbig.priors import MAX_CELLS
-from bench.adapters.scbig.settings import check, setting
+from bench.adapters.scbig.encoder import EncoderParams, GeneClusterAwareEncoder, PCALatent
 from bench.core.api import TrainData, no_progress
 from bench.core.conditions import CONTROL
 
+PCA_CELLS = 5000  # the training cells (at most) a PCA is fitted on: the PCA latent's, the offline gene embeddings'
+
 
 @dataclass(frozen=True)
-class PretrainSettings:
+class PretrainParams(Params):
     """The GCAE's pre-training (card names ``ae_*``); defaults are the official run's values."""
 
-    epochs: int = setting(100, ">= 0", "ae_epochs")
-    batch_size: int = setting(256, ">= 1", "ae_batch_size")
-    learning_rate: float = setting(1e-4, "> 0", "ae_learning_rate")
-    eval_every: int = setting(5, ">= 0", "ae_eval_every")
-    patience: int = setting(4, ">= 0", "ae_patience")
-    eval_cells: int = setting(300, ">= 1", "ae_eval_cells")
-
-    def __post_init__(self):
-        check(self)
+    epochs: int = param(100, "[0, inf)", name="ae_epochs")
+    batch_size: int = param(256, "[1, inf)", name="ae_batch_size")
+    learning_rate: float = param(1e-4, "(0, inf)", name="ae_learning_rate")
+    eval_every: int = param(5, "[0, inf)", name="ae_eval_every")
+    patience: int = param(4, "[0, inf)", name="ae_patience")
+    eval_cells: int = param(300, "[1, inf)", name="ae_eval_cells")
 
 
 def _subsample(indices: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -102,7 +100,7 @@ def validation_error(net: torch.nn.Module, x, batch_size: int, device: str) -> f
     return float(np.mean(errors))
 
 
-def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, rng: np.random.Generator,
+def pretrain(net: torch.nn.Module, train_x, val_x, params: PretrainParams, rng: np.random.Generator,
              device: str, progress: Callable[..., None] = no_progress) -> float:
     """Train ``net`` (an autoencoder, ``net(x) ≈ x``) in place on the rows of ``train_x`` (the
     encoder's training rows); return the best validation error (inf if never evaluated).
@@ -116,22 +114,22 @@ def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, r
     (IMPL:1868-1871). ``val_x`` None, empty or ``eval_every <= 0``: no evaluation. ``progress`` hears
     the epochs done.
     """
-    optimiser = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
-    best = BestWeights(settings.patience)
-    evaluates = val_x is not None and val_x.shape[0] > 0 and settings.eval_every > 0
+    optimiser = torch.optim.Adam(net.parameters(), lr=params.learning_rate)
+    best = BestWeights(params.patience)
+    evaluates = val_x is not None and val_x.shape[0] > 0 and params.eval_every > 0
     n_rows = train_x.shape[0]
-    for epoch in range(1, settings.epochs + 1):
-        progress("pre-training the autoencoder", epoch - 1, settings.epochs)
+    for epoch in range(1, params.epochs + 1):
+        progress("pre-training the autoencoder", epoch - 1, params.epochs)
         net.train()
         order = rng.permutation(n_rows)
-        for start in range(0, n_rows, settings.batch_size):
-            block = dense_rows(train_x, order[start:start + settings.batch_size], device)
+        for start in range(0, n_rows, params.batch_size):
+            block = dense_rows(train_x, order[start:start + params.batch_size], device)
             loss = ((net(block) - block) ** 2).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-        if evaluates and epoch % settings.eval_every == 0:
-            if best.update(net, validation_error(net, val_x, settings.batch_size, device)):
+        if evaluates and epoch % params.eval_every == 0:
+            if best.update(net, validation_error(net, val_x, params.batch_size, device)):
                 break
     best.restore(net)
     net.eval()
@@ -139,14 +137,14 @@ def pretrain(net: torch.nn.Module, train_x, val_x, settings: PretrainSettings, r
 
 
 def pca_latent(x, components: int, rng: np.random.Generator, device: str) -> PCALatent:
-    """``PCALatent`` of at most ``priors.MAX_CELLS`` rows of ``x`` drawn with ``rng``."""
-    rows = np.sort(rng.choice(x.shape[0], size=min(x.shape[0], MAX_CELLS), replace=False))
+    """``PCALatent`` of at most ``PCA_CELLS`` rows of ``x`` drawn with ``rng``."""
+    rows = np.sort(rng.choice(x.shape[0], size=min(x.shape[0], PCA_CELLS), replace=False))
     sample = x[rows].toarray() if sp.issparse(x) else np.asarray(x[rows])
     return PCALatent(sample.astype(np.float64), components).to(device)
 
 
-def fit_latent(train: TrainData, labels: np.ndarray, positional: np.ndarray, encoder: EncoderSettings,
-               settings: PretrainSettings, rng: np.random.Generator) -> torch.nn.Module:
+def fit_latent(train: TrainData, labels: np.ndarray, positional: np.ndarray, encoder: EncoderParams,
+               params: PretrainParams, rng: np.random.Generator) -> torch.nn.Module:
     """The latent's autoencoder fitted to the training cells: PCA, or the GCAE over the genes sorted by
     their cluster ``labels``, pre-trained on the rows and validated on the cells of ``encoder_validation_rows``."""
     x = train.cells.X
@@ -154,8 +152,8 @@ def fit_latent(train: TrainData, labels: np.ndarray, positional: np.ndarray, enc
         return pca_latent(x, encoder.latent_dim, rng, train.device)
     controls = train.cells.obs["condition"].astype(str).to_numpy() == CONTROL
     val_controls = train.val.obs["condition"].astype(str).to_numpy() == CONTROL
-    rows, val_x = encoder_validation_rows(x, controls, train.val.X, val_controls, settings.eval_cells, train.seed)
+    rows, val_x = encoder_validation_rows(x, controls, train.val.X, val_controls, params.eval_cells, train.seed)
     gene_mean = dense_rows(x, rows, "cpu").double().mean(dim=0).numpy()
     net = GeneClusterAwareEncoder(gene_order(labels), gene_mean, positional, **encoder.gcae()).to(train.device)
-    pretrain(net, x[rows], val_x, settings, rng, train.device, train.progress)
+    pretrain(net, x[rows], val_x, params, rng, train.device, train.progress)
     return net

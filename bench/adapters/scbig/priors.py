@@ -10,8 +10,8 @@ GeneCompass is read two ways, as the release does: for clustering by symbol, the
 key, each gene not found filled with ``default_rng(42).normal(0, 0.1, dim)`` in panel order
 (``scbig/clustering/grc.py:54-77``); for the positional code by symbol only, zeros elsewhere
 (``scbig/models/_gcae_impl.py:1312-1345``). Offline, both are the data-derived embeddings: genes
-standardised over at most ``MAX_CELLS`` training cells (drawn with the caller's ``rng``), embedded by
-their loadings on the top principal axes (scaled by the singular values), rows L2-normalised.
+standardised over at most ``pretrain.PCA_CELLS`` training cells (drawn with the caller's ``rng``),
+embedded by their loadings on the top principal axes (scaled by the singular values), rows L2-normalised.
 """
 
 from __future__ import annotations
@@ -26,33 +26,30 @@ from sklearn.preprocessing import normalize
 
 from bench.adapters.kit import gene_resources
 from bench.adapters.kit.gene_features import GeneFeatures
+from bench.adapters.kit.params import Params, param
 from bench.adapters.scbig.clustering import SEED as GRC_SEED
-from bench.adapters.scbig.settings import check, setting
+from bench.adapters.scbig.pretrain import PCA_CELLS
 from bench.core import linalg
 from bench.core.api import TrainData
 
-MAX_CELLS = 5000
 EMBEDDING_DIM = 64
 
 
 @dataclass(frozen=True)
-class PriorSettings:
+class PriorParams(Params):
     """The offline substitutes' sizes; the official resources' paths ("" = the substitute) and filters."""
 
-    max_pathways: int = setting(64, ">= 0")
-    n_components: int = setting(10, ">= 1")
-    gene_embeddings: str = setting("")
-    string_info: str = setting("")
-    string_links: str = setting("")
-    string_min_score: int = setting(700)
-    esm_features: str = setting("")
-    pathways_gmt: str = setting("")
-    gmt_min_genes: int = setting(1, ">= 1")
-    gmt_max_genes: int = setting(0, ">= 0")
-    gmt_max_pathways: int = setting(0, ">= 0")
-
-    def __post_init__(self):
-        check(self)
+    max_pathways: int = param(64, "[0, inf)")
+    n_components: int = param(10, "[1, inf)")
+    gene_embeddings: str = param("")
+    string_info: str = param("")
+    string_links: str = param("")
+    string_min_score: int = param(700)
+    esm_features: str = param("")
+    pathways_gmt: str = param("")
+    gmt_min_genes: int = param(1, "[1, inf)")
+    gmt_max_genes: int = param(0, "[0, inf)")
+    gmt_max_pathways: int = param(0, "[0, inf)")
 
 
 class GeneVectors(NamedTuple):
@@ -71,7 +68,7 @@ def read_gene_vectors(path: str, genes: list[str]) -> GeneVectors:
 
 def data_gene_embeddings(train: TrainData, rng: np.random.Generator, dim: int = EMBEDDING_DIM) -> np.ndarray:
     cells = train.cells
-    x = cells.X[linalg.sample_rows(cells.n_obs, rng, MAX_CELLS)]
+    x = cells.X[linalg.sample_rows(cells.n_obs, rng, PCA_CELLS)]
     x = x.toarray() if sp.issparse(x) else np.asarray(x, dtype=np.float64)
     _, values, axes = linalg.principal_axes(x, dim, scale=True)
     return (axes.T * values).astype(np.float32)
@@ -86,12 +83,12 @@ class GeneEmbeddings:
     positional: np.ndarray
 
 
-def embeddings(train: TrainData, settings: PriorSettings, rng: np.random.Generator) -> GeneEmbeddings:
+def embeddings(train: TrainData, params: PriorParams, rng: np.random.Generator) -> GeneEmbeddings:
     """The gene embeddings of ``train.genes`` (see the module docstring); ``rng`` is used offline only."""
-    if not settings.gene_embeddings:
+    if not params.gene_embeddings:
         data = normalize(data_gene_embeddings(train, rng)).astype(np.float32)
         return GeneEmbeddings(data, data.copy())
-    vectors = read_gene_vectors(settings.gene_embeddings, train.genes)
+    vectors = read_gene_vectors(params.gene_embeddings, train.genes)
     clustering = vectors.clustering.copy()
     fill = np.random.default_rng(GRC_SEED)
     for row in np.flatnonzero(~vectors.clustering_found):
@@ -99,15 +96,15 @@ def embeddings(train: TrainData, settings: PriorSettings, rng: np.random.Generat
     return GeneEmbeddings(clustering, vectors.positional)
 
 
-def relation_graph(train: TrainData, settings: PriorSettings) -> pd.DataFrame:
-    return gene_resources.gene_graph(train, settings.string_info, settings.string_links, settings.string_min_score)
+def relation_graph(train: TrainData, params: PriorParams) -> pd.DataFrame:
+    return gene_resources.gene_graph(train, params.string_info, params.string_links, params.string_min_score)
 
 
-def pathways(train: TrainData, settings: PriorSettings) -> list[np.ndarray]:
+def pathways(train: TrainData, params: PriorParams) -> list[np.ndarray]:
     """Gene-index arrays of the GMT file's pathways, else of the ``max_pathways`` largest GO gene sets."""
-    return gene_resources.gene_sets(train, settings.pathways_gmt, settings.gmt_min_genes,
-                                    settings.gmt_max_genes or None, settings.gmt_max_pathways or None,
-                                    settings.max_pathways)
+    return gene_resources.gene_sets(train, params.pathways_gmt, params.gmt_min_genes,
+                                    params.gmt_max_genes or None, params.gmt_max_pathways or None,
+                                    params.max_pathways)
 
 
 class ConditionFeatures:
@@ -118,12 +115,12 @@ class ConditionFeatures:
     data PCA loadings, flags of which exist]``, zeros for a gene with neither.
     """
 
-    def __init__(self, train: TrainData, perturbed: list[str], settings: PriorSettings):
-        self.esm_path = settings.esm_features
+    def __init__(self, train: TrainData, perturbed: list[str], params: PriorParams):
+        self.esm_path = params.esm_features
         if self.esm_path:
             self.dim = gene_resources.read_esm_features(self.esm_path, perturbed)[0].shape[1]
         else:
-            self.genes = GeneFeatures.fit(train, perturbed, settings.n_components)
+            self.genes = GeneFeatures.fit(train, perturbed, params.n_components)
             self.dim = self.genes.go_dim + self.genes.data_dim + 2
 
     def lookup(self, genes: list[str]) -> np.ndarray:

@@ -29,59 +29,53 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.adapters.kit.early_stopping import BestWeights
+from bench.adapters.kit.early_stopping import EarlyStopping
+from bench.adapters.kit.params import Params, param
 from bench.adapters.kit.torch_runtime import dense_rows
+from bench.adapters.kit.validation import ValidationTarget, sample_rows
 from bench.adapters.scbig.coupling import couple
 from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
-from bench.adapters.scbig.settings import check, setting
 from bench.adapters.scbig.structure import cluster_correlation_loss, membership, pathway_ot_loss
 from bench.core.api import no_progress
 from bench.core.conditions import CONTROL
-from bench.core.pseudobulk import group_means
 from bench.evaluation.metrics import rowwise_pearson
 
 
 @dataclass(frozen=True)
-class FlowSettings:
+class FlowParams(Params):
     """Flow matching: ``calls`` of ``batch_size`` cells, ``accumulation`` calls per Adam update at
     ``learning_rate``, ``grad_clip``, path ``noise``, coupling ``ot_*``; validation every ``eval_every``
     calls on ``eval_cells`` cells (``patience`` evaluations, 0 = never stop early); ODE ``rtol``, ``atol``."""
 
-    calls: int = setting(500_000, ">= 1")
-    accumulation: int = setting(20, ">= 1")
-    batch_size: int = setting(1024, ">= 1")
-    learning_rate: float = setting(5e-5, "> 0")
-    grad_clip: float = setting(1.0, "> 0")
-    noise: float = setting(0.5, ">= 0")
-    ot_epsilon: float = setting(1.0, "> 0")
-    ot_threshold: float = setting(1e-3, "> 0")
-    ot_iterations: int = setting(2000, ">= 1")
-    eval_every: int = setting(100_000, ">= 1")
-    eval_cells: int = setting(500, ">= 1")
-    patience: int = setting(0, ">= 0")
-    rtol: float = setting(1e-5, "> 0")
-    atol: float = setting(1e-5, "> 0")
-
-    def __post_init__(self):
-        check(self)
+    calls: int = param(500_000, "[1, inf)")
+    accumulation: int = param(20, "[1, inf)")
+    batch_size: int = param(1024, "[1, inf)")
+    learning_rate: float = param(5e-5, "(0, inf)")
+    grad_clip: float = param(1.0, "(0, inf)")
+    noise: float = param(0.5, "[0, inf)")
+    ot_epsilon: float = param(1.0, "(0, inf)")
+    ot_threshold: float = param(1e-3, "(0, inf)")
+    ot_iterations: int = param(2000, "[1, inf)")
+    eval_every: int = param(100_000, "[1, inf)")
+    eval_cells: int = param(500, "[1, inf)")
+    patience: int = param(0, "[0, inf)")
+    rtol: float = param(1e-5, "(0, inf)")
+    atol: float = param(1e-5, "(0, inf)")
 
 
 @dataclass(frozen=True)
-class StructureSettings:
+class StructureParams(Params):
     """The alignment steps (card names ``structure_*``): every ``every`` calls on ``conditions`` conditions
     of ``cells`` cells, Adam ``learning_rate``, element-wise clip ``clip``; the two losses' weights."""
 
-    every: int = setting(1000, ">= 1", "structure_every")
-    conditions: int = setting(3, ">= 1", "structure_conditions")
-    cells: int = setting(64, ">= 1", "structure_cells")
-    learning_rate: float = setting(5e-5, "> 0", "structure_learning_rate")
-    clip: float = setting(1.0, "> 0", "structure_clip")
-    correlation_weight: float = setting(0.1, ">= 0")
-    pathway_weight: float = setting(0.1, ">= 0")
-
-    def __post_init__(self):
-        check(self)
+    every: int = param(1000, "[1, inf)", name="structure_every")
+    conditions: int = param(3, "[1, inf)", name="structure_conditions")
+    cells: int = param(64, "[1, inf)", name="structure_cells")
+    learning_rate: float = param(5e-5, "(0, inf)", name="structure_learning_rate")
+    clip: float = param(1.0, "(0, inf)", name="structure_clip")
+    correlation_weight: float = param(0.1, "[0, inf)")
+    pathway_weight: float = param(0.1, "[0, inf)")
 
 
 @dataclass
@@ -104,19 +98,19 @@ class FlowData:
 @dataclass
 class Structure:
     """Cluster-averaging and pathway-averaging matrices (genes x groups; ``pathways`` may be None) and the
-    alignment's settings."""
+    alignment's parameters."""
 
     clusters: torch.Tensor
     pathways: torch.Tensor | None
-    settings: StructureSettings
+    params: StructureParams
 
     @classmethod
-    def of(cls, labels: np.ndarray, pathways: list[np.ndarray], settings: StructureSettings,
+    def of(cls, labels: np.ndarray, pathways: list[np.ndarray], params: StructureParams,
            device: str) -> Structure:
         """From every gene's cluster label and the gene-index arrays of the pathways (possibly none)."""
         n_genes, k = len(labels), int(labels.max()) + 1
         clusters = membership([np.flatnonzero(labels == c) for c in range(k)], n_genes, device)
-        return cls(clusters, membership(pathways, n_genes, device) if pathways else None, settings)
+        return cls(clusters, membership(pathways, n_genes, device) if pathways else None, params)
 
 
 @dataclass
@@ -142,19 +136,18 @@ def cell_groups(cells) -> tuple[list[Group], dict[str, np.ndarray]]:
     return groups, controls
 
 
-def validation_groups(val, data: FlowData, eval_cells: int, rng: np.random.Generator) -> list[ValidationGroup]:
-    """Per cell type: its validation conditions' observed means, the mean of all its training controls
-    and the latents of ``eval_cells`` of them (the same cells at every validation)."""
-    val = val[val.obs["condition"].astype(str) != CONTROL]
+def validation_groups(targets: list[ValidationTarget], data: FlowData, eval_cells: int,
+                      rng: np.random.Generator) -> list[ValidationGroup]:
+    """Per validation target (``kit.validation_targets``) of a cell type with training controls: its
+    conditions' observed means, the mean of all its training controls and the latents of ``eval_cells``
+    of them (the same cells at every validation)."""
     groups = []
-    for cell_type in sorted(set(val.obs["cell_type"].astype(str)) & set(data.controls)):
-        subset = val[val.obs["cell_type"].astype(str) == cell_type]
-        labels, means = group_means(subset.X, subset.obs["condition"].astype(str))
-        pool = data.controls[cell_type]
-        control_mean = dense_rows(data.x, pool, "cpu").double().mean(dim=0).numpy()
-        rows = np.sort(rng.choice(pool, size=min(eval_cells, len(pool)), replace=False))
-        groups.append(ValidationGroup(cell_type, list(labels), np.asarray(means, dtype=np.float64), control_mean,
-                                      data.z[rows]))
+    for target in targets:
+        if target.cell_type in data.controls:
+            pool = data.controls[target.cell_type]
+            control_mean = dense_rows(data.x, pool, "cpu").double().mean(dim=0).numpy()
+            groups.append(ValidationGroup(target.cell_type, target.conditions, target.means, control_mean,
+                                          data.z[sample_rows(rng, pool, eval_cells)]))
     return groups
 
 
@@ -166,25 +159,25 @@ def predict_cells(flow: ConditionalFlow, latent: LatentSpace, z0: torch.Tensor, 
 
 
 def validation_value(flow: ConditionalFlow, latent: LatentSpace, groups: list[ValidationGroup],
-                     settings: FlowSettings) -> float:
+                     params: FlowParams) -> float:
     """The official ``val_r_all``: mean over conditions of the all-gene Pearson delta (NaN ones skipped)."""
     values = []
     for group in groups:
-        predicted = np.stack([predict_cells(flow, latent, group.z0, c, group.cell_type, settings.rtol,
-                                            settings.atol).mean(dim=0).cpu().numpy() for c in group.conditions])
+        predicted = np.stack([predict_cells(flow, latent, group.z0, c, group.cell_type, params.rtol,
+                                            params.atol).mean(dim=0).cpu().numpy() for c in group.conditions])
         values.append(rowwise_pearson(predicted - group.control_mean, group.observed - group.control_mean))
     return float(np.mean(np.concatenate(values)))
 
 
-def flow_matching_loss(flow: ConditionalFlow, data: FlowData, group: Group, settings: FlowSettings,
+def flow_matching_loss(flow: ConditionalFlow, data: FlowData, group: Group, params: FlowParams,
                        rng: np.random.Generator, generator: torch.Generator) -> torch.Tensor:
     """One call: controls and condition cells drawn with replacement, coupled by entropic OT, regressed."""
     controls = data.controls[group.cell_type]
-    x0 = data.z[rng.choice(controls, size=settings.batch_size, replace=True)]
-    x1 = data.z[rng.choice(group.rows, size=settings.batch_size, replace=True)]
-    x0, x1 = couple(x0, x1, generator, epsilon=settings.ot_epsilon, threshold=settings.ot_threshold,
-                    max_iterations=settings.ot_iterations)
-    return path_loss(flow.velocity, x0, x1, flow.condition(group.condition, group.cell_type), settings.noise,
+    x0 = data.z[rng.choice(controls, size=params.batch_size, replace=True)]
+    x1 = data.z[rng.choice(group.rows, size=params.batch_size, replace=True)]
+    x0, x1 = couple(x0, x1, generator, epsilon=params.ot_epsilon, threshold=params.ot_threshold,
+                    max_iterations=params.ot_iterations)
+    return path_loss(flow.velocity, x0, x1, flow.condition(group.condition, group.cell_type), params.noise,
                      generator)
 
 
@@ -192,26 +185,25 @@ class StructureAlignment:
     """The official structure-aware alignment steps, with their own Adam state."""
 
     def __init__(self, flow: ConditionalFlow, latent: LatentSpace, data: FlowData, structure: Structure,
-                 settings: FlowSettings, device: str):
+                 params: FlowParams, device: str):
         self.flow, self.latent, self.data, self.structure = flow, latent, data, structure
-        self.settings, self.device = settings, device
-        self.optimiser = torch.optim.Adam(flow.parameters(), lr=structure.settings.learning_rate)
+        self.params, self.device = params, device
+        self.optimiser = torch.optim.Adam(flow.parameters(), lr=structure.params.learning_rate)
         self.skipped = 0
 
     @property
     def active(self) -> bool:
-        weights = self.structure.settings
+        weights = self.structure.params
         return weights.correlation_weight > 0 or (weights.pathway_weight > 0 and self.structure.pathways is not None)
 
     def loss(self, group: Group, rng: np.random.Generator) -> torch.Tensor:
-        cells, weights = self.structure.settings.cells, self.structure.settings
+        cells, weights = self.structure.params.cells, self.structure.params
         controls = self.data.controls[group.cell_type]
-        z0 = self.data.z[np.sort(rng.choice(controls, size=min(cells, len(controls)), replace=False))]
-        observed = dense_rows(self.data.x, np.sort(rng.choice(group.rows, size=min(cells, len(group.rows)),
-                                                               replace=False)), self.device)
+        z0 = self.data.z[sample_rows(rng, controls, cells)]
+        observed = dense_rows(self.data.x, sample_rows(rng, group.rows, cells), self.device)
         condition = self.flow.condition(group.condition, group.cell_type)
-        predicted = self.latent.decode(transport(self.flow.velocity, z0, condition, rtol=self.settings.rtol,
-                                                 atol=self.settings.atol))
+        predicted = self.latent.decode(transport(self.flow.velocity, z0, condition, rtol=self.params.rtol,
+                                                 atol=self.params.atol))
         loss = weights.correlation_weight * cluster_correlation_loss(predicted, observed, self.structure.clusters)
         if self.structure.pathways is not None and weights.pathway_weight > 0:
             loss = loss + weights.pathway_weight * pathway_ot_loss(predicted, observed, self.structure.pathways)
@@ -221,7 +213,7 @@ class StructureAlignment:
         """One alignment step per drawn condition; the main optimiser's accumulated gradients are kept."""
         parameters = [p for p in self.flow.parameters() if p.requires_grad]
         accumulated = [None if p.grad is None else p.grad.clone() for p in parameters]
-        chosen = rng.choice(len(self.data.groups), size=min(self.structure.settings.conditions,
+        chosen = rng.choice(len(self.data.groups), size=min(self.structure.params.conditions,
                                                              len(self.data.groups)), replace=False)
         self.flow.eval()
         for index in chosen:
@@ -233,7 +225,7 @@ class StructureAlignment:
                 continue
             for p in parameters:
                 if p.grad is not None:
-                    p.grad.clamp_(-self.structure.settings.clip, self.structure.settings.clip)
+                    p.grad.clamp_(-self.structure.params.clip, self.structure.params.clip)
             self.optimiser.step()
         self.flow.train()
         for p, grad in zip(parameters, accumulated):
@@ -241,45 +233,44 @@ class StructureAlignment:
 
 
 def train_flow(flow: ConditionalFlow, latent: LatentSpace, data: FlowData, structure: Structure,
-               validation: list[ValidationGroup], settings: FlowSettings, rng: np.random.Generator,
+               validation: list[ValidationGroup], params: FlowParams, rng: np.random.Generator,
                report: Callable[[int, float], None], device: str,
                progress: Callable[..., None] = no_progress) -> StructureAlignment:
     """Train ``flow`` in place (the best validated weights are kept); return the alignment's record.
     ``progress`` hears the calls done."""
     generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
-    optimiser = torch.optim.Adam(flow.parameters(), lr=settings.learning_rate)
-    alignment = StructureAlignment(flow, latent, data, structure, settings, device)
+    optimiser = torch.optim.Adam(flow.parameters(), lr=params.learning_rate)
+    alignment = StructureAlignment(flow, latent, data, structure, params, device)
     by_type: dict[str, list[Group]] = {}
     for group in data.groups:
         by_type.setdefault(group.cell_type, []).append(group)
     cell_types = sorted(by_type)
-    best, running = BestWeights(settings.patience), []
+    stopping, running = EarlyStopping(params.patience, report), []
     flow.train()
     optimiser.zero_grad()
-    for call in range(1, settings.calls + 1):
-        progress("training the flow", call - 1, settings.calls)
+    for call in range(1, params.calls + 1):
+        progress("training the flow", call - 1, params.calls)
         groups = by_type[cell_types[rng.integers(len(cell_types))]]
-        loss = flow_matching_loss(flow, data, groups[rng.integers(len(groups))], settings, rng, generator)
-        (loss / settings.accumulation).backward()
+        loss = flow_matching_loss(flow, data, groups[rng.integers(len(groups))], params, rng, generator)
+        (loss / params.accumulation).backward()
         running.append(float(loss.detach()))
-        if call % settings.accumulation == 0:
-            torch.nn.utils.clip_grad_norm_(flow.parameters(), settings.grad_clip)
+        if call % params.accumulation == 0:
+            torch.nn.utils.clip_grad_norm_(flow.parameters(), params.grad_clip)
             optimiser.step()
             optimiser.zero_grad()
-        if alignment.active and call % structure.settings.every == 0:
+        if alignment.active and call % structure.params.every == 0:
             alignment.round(rng)
-        if call % settings.eval_every and call != settings.calls:
+        if call % params.eval_every and call != params.calls:
             continue
         if not validation:
             report(call, -float(np.mean(running)))
             running = []
             continue
         running = []
-        value = validation_value(flow, latent, validation, settings)
+        value = validation_value(flow, latent, validation, params)
         flow.train()
-        report(call, value)
-        if best.update(flow, -value):
+        if stopping.evaluated(call, flow, -value):
             break
-    best.restore(flow)
+    stopping.restore(flow)
     flow.eval()
     return alignment
