@@ -48,7 +48,7 @@ def _check_writable(out: Path) -> None:
     for folder in (out, *out.parents):
         if folder.exists():
             if not folder.is_dir():
-                reason = "it is a file, not a folder" if folder == out else f"{folder} is not a directory"
+                reason = "it is a file, not a folder" if folder == out else "not a directory"
             elif not os.access(folder, os.W_OK):
                 reason = "permission denied"
             else:
