@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from conftest import bench
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +27,7 @@ def test_the_readme_shows_the_example_files_as_they_are():
     assert _readme_block("toml", 'name = "go_neighbours"') == (CARDS / "go_neighbours.toml").read_text()
 
 
+@pytest.mark.slow
 def test_the_example_runs_from_a_card_folder(tmp_path):
     done = bench("run", "--model", "go_neighbours", "--dataset", "synthetic", "--split", "simulation", "--seeds", "1",
                  "--no-track", env={"BENCH_CARDS_DIR": str(CARDS), "COLUMNS": "200"}, cwd=tmp_path)

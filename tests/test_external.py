@@ -109,6 +109,7 @@ def test_numpy_additive_predictions_score_as_the_additive_card(workdir, tmp_path
     np.testing.assert_allclose(ours.to_numpy(), card.to_numpy(), atol=1e-5)  # float32 file, 6 decimals in the CSV
 
 
+@pytest.mark.slow
 def test_score_and_export_refuse_bad_input_in_one_line(workdir, tmp_path):
     real_data_file("perturbench_devel.h5ad")
     folder = tmp_path / "taken"

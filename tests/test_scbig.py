@@ -186,6 +186,7 @@ def official_resources(genes: list[str], folder) -> dict[str, str]:
                 pathways_gmt=str(gmt))
 
 
+@pytest.mark.slow
 def test_official_resources_replace_the_offline_priors(small_synthetic, tmp_path):
     """The official files, given as parameters: the model reads each, conditions are ESM2 vectors alone
     (as official), and it still predicts."""

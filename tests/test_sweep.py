@@ -336,6 +336,7 @@ def test_bench_sweep_refuses_the_mlflow_database_as_storage_in_one_line(tmp_path
     assert tables(tmp_path / "mlflow.db") == before
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")  # study.ask
 @pytest.mark.parametrize("kind", ["sqlite", "journal"])
 def test_a_worker_that_finds_the_budget_taken_by_a_dead_trial_waits_and_retries_it(tmp_path, prepared, monkeypatch, kind):

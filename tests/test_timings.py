@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import bench
 
 from bench.cli.common import _simulated
@@ -52,6 +53,7 @@ def test_every_recorded_timing_names_a_card_and_a_preset_it_has():
         assert timing.device in ("cpu", "cuda") and timing.seconds > 0 and timing.cells * timing.genes > 0
 
 
+@pytest.mark.slow
 def test_the_simulator_says_it_is_one(workdir):
     assert "simulated by bench's simulator" in _simulated("synthetic")
     assert _simulated("norman_subset") == ""

@@ -102,6 +102,7 @@ def test_new_empty_and_mlflow_stores_and_servers_are_accepted(tmp_path, use, mon
     tracking.check_store()  # no connection is made
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["leaderboard"], ["sweep", "--model", "linear"]])
 def test_commands_refuse_a_wrong_store_in_one_line(tmp_path, command):
     optuna.create_study(storage=f"sqlite:///{tmp_path / 'sweeps.db'}", study_name="s")
