@@ -43,6 +43,7 @@ def browser(tmp_path):
         context.close()
 
 
+@pytest.mark.slow
 def test_the_page_renders_and_sorts_on_a_click(tracking_store, browser, tmp_path, record_property, capsys):
     for seed in (1, 2):
         log("mean", seed, scores(seed, 0.0))

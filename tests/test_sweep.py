@@ -325,6 +325,7 @@ def test_a_storage_that_is_not_optunas_is_refused_and_left_as_it_was(tmp_path, m
     assert tables(tmp_path / "notes.db") == {"notes"}
 
 
+@pytest.mark.slow
 def test_bench_sweep_refuses_the_mlflow_database_as_storage_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow_store()
