@@ -46,3 +46,10 @@ def test_sample_rows_are_sorted_distinct_and_at_most_the_limit():
     assert np.array_equal(linalg.sample_rows(10, np.random.default_rng(0), limit=30), np.arange(10))
     expected = np.sort(np.random.default_rng(5).choice(100, size=30, replace=False))
     assert np.array_equal(linalg.sample_rows(100, np.random.default_rng(5), limit=30), expected)
+
+
+def test_sample_rows_of_listed_rows_are_the_same_draw_as_of_their_positions():
+    pool = np.array([3, 8, 9, 20, 41, 42, 77])
+    positions = linalg.sample_rows(len(pool), np.random.default_rng(4), limit=4)
+    assert np.array_equal(linalg.sample_rows(pool, np.random.default_rng(4), limit=4), pool[positions])
+    assert len(linalg.sample_rows(np.array([], dtype=int), np.random.default_rng(0), limit=3)) == 0

@@ -1,5 +1,5 @@
 """Principal axes by an exact SVD, shared by the energy distance, scBIG's PCA latent and data-derived gene
-embeddings, GeneFeatures and the linear baseline.
+embeddings, GeneFeatures and the linear baseline; and the seeded subsample of rows they (and validation) draw.
 
 In-house on purpose: ``np.linalg.svd`` of the centred matrix in the caller's dtype. sklearn's and scanpy's
 PCA give the same subspace but flip the signs of some axes and differ by up to 5.7e-5 (scanpy in float32),
@@ -11,9 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def sample_rows(n: int, rng: np.random.Generator, limit: int = 5000) -> np.ndarray:
-    """Sorted indices of ``min(n, limit)`` distinct rows of ``n``, drawn by ``rng``."""
-    return np.sort(rng.choice(n, size=min(n, limit), replace=False))
+def sample_rows(pool: int | np.ndarray, rng: np.random.Generator, limit: int = 5000) -> np.ndarray:
+    """At most ``limit`` distinct rows drawn by ``rng``, sorted: of ``range(pool)``, or of the rows ``pool``
+    lists (the same draw: numpy picks positions either way)."""
+    size = int(pool) if np.ndim(pool) == 0 else len(pool)
+    return np.sort(rng.choice(pool, size=min(size, limit), replace=False))
 
 
 def principal_axes(x: np.ndarray, k: int, scale: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -105,7 +105,7 @@ def energy_distances(
             if obs_type is not None:
                 mask &= cells.obs["cell_type"].astype(str).to_numpy() == obs_type
             rows = np.flatnonzero(mask)
-            rows = np.sort(rng.choice(rows, size=min(len(rows), metrics.ENERGY_MAX_CELLS), replace=False))
+            rows = linalg.sample_rows(rows, rng, metrics.ENERGY_MAX_CELLS)
             sides.append((_dense(cells[rows]) - mean) @ axes.T)
         values[i] = metrics.energy_distance(*sides)
     return values

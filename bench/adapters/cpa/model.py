@@ -37,7 +37,8 @@ from bench.adapters.kit.counterfactual_cells import cells_anndata, starting_rows
 from bench.adapters.kit.gene_features import GeneFeatures
 from bench.adapters.kit.torch_adapter import TorchAdapter
 from bench.adapters.kit.torch_runtime import dense_rows
-from bench.adapters.kit.validation import sample_rows, validation_targets
+from bench.adapters.kit.validation import validation_targets
+from bench.core import linalg
 from bench.core.api import DataProperties, Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL, perturbed_genes
 from bench.core.errors import ModelError
@@ -96,7 +97,7 @@ class CPAModel(TorchAdapter):
             types = self.vocabulary.cell_types
             code = types.index(target.cell_type) if target.cell_type in types else -1
             pool = data.control[data.cell_type[data.control] == code]
-            rows = sample_rows(rng, pool if len(pool) else data.control, self.params.max_cells)
+            rows = linalg.sample_rows(pool if len(pool) else data.control, rng, self.params.max_cells)
             observed = torch.from_numpy(target.means.astype(np.float32)).to(self.device)
             groups.append((target.cell_type, target.conditions, dense_rows(data.x, rows, self.device),
                            self._library(data.counts, rows), observed))

@@ -35,7 +35,7 @@ Modules (``base``, ``params`` and ``param_groups`` import no torch; the others m
 - ``early_stopping``: ``BestWeights(patience)`` (``update``/``restore``) and ``EarlyStopping(patience,
   report)`` whose ``evaluated(step, net, loss)`` reports ``-loss`` and says when to stop.
 - ``validation``: ``validation_targets(train)`` (per cell type: perturbed validation conditions and
-  their observed means) and ``sample_rows(rng, pool, n)`` (sorted draw without replacement).
+  their observed means); a seeded subsample of rows is ``bench.core.linalg.sample_rows``.
 - ``counterfactual_cells``: ``starting_rows(query, genes, max_cells)`` and ``cells_anndata(cells, query, genes)``.
 - ``gene_features``: ``GeneFeatures`` (GO and data-derived features of perturbed genes, for unseen genes).
 - ``effects``: ``Effects`` (pseudobulk control means and changes) and ``prediction(query, rows)``.

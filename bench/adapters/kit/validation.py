@@ -30,8 +30,3 @@ def validation_targets(train: TrainData) -> list[ValidationTarget]:
         labels, means = group_means(subset.X, subset.obs["condition"].astype(str))
         targets.append(ValidationTarget(cell_type, list(labels), means))
     return targets
-
-
-def sample_rows(rng: np.random.Generator, pool: np.ndarray, n: int) -> np.ndarray:
-    """``n`` rows of ``pool`` (all when it has fewer) drawn without replacement, sorted."""
-    return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))

@@ -26,6 +26,7 @@ from bench.adapters.kit.params import Params, param
 from bench.adapters.kit.torch_runtime import dense_rows
 from bench.adapters.scbig.clustering import gene_order
 from bench.adapters.scbig.encoder import EncoderParams, GeneClusterAwareEncoder, PCALatent
+from bench.core import linalg
 from bench.core.api import TrainData, no_progress
 from bench.core.conditions import CONTROL
 
@@ -138,7 +139,7 @@ def pretrain(net: torch.nn.Module, train_x, val_x, params: PretrainParams, rng: 
 
 def pca_latent(x, components: int, rng: np.random.Generator, device: str) -> PCALatent:
     """``PCALatent`` of at most ``PCA_CELLS`` rows of ``x`` drawn with ``rng``."""
-    rows = np.sort(rng.choice(x.shape[0], size=min(x.shape[0], PCA_CELLS), replace=False))
+    rows = linalg.sample_rows(x.shape[0], rng, PCA_CELLS)
     sample = x[rows].toarray() if sp.issparse(x) else np.asarray(x[rows])
     return PCALatent(sample.astype(np.float64), components).to(device)
 

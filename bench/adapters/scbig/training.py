@@ -32,11 +32,12 @@ import torch
 from bench.adapters.kit.early_stopping import EarlyStopping
 from bench.adapters.kit.params import Params, param
 from bench.adapters.kit.torch_runtime import dense_rows
-from bench.adapters.kit.validation import ValidationTarget, sample_rows
+from bench.adapters.kit.validation import ValidationTarget
 from bench.adapters.scbig.coupling import couple
 from bench.adapters.scbig.flow import ConditionalFlow, path_loss, transport
 from bench.adapters.scbig.latent import LatentSpace
 from bench.adapters.scbig.structure import cluster_correlation_loss, membership, pathway_ot_loss
+from bench.core import linalg
 from bench.core.api import no_progress
 from bench.core.conditions import CONTROL
 from bench.evaluation.metrics import rowwise_pearson
@@ -147,7 +148,7 @@ def validation_groups(targets: list[ValidationTarget], data: FlowData, eval_cell
             pool = data.controls[target.cell_type]
             control_mean = dense_rows(data.x, pool, "cpu").double().mean(dim=0).numpy()
             groups.append(ValidationGroup(target.cell_type, target.conditions, target.means, control_mean,
-                                          data.z[sample_rows(rng, pool, eval_cells)]))
+                                          data.z[linalg.sample_rows(pool, rng, eval_cells)]))
     return groups
 
 
@@ -199,8 +200,8 @@ class StructureAlignment:
     def loss(self, group: Group, rng: np.random.Generator) -> torch.Tensor:
         cells, weights = self.structure.params.cells, self.structure.params
         controls = self.data.controls[group.cell_type]
-        z0 = self.data.z[sample_rows(rng, controls, cells)]
-        observed = dense_rows(self.data.x, sample_rows(rng, group.rows, cells), self.device)
+        z0 = self.data.z[linalg.sample_rows(controls, rng, cells)]
+        observed = dense_rows(self.data.x, linalg.sample_rows(group.rows, rng, cells), self.device)
         condition = self.flow.condition(group.condition, group.cell_type)
         predicted = self.latent.decode(transport(self.flow.velocity, z0, condition, rtol=self.params.rtol,
                                                  atol=self.params.atol))
