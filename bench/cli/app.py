@@ -11,6 +11,7 @@ from rich.table import Table
 from bench.cli.check import check
 from bench.cli.common import (
     DEVICE,
+    HEADLINE,
     Settings,
     console,
     err_console,
@@ -22,7 +23,7 @@ from bench.cli.common import (
 )
 from bench.cli.data import data_app
 from bench.cli.external import export, score
-from bench.cli.leaderboard import HEADLINE, leaderboard
+from bench.cli.leaderboard import leaderboard
 from bench.cli.sweep import sweep
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy, line_interval

@@ -15,6 +15,7 @@ from bench.core.progress import busy
 
 console = Console()
 err_console = Console(stderr=True)
+HEADLINE = "pearson_delta_de20,pearson_delta,mse_de20"  # the metrics commands show unless --metric(s) says otherwise
 DEVICE = Annotated[Literal[DEVICES], typer.Option(help="Compute device; auto takes a CUDA GPU where torch sees one.")]
 
 

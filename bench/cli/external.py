@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import console, load, log_ceilings, summary_table
+from bench.cli.common import HEADLINE, console, load, log_ceilings, summary_table
 from bench.core.errors import BenchError
 from bench.core.progress import busy
 
@@ -60,7 +60,6 @@ def score(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the run to MLflow.")] = True,
 ) -> None:
     """Score a predictions file on a frozen split exactly as `bench run` scores a model card."""
-    from bench.cli.leaderboard import HEADLINE
     from bench.core import numeric_env, registry
     from bench.core.api import RunResult, now_ms
     from bench.evaluation import ceiling, metrics, scoring

@@ -15,12 +15,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench.cli.common import HEADLINE
 from bench.core.errors import BenchError
 from bench.core.progress import busy
 
 console = Console()
 err_console = Console(stderr=True)
-HEADLINE = "pearson_delta_de20,pearson_delta,mse_de20"  # the metrics shown unless --metric(s) says otherwise
 
 
 @contextlib.contextmanager
