@@ -212,7 +212,9 @@ def family(name: str, cards: dict[str, ModelCard]) -> str:
     only to reuse its adapter, but is a model of its own (``latent_additive`` of ``cpa``), names its family."""
     while name in cards and not cards[name].family and cards[name].extends:
         name = cards[name].extends
-    return cards[name].family or name if name in cards else name
+    if name not in cards:
+        return name
+    return cards[name].family or name
 
 
 def find_card(name: str) -> ModelCard:
