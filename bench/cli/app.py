@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from bench.cli.check import check
+from bench.cli.cluster import DETACH, DRY_RUN, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, jobs, submit
 from bench.cli.common import (
     DEVICE,
     HEADLINE,
     Settings,
+    close_run,
     console,
     err_console,
     load,
     log_ceilings,
     run_label,
-    summary_table,
-    where_to_look,
 )
 from bench.cli.data import data_app
 from bench.cli.external import export, score
@@ -43,6 +44,7 @@ app.command()(leaderboard)
 app.command()(check)
 app.command()(export)
 app.command()(score)
+app.command()(jobs)
 
 
 @app.callback()
@@ -70,17 +72,25 @@ def run(
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log runs to MLflow.")] = True,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Runs in parallel worker processes.")] = 1,
     threads: Annotated[
-        int, typer.Option(min=0, help="Compute threads per run (default 0: the free cores, shared between --jobs).")
+        int, typer.Option(min=0, help="Compute threads per run (default 0: the free cores, shared between --jobs; "
+                                      "on Slurm, the CPUs of each task).")
     ] = 0,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Run only the runs without a finished run of the same card, split file and metrics in the "
+                         "tracking store.")] = False,
+    executor: EXECUTOR = "local",
+    slurm: SLURM = None,
+    slurm_parallel: SLURM_PARALLEL = None,
+    detach: DETACH = False,
+    dry_run: DRY_RUN = False,
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
     from bench.core import devices, registry
-    from bench.core import threads as thread_pools
-    from bench.data.knowledge import StoreGeneKnowledge
+    from bench.data.datasets import is_path
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation import splits
-    from bench.workflows import runner, timings, tracking
-    from bench.workflows.execution import execute
+    from bench.workflows import resume as resuming
+    from bench.workflows import runner, tracking
 
     shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
     splits.check_name(split)
@@ -92,24 +102,73 @@ def run(
     params = {card.name: registry.resolve_params(card, preset, param or ()) for card in cards}
     for card in cards:
         registry.build(card, params[card.name])
-    resolved_device = devices.resolve(device)
-    if track:
+    cluster = Cluster(executor, slurm, slurm_parallel, detach)
+    settings = cluster.settings()
+    if cluster.on_slurm and jobs > 1:
+        raise BenchError("--jobs runs worker processes on this machine; on Slurm every run is a task of its own "
+                         "(--slurm-parallel N limits how many run at once)")
+    resolved_device = device if cluster.on_slurm else devices.resolve(device)  # a node resolves its own
+    if track or resume:
         tracking.check_store()
+    loaded = load(dataset, perturbation_key, control_value, cell_type_key)
+    specs = [runner.RunSpec(card, params[card.name], loaded.name, split, seed, preset, resolved_device)
+             for card in cards for seed in seed_list]
+    if resume:
+        wanted = resuming.missing(specs, loaded)
+        console.print(f"resume: {len(specs) - len(wanted)} of {len(specs)} run(s) already finished in "
+                      f"{tracking.tracking_uri()}, skipped", markup=False, highlight=False, soft_wrap=True)
+        specs = wanted
+    baselines = {card.name for card in cards if card.baseline}
+    if cluster.on_slurm:
+        from bench.workflows import slurm_grid
+        from bench.workflows.slurm import new_folder
+        from bench.workflows.slurm_tasks import DatasetSource
+
+        name = str(Path(dataset).expanduser().resolve()) if dataset and is_path(dataset) else loaded.name
+        source = DatasetSource(name, perturbation_key, control_value, cell_type_key)
+        submission = slurm_grid.runs(specs, loaded, source, new_folder(settings, "run"), track=track,
+                                     threads=threads or None, split=split, seeds=seed_list, label=run_label,
+                                     context={"shown": shown, "baselines": baselines, "dataset": loaded.name})
+        if not submission.tasks:
+            console.print("nothing to run", markup=False)
+            return
+        parameters = settings.submitit_parameters("bench-run", device, threads or None)
+        outcomes = submit(submission, settings, parameters, dry_run=dry_run, detach=detach, track=track)
+        if outcomes is not None:
+            close(submission, outcomes)
+        return
+    if dry_run:
+        console.print("\n".join(run_label(spec, where=True) for spec in specs) or "nothing to run",
+                      markup=False, highlight=False)
+        console.print("dry run: nothing ran", markup=False)
+        return
+    run_here(specs, loaded, jobs=jobs, threads=threads, track=track, shown=shown, baselines=baselines,
+             split=split, seeds=seed_list)
+
+
+def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list[str], baselines: set[str],
+             split: str, seeds: list[int]) -> None:
+    """``bench run`` on this machine: in this process, or ``jobs`` worker processes."""
+    from bench.core import threads as thread_pools
+    from bench.data.knowledge import StoreGeneKnowledge
+    from bench.workflows import runner, timings, tracking
+    from bench.workflows.execution import execute
+
     free = thread_pools.free_cores()
     per_run = threads or max(1, free // jobs)
     if jobs == 1:
         thread_pools.limit(per_run)
-    loaded = load(dataset, perturbation_key, control_value, cell_type_key)
     console.print(f"threads: {per_run} per run, {jobs} run(s) at a time ({free} of {thread_pools.usable_cores()} "
                   "cores free)", markup=False, highlight=False)
-    expected = timings.announcement(names, preset, resolved_device, loaded.name, loaded.adata.shape, len(seed_list),
-                                    jobs)
+    names = list(dict.fromkeys(spec.card.name for spec in specs))
+    preset = specs[0].preset if specs else None
+    device = specs[0].device if specs else "cpu"
+    expected = timings.announcement(names, preset, device, loaded.name, loaded.adata.shape,
+                                    len({spec.seed for spec in specs}), jobs)
     if expected:
         console.print(expected, markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
-    specs = [runner.RunSpec(card, params[card.name], prepared.name, split, seed, preset, resolved_device)
-             for card in cards for seed in seed_list]
 
     def finished(result) -> None:
         if track:
@@ -121,12 +180,8 @@ def run(
         results = execute(specs, {prepared.name: prepared}, workers=jobs if jobs > 1 else 0, threads=per_run,
                           knowledge=StoreGeneKnowledge(), done=finished, display=display, label=run_label)
     if track:
-        log_ceilings(prepared, split, seed_list)
-    console.print(summary_table(results, shown, {card.name for card in cards if card.baseline}))
-    if track:
-        console.print(where_to_look(prepared.name), markup=False, highlight=False, soft_wrap=True)
-    if any(r.status == "FAILED" for r in results):
-        raise typer.Exit(1)
+        log_ceilings(prepared, split, seeds)
+    close_run(results, shown, baselines, loaded.name, track)
 
 
 @app.command("list")

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
 from bench.cli.common import DEVICE, run_label
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy
@@ -39,10 +40,14 @@ def check(
     device: DEVICE = "cpu",
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Runs at a time, one thread each (default: the free cores).")] = None,
+    executor: EXECUTOR = "local",
+    slurm: SLURM = None,
+    slurm_parallel: SLURM_PARALLEL = None,
+    detach: DETACH = False,
 ) -> None:
     """Re-run the reference's configurations under a pinned numeric profile; exit 1 with a diff when a
     metric regressed or a model fails."""
-    from bench.core import atomic, devices, numeric_env, paths, threads
+    from bench.core import devices, numeric_env, paths, threads
     from bench.workflows import reference_check, tracking
     from bench.workflows.execution import execute
 
@@ -50,22 +55,64 @@ def check(
     if update and paths.inside_installed_package(reference):
         raise BenchError(f"{reference} belongs to the installed package; write your own with --reference FILE")
     table = reference_check.read_reference(reference, require_values=not update)
-    resolved = devices.resolve(device)
+    cluster = Cluster(executor, slurm, slurm_parallel, detach)
+    settings = cluster.settings()
+    if cluster.on_slurm and jobs:
+        raise BenchError("--jobs runs worker processes on this machine; on Slurm every run is a task of its own "
+                         "(--slurm-parallel N limits how many run at once)")
+    resolved = device if cluster.on_slurm else devices.resolve(device)
     if track:
         tracking.check_store()
-    jobs = jobs or threads.free_cores()
     specs = reference_check.run_specs(table, resolved)
-    console.print(f"{len(specs)} run(s), {jobs} at a time, under the numeric profile '{numeric_env.PROFILE_NAME}'",
-                  markup=False, highlight=False)
     if not numeric_env.cpu_supports_profile():
         err_console.print("warning: this CPU lacks AVX2/FMA (or is not x86-64), so the pinned numeric profile cannot "
                           "apply: values may differ from the reference beyond rounding", markup=False, highlight=False)
+    if cluster.on_slurm:
+        _check_on_slurm(specs, reference, table, update, settings, device, track, detach)
+        return
+    jobs = jobs or threads.free_cores()
+    console.print(f"{len(specs)} run(s), {jobs} at a time, under the numeric profile '{numeric_env.PROFILE_NAME}'",
+                  markup=False, highlight=False)
     with busy(console, "loading the datasets and ranking their DE genes"):
         datasets = reference_check.prepared_datasets(table)
     with Display(console, len(specs)) as display:
         done = tracking.log_run if track else None
         runs = execute(specs, datasets, workers=jobs, threads=1, environment=numeric_env.profile_environment(),
                        done=done, display=display, label=lambda spec: run_label(spec, where=True))
+    verdict(reference, table, runs, update)
+
+
+def _check_on_slurm(specs, reference: Path, table, update: bool, settings, device: str, track: bool,
+                    detach: bool) -> None:
+    """The reference's runs as one Slurm job array, each task under the pinned numeric profile."""
+    import shlex
+
+    from bench.core import numeric_env
+    from bench.data.datasets import load_dataset
+    from bench.workflows import slurm_grid
+    from bench.workflows.slurm import new_folder
+
+    console.print(f"{len(specs)} run(s) as one Slurm job array, under the numeric profile "
+                  f"'{numeric_env.PROFILE_NAME}'", markup=False, highlight=False)
+    with busy(console, "loading the datasets"):
+        datasets = {name: load_dataset(name, counts=False) for name in dict.fromkeys(spec.dataset for spec in specs)}
+    submission = slurm_grid.check(specs, datasets, new_folder(settings, "check"), track=track,
+                                  label=lambda spec: run_label(spec, where=True),
+                                  context={"reference": reference, "table": table, "update": update})
+    parameters = settings.submitit_parameters("bench-check", device, 1)
+    profile = [f"export {name}={shlex.quote(value)}" for name, value in numeric_env.profile_environment().items()]
+    parameters["setup"] = [*parameters.get("setup", []), *profile]  # before numpy loads in the task
+    outcomes = submit(submission, settings, parameters, dry_run=False, detach=detach, track=track)
+    if outcomes is not None:
+        close(submission, outcomes)
+
+
+def verdict(reference: Path, table, runs: list, update: bool) -> None:
+    """The end of ``bench check``: rewrite the reference (``update``), or the diff table and exit code 1 when
+    a line regressed or failed."""
+    from bench.core import atomic
+    from bench.workflows import reference_check
+
     results = reference_check.by_config(table, runs)
     if update:
         atomic.write_text(reference, reference_check.updated(table, results).to_csv(index=False))

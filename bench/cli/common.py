@@ -117,6 +117,15 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
     return table
 
 
+def close_run(results, shown: list[str], baselines: set[str], dataset: str, track: bool) -> None:
+    """The end of ``bench run``: the summary table, where to look, and exit code 1 when a run failed."""
+    console.print(summary_table(results, shown, baselines))
+    if track:
+        console.print(where_to_look(dataset), markup=False, highlight=False, soft_wrap=True)
+    if any(r.status == "FAILED" for r in results):
+        raise typer.Exit(1)
+
+
 def where_to_look(dataset: str) -> str:
     """The closing line of a tracked run: how to browse the runs and build a leaderboard."""
     from bench.workflows import tracking

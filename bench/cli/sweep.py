@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
 from bench.cli.common import DEVICE
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy
@@ -27,17 +28,20 @@ def sweep(
     device: DEVICE = "auto",
     preset: Annotated[str | None, typer.Option(help="Card preset the search starts from (e.g. fast).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
+    executor: EXECUTOR = "local",
+    workers: Annotated[int, typer.Option(min=1, help="Sweep workers (with --executor slurm: one array task each).")] = 1,
+    slurm: SLURM = None,
+    slurm_parallel: SLURM_PARALLEL = None,
+    detach: DETACH = False,
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
     from bench.cli.common import load
     from bench.core import devices, registry
     from bench.core import threads as thread_pools
-    from bench.data.knowledge import StoreGeneKnowledge
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation import splits
     from bench.workflows import runner, timings, tracking
     from bench.workflows import sweep as sweeps
-    from bench.workflows.execution import execute
 
     card = registry.find_card(model)
     if not card.search_space:
@@ -47,49 +51,66 @@ def sweep(
     metric_registry.check_names([metric])
     splits.check_name(split)
     registry.build(card, registry.resolve_params(card, preset))
+    cluster = Cluster(executor, slurm, slurm_parallel, detach)
+    settings = cluster.settings()
+    if workers > 1 and not cluster.on_slurm:
+        raise BenchError("--workers is for --executor slurm; on this machine, start more `bench sweep` processes with "
+                         "the same --storage and --study")
     storage = storage or sweeps.default_storage()
     sweeps.check_storage(storage)
     if track:
         tracking.check_store()
-    thread_pools.limit(thread_pools.free_cores())
+    if not cluster.on_slurm:
+        thread_pools.limit(thread_pools.free_cores())
     loaded = load(dataset, None, None, None)
     spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
-                            storage, devices.resolve(device), preset, timeout)
+                            storage, device if cluster.on_slurm else devices.resolve(device), preset, timeout)
     optuna_study = sweeps.open_study(spec)
+    console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
+                  f"{trials} trials in total")
+    if cluster.on_slurm:
+        _sweep_on_slurm(spec, loaded, dataset, workers, settings, track, detach)
+        return
     expected = timings.announcement([card.name], preset, spec.device, loaded.name, loaded.adata.shape, trials, 1)
     if expected:
         console.print(expected.replace("run(s)", "trial(s)"), markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         prepared = runner.PreparedDataset.of(loaded)
-    knowledge = StoreGeneKnowledge()
-    parent = None
-    if track:
-        parent = tracking.SweepParent(spec.dataset, spec.study, sweeps.storage_identity(spec.storage),
-                                      optuna_study.user_attrs["setup"])
-        parent.run_id()
-
-    def train(run, report):
-        label = f"{card.name} trial {objective.started[-1]}"
-        return execute([run], {prepared.name: prepared}, knowledge=knowledge, report=report, display=display,
-                       label=lambda _: label)[0]
-
-    def log(result, number):
-        if parent is not None:
-            tracking.log_run(result, parent.run_id(), {"sweep_study": spec.study, "sweep_trial": str(number)})
-
-    console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
-                  f"{trials} trials in total")
-    objective = sweeps.objective_for(spec, optuna_study, train, log)
     with Display(console, trials) as display:
-        ran = sweeps.work(spec, optuna_study, objective, lambda line: console.print(line, markup=False))
-    if parent is not None:
-        parent.fail_dead_trial_runs({trial.number for trial in sweeps.running(optuna_study)})
-    path = sweeps.write_best_card(spec, optuna_study)
-    if path is None:
-        console.print(f"this worker ran {ran} trial(s); no trial of the study has completed yet")
-        return
-    best = optuna_study.best_trial
-    console.print(f"this worker ran {ran} trial(s); best: trial {best.number}, val/{metric} {best.value:.4g}")
-    console.print(f"wrote {path} (use it with: bench run --model {path.stem})", markup=False)
+        ran = sweeps.run_worker(spec, optuna_study, prepared, track=track, display=display,
+                                say=lambda line: console.print(line, markup=False))
+    close_sweep(spec, f"this worker ran {ran} trial(s)")
 
+
+def _sweep_on_slurm(spec, loaded, dataset: str | None, workers: int, settings, track: bool, detach: bool) -> None:
+    """``workers`` workers of the study as one Slurm job array; when they end, the best trial's card."""
+    from pathlib import Path
+
+    from bench.data.datasets import is_path
+    from bench.workflows import slurm_grid
+    from bench.workflows.slurm import new_folder
+    from bench.workflows.slurm_tasks import DatasetSource
+
+    name = str(Path(dataset).expanduser().resolve()) if dataset and is_path(dataset) else loaded.name
+    submission = slurm_grid.sweep(spec, DatasetSource(name), workers, new_folder(settings, "sweep"), track=track,
+                                  threads=None)
+    parameters = settings.submitit_parameters("bench-sweep", spec.device, None)
+    outcomes = submit(submission, settings, parameters, dry_run=False, detach=detach, track=track)
+    if outcomes is not None:
+        close(submission, outcomes)
+
+
+def close_sweep(spec, ran: str = "") -> None:
+    """The end of a sweep: the best trial of the study so far, written as a card."""
+    from bench.workflows import sweep as sweeps
+
+    study = sweeps.open_study(spec)
+    path = sweeps.write_best_card(spec, study)
+    done = f"{ran}; " if ran else ""
+    if path is None:
+        console.print(f"{done}no trial of the study has completed yet")
+        return
+    best = study.best_trial
+    console.print(f"{done}best: trial {best.number}, val/{spec.metric} {best.value:.4g}")
+    console.print(f"wrote {path} (use it with: bench run --model {path.stem})", markup=False)

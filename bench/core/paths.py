@@ -6,7 +6,9 @@ dataset manifests (``datasets/``), the frozen splits (``splits/<dataset>/``) and
 holds the user's own model cards, read beside the catalog's: ``bench sweep`` writes tuned cards there
 (default: a per-user configuration folder), never into the package. ``BENCH_DATA_DIR`` is the data
 store (default: a per-user data folder); ``BENCH_CACHE_DIR`` the cache of derived files (DE genes,
-simulated datasets, splits of ad-hoc datasets).
+simulated datasets, splits of ad-hoc datasets). ``BENCH_CONFIG`` names the user's configuration file
+(default: ``config.toml`` in the per-user configuration folder), whose ``[slurm]`` table sets the
+resources of ``--executor slurm``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def models_dir() -> Path:
 def user_cards_dir() -> Path:
     cards = os.environ.get("BENCH_CARDS_DIR")
     return Path(cards).expanduser() if cards else Path(platformdirs.user_config_dir("bench")) / "cards"
+
+
+def config_file() -> Path:
+    config = os.environ.get("BENCH_CONFIG")
+    return Path(config).expanduser() if config else Path(platformdirs.user_config_dir("bench")) / "config.toml"
 
 
 def card_dirs() -> list[Path]:

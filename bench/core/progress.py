@@ -83,6 +83,7 @@ class Display:
         self._printed: dict[object, float] = {}
         self._started: dict[object, float] = {}
         self._finished = 0
+        self._note: tuple[str, float] = ("", float("-inf"))
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._progress: Progress | None = None
@@ -145,6 +146,18 @@ class Display:
                 self._progress.advance(self._tasks["runs"])
             else:
                 self._print(f"{label}: {outcome.lower()} in {took} ({self._finished}/{self.total_runs} runs done)")
+
+    def note(self, text: str) -> None:
+        """A line about the work as a whole (e.g. a cluster's queue): the overall bar's description, or a
+        plain line when it changes, at most one per interval."""
+        with self._lock:
+            if self._progress is not None:
+                self._progress.update(self._tasks["runs"], description=escape(text))
+                return
+            last, printed = self._note
+            if text != last and self.clock() - printed >= self.interval:
+                self._note = (text, self.clock())
+                self._print(text)
 
     def _line(self, key: object) -> None:
         label, state = self._states[key]

@@ -52,7 +52,8 @@ def add_counts(adata: ad.AnnData, with_counts: Callable[[], Dataset] | None) -> 
         adata.layers["counts"] = counts
 
 
-def _is_path(text: str) -> bool:
+def is_path(text: str) -> bool:
+    """Whether a --dataset value names a file rather than a catalog dataset."""
     return text.endswith(".h5ad") or os.sep in text or Path(text).is_file()
 
 
@@ -81,7 +82,7 @@ def load_dataset(
     given = {names: value for names, value in given.items() if value is not None}
     keys = {key: value for (key, _), value in given.items()}
     text = str(name_or_path)
-    if isinstance(name_or_path, Path) or _is_path(text):
+    if isinstance(name_or_path, Path) or is_path(text):
         path = Path(text).expanduser()
         if not path.is_file():
             raise DataError(f"dataset file {path} does not exist; give an .h5ad path or a name from `bench data list`")

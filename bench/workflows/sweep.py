@@ -39,8 +39,10 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from bench.core import atomic, paths, registry
 from bench.core.api import RunResult, StopTraining
 from bench.core.errors import BenchError
+from bench.data.knowledge import StoreGeneKnowledge
 from bench.evaluation.metrics import METRICS
 from bench.workflows import journal_heartbeat, tracking
+from bench.workflows.execution import execute
 from bench.workflows.runner import RunSpec
 
 HEARTBEAT_S = "BENCH_SWEEP_HEARTBEAT_S"  # environment overrides of the heartbeat interval (20 s)
@@ -289,6 +291,32 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
         progress(f"trial {last.number}: {last.state.name.lower()}"
                  + (f", val/{spec.metric} {last.value:.4g}" if last.value is not None else "")
                  + (f" ({last.user_attrs['error']})" if "error" in last.user_attrs else ""))
+    return ran
+
+
+def run_worker(spec: SweepSpec, study, prepared, *, track: bool, display, say: Callable[[str], None]) -> int:
+    """Run this worker's share of ``study`` on ``prepared`` (``work``), each trial shown on ``display`` and
+    logged to MLflow under the study's one parent run when ``track``; return how many trials it ran. The
+    trial runs that a killed worker left RUNNING in MLflow are failed at the end."""
+    knowledge = StoreGeneKnowledge()
+    parent = None
+    if track:
+        parent = tracking.SweepParent(spec.dataset, spec.study, storage_identity(spec.storage), study.user_attrs["setup"])
+        parent.run_id()
+
+    def train(run: RunSpec, report) -> RunResult:
+        label = f"{spec.card.name} trial {objective.started[-1]}"
+        return execute([run], {prepared.name: prepared}, knowledge=knowledge, report=report, display=display,
+                       label=lambda _: label)[0]
+
+    def log(result: RunResult, number: int) -> None:
+        if parent is not None:
+            tracking.log_run(result, parent.run_id(), {"sweep_study": spec.study, "sweep_trial": str(number)})
+
+    objective = objective_for(spec, study, train, log)
+    ran = work(spec, study, objective, say)
+    if parent is not None:
+        parent.fail_dead_trial_runs({trial.number for trial in running(study)})
     return ran
 
 
