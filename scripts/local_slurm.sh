@@ -25,7 +25,7 @@ install() {
     command -v munged >/dev/null || missing+=(munge)
     command -v mariadbd >/dev/null || missing+=(mariadb-server)
     if [ ${#missing[@]} -gt 0 ]; then
-        apt-get update -qq
+        apt-get update -qq >/dev/null
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
 }
@@ -113,7 +113,8 @@ start() {
     chmod 755 "$DIR/munge"
     chmod 400 "$DIR/munge/munge.key"
     runuser -u munge -- munged --key-file="$DIR/munge/munge.key" --socket="$DIR/munge/munge.socket" \
-        --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munged.seed"
+        --pid-file="$DIR/munge/munged.pid" --log-file="$DIR/munge/munged.log" --seed-file="$DIR/munge/munged.seed" \
+        </dev/null >/dev/null 2>&1
     wait_for 20 munged munge --socket="$DIR/munge/munge.socket" -n
 
     if [ ! -d "$DIR/mysql/mysql" ]; then
@@ -122,7 +123,7 @@ start() {
     fi
     mariadbd --no-defaults --datadir="$DIR/mysql" --user=root --bind-address=127.0.0.1 --port="$DB_PORT" \
         --socket="$DIR/run/mysqld.sock" --pid-file="$DIR/run/mysqld.pid" --innodb-buffer-pool-size=64M \
-        --log-error="$DIR/log/mariadb.log" &
+        --log-error="$DIR/log/mariadb.log" </dev/null >>"$DIR/log/mariadb.out" 2>&1 &
     wait_for 60 MariaDB mariadb --no-defaults --socket="$DIR/run/mysqld.sock" -uroot -e 'select 1'
     mariadb --no-defaults --socket="$DIR/run/mysqld.sock" -uroot -e "
         CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm';
@@ -130,16 +131,16 @@ start() {
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
         GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';"
 
-    slurmdbd
+    slurmdbd </dev/null >/dev/null 2>&1
     wait_for 60 slurmdbd sacctmgr -i list cluster
     sacctmgr -i add cluster bench >/dev/null 2>&1 || true
     sacctmgr -i add account bench Cluster=bench Description=bench Organization=bench >/dev/null 2>&1 || true
     sacctmgr -i add user root Account=bench >/dev/null 2>&1 || true
     if [ "$(id -un)" != root ]; then sacctmgr -i add user "$(id -un)" Account=bench >/dev/null 2>&1 || true; fi
 
-    slurmctld
+    slurmctld </dev/null >/dev/null 2>&1
     wait_for 60 slurmctld scontrol ping
-    slurmd -N "$HOST"
+    slurmd -N "$HOST" </dev/null >/dev/null 2>&1
     wait_for 60 "the node" bash -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
     echo "export SLURM_CONF=$SLURM_CONF"
 }

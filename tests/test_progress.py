@@ -62,6 +62,20 @@ def test_plain_lines_are_timestamped_and_quick_phases_stay_quiet():
     ]
 
 
+def test_a_queue_note_is_a_line_when_it_changes_at_most_once_an_interval():
+    clock = Clock()
+    display, out = plain(clock)
+    display.note("slurm job 7: 2 pending, 0 running, 0 ended")
+    display.note("slurm job 7: 2 pending, 0 running, 0 ended")
+    clock.now += 4
+    display.note("slurm job 7: 1 pending, 1 running, 0 ended")  # changed within the interval: not yet
+    clock.now += 7
+    display.note("slurm job 7: 1 pending, 1 running, 0 ended")
+    clock.now += 30
+    display.note("slurm job 7: 1 pending, 1 running, 0 ended")  # unchanged: no line
+    assert lines(out) == ["slurm job 7: 2 pending, 0 running, 0 ended", "slurm job 7: 1 pending, 1 running, 0 ended"]
+
+
 def test_a_silent_run_gets_a_heartbeat_line():
     clock = Clock()
     display, out = plain(clock)

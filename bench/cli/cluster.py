@@ -53,8 +53,9 @@ class Cluster:
                 raise BenchError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --executor slurm; add "
                                  "--executor slurm, or leave it out to run on this machine")
             return None
+        settings = slurm_settings.settings(self.slurm or (), self.parallel)
         slurm.require_slurm()
-        return slurm_settings.settings(self.slurm or (), self.parallel)
+        return settings
 
 
 def submit(submission, settings, parameters: dict, *, dry_run: bool, detach: bool, track: bool) -> list | None:
@@ -109,7 +110,7 @@ def follow(submission) -> list:
                               highlight=False, soft_wrap=True)
         outcomes[index] = failed if failed is not None else outcome.value if outcome.error is None else outcome.error
 
-    with Display(console, len(submission.tasks)) as display:
+    with Display(console, len(submission.tasks), unit="tasks") as display:
         slurm.watch(submission, display, done)
     return [outcomes[index] for index in range(len(submission.tasks))]
 

@@ -72,11 +72,12 @@ class State:
 
 class Display:
     """Runs in progress on a console; ``bars`` (default: whether the console is a terminal) picks rich
-    bars or plain lines. Use it as a context manager; ``clock`` is for tests."""
+    bars or plain lines; ``unit`` names what is counted (runs, or a cluster's tasks). Use it as a context
+    manager; ``clock`` is for tests."""
 
     def __init__(self, console: Console, total_runs: int, bars: bool | None = None,
-                 interval: float | None = None, clock: Callable[[], float] = time.monotonic):
-        self.console, self.total_runs, self.clock = console, total_runs, clock
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic, unit: str = "runs"):
+        self.console, self.total_runs, self.clock, self.unit = console, total_runs, clock, unit
         self.interval = interval or line_interval()
         self.bars = console.is_terminal if bars is None else bars
         self._states: dict[object, tuple[str, State]] = {}
@@ -94,7 +95,7 @@ class Display:
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), console=self.console, transient=True)
             self._progress.start()
-            self._tasks["runs"] = self._progress.add_task("runs", total=self.total_runs)
+            self._tasks["runs"] = self._progress.add_task(self.unit, total=self.total_runs)
         else:
             threading.Thread(target=self._heartbeat, daemon=True, name="bench-progress").start()
         return self
@@ -145,7 +146,8 @@ class Display:
                 self._progress.remove_task(self._tasks.pop(key))
                 self._progress.advance(self._tasks["runs"])
             else:
-                self._print(f"{label}: {outcome.lower()} in {took} ({self._finished}/{self.total_runs} runs done)")
+                done = f"{self._finished}/{self.total_runs} {self.unit} done"
+                self._print(f"{label}: {outcome.lower()} in {took} ({done})")
 
     def note(self, text: str) -> None:
         """A line about the work as a whole (e.g. a cluster's queue): the overall bar's description, or a

@@ -49,6 +49,7 @@ HINTS = {
     "DEADLINE": "its deadline passed",
     "FAILED": "its process ended before writing a result",
 }
+WARNING_S = 90  # submitit's signal_delay_s: how long before the time limit a task is warned
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 LOCAL_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "overlay", "zfs", "f2fs"})
 
@@ -130,11 +131,24 @@ def new_folder(settings: SlurmSettings, kind: str) -> Path:
     return base / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
 
+def request(submission: Submission, parameters: dict) -> dict:
+    """The parameters of the array of ``submission``: ``parameters``, and unless a task can be checkpointed
+    (a sweep worker), SIGURG, which a process ignores, in place of submitit's warning before the time
+    limit (SIGUSR2, meant for checkpointing, whose default action would end the task at once if it came
+    before submitit's handler is set, as it may under a short limit). A run cannot resume where it
+    stopped: it uses all its time, and Slurm's TIMEOUT is how it ends."""
+    if any(hasattr(task.call, "checkpoint") for task in submission.tasks):
+        return parameters
+    extra = {**parameters.get("additional_parameters", {}), "signal": f"URG@{WARNING_S}"}
+    return {**parameters, "additional_parameters": extra}
+
+
 def sbatch_script(submission: Submission, parameters: dict) -> str:
     """The sbatch script submitit writes for the array of ``submission`` (``--dry-run`` shows it).
     submitit has no public call for it: this is ``SlurmExecutor``'s own (submitit is pinned exactly)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
+    parameters = request(submission, parameters)
     command = f"{_executor(submission.folder, parameters)._submitit_command_str}"
     return _make_sbatch_string(command=command, folder=submission.folder, map_count=len(submission.tasks),
                                **parameters)
@@ -161,7 +175,7 @@ def submit(submission: Submission, parameters: dict, environment: dict[str, str]
     from submitit.core.utils import FailedJobError, environment_variables
 
     submission.folder.mkdir(parents=True, exist_ok=True)
-    executor = _executor(submission.folder, parameters)
+    executor = _executor(submission.folder, request(submission, parameters))
     try:
         with environment_variables(**environment):
             jobs = executor.submit_array([task.call for task in submission.tasks])

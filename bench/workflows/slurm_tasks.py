@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,9 +71,6 @@ class RunTask:
     threads: int | None = None
 
     def __call__(self) -> RunResult | BenchError:
-        # A run cannot resume where it stopped, so it ignores submitit's warning before the time limit
-        # (USR2, meant for checkpointing): it uses all its time, and Slurm's TIMEOUT is how it ends.
-        signal.signal(signal.SIGUSR2, signal.SIG_IGN)
         _use_cpus(self.threads)
         from bench.data.knowledge import StoreGeneKnowledge
 
