@@ -10,6 +10,8 @@
 #
 # Installs Debian's slurm-wlm, slurmdbd, munge and mariadb-server when they are missing (as root).
 # The plugins are those that work in a VM or container without cgroups: proctrack/linuxproc, task/none.
+# Job credentials expire after 10 s (cred_expire), which is also how long a requeued job waits to start
+# again (Slurm's default, 120 s, would slow the tests of preempted sweep workers).
 set -euo pipefail
 
 DIR=${BENCH_SLURM_DIR:-/tmp/bench-slurm}
@@ -38,7 +40,7 @@ SlurmctldHost=$HOST
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=10
 CredType=cred/munge
 StateSaveLocation=$DIR/spool/ctld
 SlurmdSpoolDir=$DIR/spool/d

@@ -140,6 +140,11 @@ def test_runs_slurm_ends_are_failed_with_its_reason_and_resume_runs_exactly_thos
         job = f"{array}_{task}"
         assert logged[job].timestamp() - sacct_end(job) < 60
 
+    again = bench("jobs", str(folder), env=store(tmp_path, BENCH_CARDS_DIR=str(cards)), cwd=tmp_path)
+    assert again.returncode == 1 and "FAILED seed 1" in again.stdout and "Slurm ended the task: TIMEOUT" in again.stderr
+    runs = tracked(tmp_path, monkeypatch).drop_duplicates("run_id")
+    assert (runs["status"] == "FAILED").sum() == 2  # following it again records nothing twice
+
     (cards / "hold").unlink()
     resumed = bench(*grid, "--resume", env=store(tmp_path, BENCH_CARDS_DIR=str(cards)), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -165,7 +170,58 @@ def test_sweep_workers_share_one_study_on_slurm(cluster, tmp_path, monkeypatch):
     assert states.count("COMPLETE") == 4 and set(states) <= {"COMPLETE", "FAIL"}
     assert_one_parent_and_nothing_running(tmp_path, study.trials, monkeypatch)
     assert (tmp_path / "cards" / "linear@norman_subset.toml").exists()
-    assert "the workers ran 4 trial(s); best: trial" in done.stdout
+    assert "the study holds 4 complete trial(s); best: trial" in done.stdout
+
+
+SLOWISH = '''"""The linear model, 8 s slower to fit."""
+import time
+
+from bench.adapters.linear import LinearModel
+
+
+class Slowish(LinearModel):
+    def fit(self, train):
+        time.sleep(8)
+        super().fit(train)
+'''
+
+
+def test_a_preempted_sweep_worker_is_requeued_and_its_trial_retried(cluster, tmp_path, monkeypatch):
+    real_data_file("perturbench_devel.h5ad")
+    from test_sweep import assert_one_parent_and_nothing_running, states_of
+
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "slowish.py").write_text(SLOWISH)
+    (cards / "slowish.toml").write_text('name = "slowish"\nadapter = "slowish:Slowish"\ndescription = "-"\n'
+                                        'citation = "-"\n[search_space]\nridge = { type = "float", low = 0.01, '
+                                        'high = 10.0 }\n')
+    storage = f"journal:{tmp_path / 'shared.log'}"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}", "BENCH_CARDS_DIR": str(cards),
+           "BENCH_SWEEP_HEARTBEAT_S": "1", "BENCH_SWEEP_GRACE_S": "10", "COLUMNS": "200"}
+    command = subprocess.Popen(
+        [sys.executable, "-m", "bench", "sweep", "--model", "slowish", "--dataset", "norman_subset", "--executor",
+         "slurm", "--workers", "2", "--trials", "6", "--storage", storage, "--study", "shared", "--slurm",
+         f"folder={tmp_path / 'jobs'}"], env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    folder = wait_for(lambda: next((tmp_path / "jobs").glob("sweep-*/submission.pickle"), None)).parent
+    wait_for(lambda: b"complete" in (folder / "progress-0.json").read_bytes()
+             if (folder / "progress-0.json").exists() else False)
+    job = f"{Submission.load(folder).array_id}_0"
+    time.sleep(2)  # into its next trial
+    for signal in ("TERM", "USR2"):  # what a preemption sends: SIGTERM, then submitit's SIGUSR2
+        subprocess.run(["scancel", f"--signal={signal}", job], check=True)
+    out, err = command.communicate(timeout=600)
+    assert command.returncode == 0, out + err
+    history = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-j", job, "-o", "State"],
+                             capture_output=True, text=True).stdout.split()
+    assert history[0] == "REQUEUED" and history[-1] == "COMPLETED"
+    study, states = states_of(storage)
+    assert states.count("COMPLETE") == 6 and "RUNNING" not in states
+    killed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert len(killed) == 1  # the trial the worker was running, retried with its parameters
+    retried = [t for t in study.trials if t.user_attrs.get("retry_of") == killed[0].number]
+    assert len(retried) == 1 and retried[0].state.name == "COMPLETE" and retried[0].params == killed[0].params
+    assert_one_parent_and_nothing_running(tmp_path, study.trials, monkeypatch)
 
 
 def test_the_reference_check_on_slurm_passes_a_reference_recorded_here(cluster, tmp_path):
@@ -183,6 +239,19 @@ def test_the_reference_check_on_slurm_passes_a_reference_recorded_here(cluster, 
     assert "all 2 line(s) within tolerance (largest change 0.0000)" in checked.stdout
     script = next((tmp_path / "jobs").glob("check-*/*.sh")).read_text()
     assert "export ATEN_CPU_CAPABILITY=avx2" in script and "export OMP_NUM_THREADS=1" in script
+
+
+def test_bad_input_a_node_finds_cancels_the_array_in_one_line(cluster, tmp_path):
+    real_data_file("perturbench_devel.h5ad")
+    refused = bench("run", "--model", "mean,additive", "--dataset", "norman_subset", "--seeds", "1-2", "--no-track",
+                    "--device", "cuda", "--executor", "slurm", "--slurm", "gpus_per_task=0", "--slurm",
+                    f"folder={tmp_path / 'jobs'}", cwd=tmp_path)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip().splitlines()[-1] == ("error: --device cuda was asked for, but torch sees no CUDA GPU "
+                                                        "here; use --device cpu or auto")
+    array = Submission.load(next((tmp_path / "jobs").glob("run-*"))).array_id
+    wait_for(lambda: not subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout.strip(),
+             60)
 
 
 def submissions() -> int:

@@ -110,8 +110,14 @@ def follow(submission) -> list:
                               highlight=False, soft_wrap=True)
         outcomes[index] = failed if failed is not None else outcome.value if outcome.error is None else outcome.error
 
-    with Display(console, len(submission.tasks), unit="tasks") as display:
-        slurm.watch(submission, display, done)
+    try:
+        with Display(console, len(submission.tasks), unit="tasks", refresh=1.0) as display:
+            slurm.watch(submission, display, done)
+    except KeyboardInterrupt:
+        folder = shlex.quote(str(submission.folder))
+        err_console.print(f"stopped following; the tasks go on: follow them with `bench jobs {folder}`, or cancel "
+                          f"them with `scancel {submission.array_id}`", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(130) from None
     return [outcomes[index] for index in range(len(submission.tasks))]
 
 
@@ -145,5 +151,4 @@ def close(submission, outcomes: list) -> None:
     else:
         from bench.cli.sweep import close_sweep
 
-        ran = sum(outcome for outcome in outcomes if isinstance(outcome, int))
-        close_sweep(submission.context["spec"], f"the workers ran {ran} trial(s)")
+        close_sweep(submission.context["spec"])

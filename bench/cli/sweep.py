@@ -101,13 +101,19 @@ def _sweep_on_slurm(spec, loaded, dataset: str | None, workers: int, settings, t
         close(submission, outcomes)
 
 
-def close_sweep(spec, ran: str = "") -> None:
-    """The end of a sweep: the best trial of the study so far, written as a card."""
+def close_sweep(spec, ran: str | None = None) -> None:
+    """The end of a sweep: what ran (``ran``, else the study's complete trials), and the best trial of the
+    study so far, written as a card."""
+    import optuna
+
     from bench.workflows import sweep as sweeps
 
     study = sweeps.open_study(spec)
     path = sweeps.write_best_card(spec, study)
-    done = f"{ran}; " if ran else ""
+    if ran is None:
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        ran = f"the study holds {len(complete)} complete trial(s)"
+    done = f"{ran}; "
     if path is None:
         console.print(f"{done}no trial of the study has completed yet")
         return

@@ -72,12 +72,15 @@ class State:
 
 class Display:
     """Runs in progress on a console; ``bars`` (default: whether the console is a terminal) picks rich
-    bars or plain lines; ``unit`` names what is counted (runs, or a cluster's tasks). Use it as a context
-    manager; ``clock`` is for tests."""
+    bars or plain lines; ``unit`` names what is counted (runs, or a cluster's tasks); ``refresh`` is how
+    many times a second bars are redrawn (a cluster's long tasks need few: each redraw costs CPU). Use it
+    as a context manager; ``clock`` is for tests."""
 
     def __init__(self, console: Console, total_runs: int, bars: bool | None = None,
-                 interval: float | None = None, clock: Callable[[], float] = time.monotonic, unit: str = "runs"):
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic, unit: str = "runs",
+                 refresh: float = 10.0):
         self.console, self.total_runs, self.clock, self.unit = console, total_runs, clock, unit
+        self.refresh = refresh
         self.interval = interval or line_interval()
         self.bars = console.is_terminal if bars is None else bars
         self._states: dict[object, tuple[str, State]] = {}
@@ -93,7 +96,8 @@ class Display:
     def __enter__(self) -> Display:
         if self.bars:
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=self.console, transient=True)
+                                      TimeElapsedColumn(), console=self.console, transient=True,
+                                      refresh_per_second=self.refresh)
             self._progress.start()
             self._tasks["runs"] = self._progress.add_task(self.unit, total=self.total_runs)
         else:

@@ -158,9 +158,12 @@ class RunSpec:
     test: bool = True
 
 
-def new_result(spec: RunSpec, dataset: PreparedDataset) -> tuple[RunResult, splits.Split]:
-    """The result of a run that has not started yet (status FINISHED until something fails), and its split."""
-    split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, spec.split, spec.seed)
+def new_result(spec: RunSpec, dataset: PreparedDataset, split: splits.Split | None = None
+               ) -> tuple[RunResult, splits.Split]:
+    """The result of a run that has not started yet (status FINISHED until something fails), and its split
+    (``split``, when the caller has it already)."""
+    if split is None:
+        split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, spec.split, spec.seed)
     result = RunResult(model=spec.card.name, params=spec.params, card_hash=card_hash(spec.card), dataset=dataset.name,
                        dataset_sha256=dataset.sha256, split=spec.split, split_hash=split.sha256, seed=spec.seed,
                        device=spec.device, split_json=split.to_json(), preset=spec.preset)

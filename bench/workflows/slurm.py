@@ -49,6 +49,7 @@ HINTS = {
     "DEADLINE": "its deadline passed",
     "FAILED": "its process ended before writing a result",
 }
+REQUEUED = ("PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED")  # a running task seen in these was requeued
 WARNING_S = 90  # submitit's signal_delay_s: how long before the time limit a task is warned
 NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 LOCAL_FILESYSTEMS = frozenset({"tmpfs", "ramfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "overlay", "zfs", "f2fs"})
@@ -208,6 +209,7 @@ def watch(submission: Submission, display: Display, done: Callable[[int, Outcome
     waiting, running = set(range(len(submission.tasks))), set()
     ended_at: dict[int, float] = {}
     seen: dict[int, bytes] = {}
+    last: dict[int, str] = {}
     asked = float("-inf")
     while waiting or running:
         if time.monotonic() - asked >= SACCT_S:
@@ -223,6 +225,9 @@ def watch(submission: Submission, display: Display, done: Callable[[int, Outcome
             if progress and progress != seen.get(index):
                 seen[index] = progress
                 display.update(index, **_state(progress))
+            if index in running and state in REQUEUED and last.get(index) not in REQUEUED:
+                display.update(index, f"requeued by Slurm ({state.lower()}), waiting to start again")
+            last[index] = state
             outcome = _outcome(paths[index], submission, index, state, ended_at)
             if outcome is None:
                 continue
@@ -263,6 +268,9 @@ def _outcome(paths, submission: Submission, index: int, state: str, ended_at: di
     for the result file to appear; None while it may still run."""
     from submitit.core.utils import pickle_load
 
+    recorded = _recorded(submission, index)
+    if recorded is not None:  # a watch recorded its end already
+        return Outcome(error=recorded)
     if paths.result_pickle.exists():
         kind, value = pickle_load(paths.result_pickle)
         if kind == "success":
@@ -282,23 +290,38 @@ def _outcome(paths, submission: Submission, index: int, state: str, ended_at: di
 
 def record_failure(submission: Submission, index: int, outcome: Outcome) -> RunResult | None:
     """The FAILED run of a run task that ended without a result, logged to the tracking store once: the
-    first watch to claim the task (a claim file) logs it. None for other tasks."""
+    first watch to claim the task (a file holding the error, which later watches read back) logs it.
+    None for other tasks."""
     template = submission.tasks[index].failed
     if template is None or outcome.error is None:
         return None
     result = replace(template, status="FAILED", error=outcome.error, ended_ms=now_ms())
-    if submission.track and _claim(submission.folder / f"recorded-{index}"):
+    if _claim(_record_path(submission, index), outcome.error) and submission.track:
         from bench.workflows.slurm_tasks import JOB_TAG
 
         tracking.log_run(result, extra_tags={JOB_TAG: submission.job_ids[index]})
     return result
 
 
-def _claim(path: Path) -> bool:
+def _record_path(submission: Submission, index: int) -> Path:
+    return submission.folder / f"failed-{index}.txt"
+
+
+def _recorded(submission: Submission, index: int) -> str | None:
     try:
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        return _record_path(submission, index).read_text() or None
+    except FileNotFoundError:
+        return None
+
+
+def _claim(path: Path, text: str) -> bool:
+    """Create ``path`` holding ``text`` unless it exists (then False)."""
+    try:
+        handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
         return False
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
     return True
 
 

@@ -15,9 +15,10 @@ from bench.workflows.slurm_tasks import CeilingTask, DatasetSource, RunTask, Swe
 def _run_tasks(specs: list[RunSpec], datasets: dict, sources: dict[str, DatasetSource], folder: Path, track: bool,
                threads: int | None, label: Callable[[RunSpec], str]) -> list[Task]:
     """A task per run; each carries the FAILED run to record if Slurm ends it without a result."""
-    tasks = []
+    tasks, cut = [], {}
     for spec in specs:
-        failed, _ = runner.new_result(spec, datasets[spec.dataset])
+        key = (spec.dataset, spec.split, spec.seed)  # the models of one split seed share its split
+        failed, cut[key] = runner.new_result(spec, datasets[spec.dataset], cut.get(key))
         call = RunTask(spec, sources[spec.dataset], track, progress_path(folder, len(tasks)), threads)
         tasks.append(Task(label(spec), call, failed))
     return tasks
