@@ -254,30 +254,34 @@ def test_bad_input_a_node_finds_cancels_the_array_in_one_line(cluster, tmp_path)
              60)
 
 
-def submissions() -> int:
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1hours", "-o", "JobID"], capture_output=True, text=True)
-    return len(out.stdout.split())
+def held(token: str) -> list[str]:
+    """Options that hold a job, should one be submitted, in the queue with ``token`` as its comment."""
+    return ["--slurm", "sbatch=--hold", "--slurm", f"sbatch=--comment={token}"]
+
+
+def queued(token: str) -> bool:
+    return token in subprocess.run(["squeue", "-h", "-o", "%k"], capture_output=True, text=True).stdout.split()
 
 
 @pytest.mark.parametrize("setting, refusal", [("partition=nope", "Invalid partition name specified"),
                                               ("account=nobody", "Invalid account")])
 def test_slurm_refusing_the_request_is_quoted_in_one_line_and_nothing_is_submitted(cluster, tmp_path, setting, refusal):
     real_data_file("perturbench_devel.h5ad")
-    before = submissions()
+    token = f"refused-{tmp_path.name}"
     refused = bench("run", "--model", "mean", "--dataset", "norman_subset", "--executor", "slurm", "--slurm", setting,
-                    "--slurm", f"folder={tmp_path / 'jobs'}", env=store(tmp_path), cwd=tmp_path)
+                    "--slurm", f"folder={tmp_path / 'jobs'}", *held(token), env=store(tmp_path), cwd=tmp_path)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith("error: Slurm refused the request:") and refusal in line
-    assert submissions() == before and not (tmp_path / "jobs").exists()
+    assert not queued(token) and not (tmp_path / "jobs").exists()
 
 
 def test_a_dry_run_shows_the_request_and_warns_of_a_store_other_nodes_cannot_see(cluster, tmp_path):
     real_data_file("perturbench_devel.h5ad")
-    before = submissions()
+    token = f"dry-{tmp_path.name}"
     # this machine seen as a login node named login1 (a UTS namespace), so the cluster's one node is another
     command = " ".join([sys.executable, "-m", "bench", "run", *GRID, "--executor", "slurm", "--dry-run",
-                        "--slurm", f"folder={tmp_path / 'jobs'}", "--slurm", "partition=debug"])
+                        "--slurm", f"folder={tmp_path / 'jobs'}", "--slurm", "partition=debug", *held(token)])
     shown = subprocess.run(["unshare", "-u", "sh", "-c", f"hostname login1 && exec {command}"], capture_output=True,
                            text=True, env={**os.environ, **store(tmp_path)}, cwd=tmp_path, timeout=600)
     assert shown.returncode == 0, shown.stderr
@@ -289,4 +293,4 @@ def test_a_dry_run_shows_the_request_and_warns_of_a_store_other_nodes_cannot_see
     assert warning.startswith("warning: the submission folder") and "and the tracking store" in warning
     node = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout.split()[0]
     assert f"tasks may run on other nodes ({node})" in warning and "\n" not in warning
-    assert submissions() == before and not (tmp_path / "jobs").exists()
+    assert not queued(token) and not (tmp_path / "jobs").exists()

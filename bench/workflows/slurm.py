@@ -14,6 +14,7 @@ recorded once (a claim file per task) by whichever watch sees it first.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -210,6 +211,7 @@ def watch(submission: Submission, display: Display, done: Callable[[int, Outcome
     ended_at: dict[int, float] = {}
     seen: dict[int, bytes] = {}
     last: dict[int, str] = {}
+    recorded = {index: text for index in waiting if (text := _recorded(submission, index))}  # by an earlier watch
     asked = float("-inf")
     while waiting or running:
         if time.monotonic() - asked >= SACCT_S:
@@ -228,7 +230,8 @@ def watch(submission: Submission, display: Display, done: Callable[[int, Outcome
             if index in running and state in REQUEUED and last.get(index) not in REQUEUED:
                 display.update(index, f"requeued by Slurm ({state.lower()}), waiting to start again")
             last[index] = state
-            outcome = _outcome(paths[index], submission, index, state, ended_at)
+            outcome = Outcome(error=recorded[index]) if index in recorded else \
+                _outcome(paths[index], submission, index, state, ended_at)
             if outcome is None:
                 continue
             if index in waiting:  # it ended before it was seen running (e.g. cancelled while pending)
@@ -255,8 +258,6 @@ def _read_bytes(path: Path) -> bytes | None:
 
 
 def _state(progress: bytes) -> dict:
-    import json
-
     try:
         return json.loads(progress)
     except ValueError:
@@ -268,9 +269,6 @@ def _outcome(paths, submission: Submission, index: int, state: str, ended_at: di
     for the result file to appear; None while it may still run."""
     from submitit.core.utils import pickle_load
 
-    recorded = _recorded(submission, index)
-    if recorded is not None:  # a watch recorded its end already
-        return Outcome(error=recorded)
     if paths.result_pickle.exists():
         kind, value = pickle_load(paths.result_pickle)
         if kind == "success":
@@ -345,7 +343,7 @@ def node_local_warning(partition: str | None, places: dict[str, Path]) -> str | 
     if not nodes - {host, host.split(".")[0]}:
         return None
     return (f"warning: {' and '.join(local)} lie on this machine's own disk, but tasks may run on other nodes "
-            f"({', '.join(sorted(nodes)[:3])}{'…' if len(nodes) > 3 else ''}), which cannot see it; use a "
+            f"({', '.join(sorted(nodes)[:3])}{'…' if len(nodes) > 3 else ''}), which do not see this disk; use a "
             "shared filesystem (--slurm folder=/shared/… and MLFLOW_TRACKING_URI=sqlite:////shared/…/mlflow.db), "
             "or a tracking server (http://… or postgresql://…)")
 
