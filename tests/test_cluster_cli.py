@@ -18,7 +18,8 @@ def one_line_error(done) -> str:
 
 @pytest.mark.parametrize("options, expected", [
     (["--detach"], "error: --detach is for --executor slurm"),
-    (["--slurm", "partition=gpu", "--slurm-parallel", "2"], "error: --slurm, --slurm-parallel are for --executor slurm"),
+    (["--slurm", "partition=gpu", "--slurm-parallel", "2"],
+     "error: --slurm, --slurm-parallel are for --executor slurm"),
     (["--executor", "slurm", "--slurm-parallel", "0"], "Invalid value for '--slurm-parallel'"),
     (["--executor", "pbs"], "Invalid value for '--executor'"),
 ])
@@ -48,4 +49,5 @@ def test_workers_on_this_machine_are_separate_processes(tmp_path):
 
 def test_jobs_of_a_folder_without_a_submission_is_refused(tmp_path):
     line = one_line_error(bench("jobs", str(tmp_path), cwd=tmp_path))
-    assert line == f"error: {tmp_path} holds no submission (submission.pickle); give the folder that `--executor slurm` printed"
+    assert line == (f"error: {tmp_path} holds no submission (submission.pickle); give the folder that "
+                    "`--executor slurm` printed")

@@ -132,7 +132,8 @@ def test_runs_slurm_ends_are_failed_with_its_reason_and_resume_runs_exactly_thos
 
     runs = tracked(tmp_path, monkeypatch).drop_duplicates("run_id").set_index(["model", "seed"])
     assert set(runs["status"]) == {"FINISHED", "FAILED"}  # nothing left RUNNING or unfinished
-    assert re.fullmatch(r"Slurm ended the task: CANCELLED .*\(it was cancelled \(scancel\)\); log: .*", runs.loc[("slow", 1), "error"])
+    assert re.fullmatch(r"Slurm ended the task: CANCELLED .*\(it was cancelled \(scancel\)\); log: .*",
+                        runs.loc[("slow", 1), "error"])
     assert runs.loc[("slow", 2), "error"].startswith("Slurm ended the task: TIMEOUT (its time limit ran out")
     assert (runs.loc["mean", "status"] == "FINISHED").all()
     logged = tracking.search_runs("norman_subset").set_index("tags.slurm_job_id")["end_time"]
@@ -162,7 +163,8 @@ def test_sweep_workers_share_one_study_on_slurm(cluster, tmp_path, monkeypatch):
     storage = f"journal:{tmp_path / 'shared.log'}"
     done = bench("sweep", "--model", "linear", "--dataset", "norman_subset", "--executor", "slurm", "--workers", "2",
                  "--trials", "4", "--storage", storage, "--study", "shared", "--slurm", f"folder={tmp_path / 'jobs'}",
-                 env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}", "BENCH_CARDS_DIR": str(tmp_path / "cards")},
+                 env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}",
+                      "BENCH_CARDS_DIR": str(tmp_path / "cards")},
                  cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert re.search(r"submitted Slurm job \d+: 2 task\(s\)", done.stdout)
@@ -202,7 +204,8 @@ def test_a_preempted_sweep_worker_is_requeued_and_its_trial_retried(cluster, tmp
     command = subprocess.Popen(
         [sys.executable, "-m", "bench", "sweep", "--model", "slowish", "--dataset", "norman_subset", "--executor",
          "slurm", "--workers", "2", "--trials", "6", "--storage", storage, "--study", "shared", "--slurm",
-         f"folder={tmp_path / 'jobs'}"], env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+         f"folder={tmp_path / 'jobs'}"],
+        env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     folder = wait_for(lambda: next((tmp_path / "jobs").glob("sweep-*/submission.pickle"), None)).parent
     wait_for(lambda: b"complete" in (folder / "progress-0.json").read_bytes()
              if (folder / "progress-0.json").exists() else False)

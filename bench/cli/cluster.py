@@ -122,7 +122,8 @@ def follow(submission) -> list:
 
 
 def jobs(
-    folder: Annotated[Path, typer.Argument(help="The folder `--executor slurm` printed (its submission files).")],
+    folder: Annotated[Path, typer.Argument(
+        metavar="FOLDER", help="The folder `--executor slurm` printed (its submission files).")],
 ) -> None:
     """Follow a Slurm submission (one made with --detach, or whose command was stopped) to its end: show its
     tasks, record those Slurm ended as FAILED runs, then print what its command prints at the end."""

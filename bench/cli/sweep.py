@@ -29,7 +29,8 @@ def sweep(
     preset: Annotated[str | None, typer.Option(help="Card preset the search starts from (e.g. fast).")] = None,
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log each trial to MLflow under the sweep.")] = True,
     executor: EXECUTOR = "local",
-    workers: Annotated[int, typer.Option(min=1, help="Sweep workers (with --executor slurm: one array task each).")] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Sweep workers (with --executor slurm: one array task each).")] = 1,
     slurm: SLURM = None,
     slurm_parallel: SLURM_PARALLEL = None,
     detach: DETACH = False,
