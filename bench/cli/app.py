@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
@@ -86,7 +85,6 @@ def run(
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
     from bench.core import devices, registry
-    from bench.data.datasets import is_path
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation import splits
     from bench.workflows import resume as resuming
@@ -115,27 +113,16 @@ def run(
              for card in cards for seed in seed_list]
     if resume:
         wanted = resuming.missing(specs, loaded)
-        console.print(f"resume: {len(specs) - len(wanted)} of {len(specs)} run(s) already finished in "
-                      f"{tracking.tracking_uri()}, skipped", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"resume: {len(specs) - len(wanted)} of {len(specs)} run(s) already finished in the tracking "
+                      "store, skipped", markup=False, highlight=False, soft_wrap=True)
         specs = wanted
     baselines = {card.name for card in cards if card.baseline}
     if cluster.on_slurm:
-        from bench.workflows import slurm_grid
-        from bench.workflows.slurm import new_folder
         from bench.workflows.slurm_tasks import DatasetSource
 
-        name = str(Path(dataset).expanduser().resolve()) if dataset and is_path(dataset) else loaded.name
-        source = DatasetSource(name, perturbation_key, control_value, cell_type_key)
-        submission = slurm_grid.runs(specs, loaded, source, new_folder(settings, "run"), track=track,
-                                     threads=threads or None, split=split, seeds=seed_list, label=run_label,
-                                     context={"shown": shown, "baselines": baselines, "dataset": loaded.name})
-        if not submission.tasks:
-            console.print("nothing to run", markup=False)
-            return
-        parameters = settings.submitit_parameters("bench-run", device, threads or None)
-        outcomes = submit(submission, settings, parameters, dry_run=dry_run, detach=detach, track=track)
-        if outcomes is not None:
-            close(submission, outcomes)
+        source = DatasetSource.of(dataset, loaded.name, perturbation_key, control_value, cell_type_key)
+        run_on_slurm(specs, loaded, source, settings, device=device, threads=threads or None, track=track,
+                     shown=shown, baselines=baselines, split=split, seeds=seed_list, dry_run=dry_run, detach=detach)
         return
     if dry_run:
         console.print("\n".join(run_label(spec, where=True) for spec in specs) or "nothing to run",
@@ -144,6 +131,24 @@ def run(
         return
     run_here(specs, loaded, jobs=jobs, threads=threads, track=track, shown=shown, baselines=baselines,
              split=split, seeds=seed_list)
+
+
+def run_on_slurm(specs, loaded, source, settings, *, device: str, threads: int | None, track: bool, shown: list[str],
+                 baselines: set[str], split: str, seeds: list[int], dry_run: bool, detach: bool) -> None:
+    """``bench run --executor slurm``: the runs, and the data ceilings the store lacks, as one job array."""
+    from bench.workflows import slurm_grid
+    from bench.workflows.slurm import new_folder
+
+    submission = slurm_grid.runs(specs, loaded, source, new_folder(settings, "run"), track=track, threads=threads,
+                                 split=split, seeds=seeds, label=run_label,
+                                 context={"shown": shown, "baselines": baselines, "dataset": loaded.name})
+    if not submission.tasks:
+        console.print("nothing to run", markup=False)
+        return
+    parameters = settings.submitit_parameters("bench-run", device, threads)
+    outcomes = submit(submission, settings, parameters, dry_run=dry_run, detach=detach, track=track)
+    if outcomes is not None:
+        close(submission, outcomes)
 
 
 def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list[str], baselines: set[str],

@@ -86,16 +86,12 @@ def sweep(
 
 def _sweep_on_slurm(spec, loaded, dataset: str | None, workers: int, settings, track: bool, detach: bool) -> None:
     """``workers`` workers of the study as one Slurm job array; when they end, the best trial's card."""
-    from pathlib import Path
-
-    from bench.data.datasets import is_path
     from bench.workflows import slurm_grid
     from bench.workflows.slurm import new_folder
     from bench.workflows.slurm_tasks import DatasetSource
 
-    name = str(Path(dataset).expanduser().resolve()) if dataset and is_path(dataset) else loaded.name
-    submission = slurm_grid.sweep(spec, DatasetSource(name), workers, new_folder(settings, "sweep"), track=track,
-                                  threads=None)
+    submission = slurm_grid.sweep(spec, DatasetSource.of(dataset, loaded.name), workers, new_folder(settings, "sweep"),
+                                  track=track, threads=None)
     parameters = settings.submitit_parameters("bench-sweep", spec.device, None)
     outcomes = submit(submission, settings, parameters, dry_run=False, detach=detach, track=track)
     if outcomes is not None:

@@ -38,6 +38,14 @@ class DatasetSource:
     control_value: str | None = None
     cell_type_key: str | None = None
 
+    @classmethod
+    def of(cls, given: str | None, loaded: str, *keys: str | None) -> DatasetSource:
+        """The source of the dataset ``loaded`` (its name) from ``--dataset given``: a file by its absolute
+        path (tasks may start in another folder), a catalog dataset (or the default) by name."""
+        from bench.data.datasets import is_path
+
+        return cls(str(Path(given).expanduser().resolve()) if given and is_path(given) else loaded, *keys)
+
     def prepared(self) -> runner.PreparedDataset:
         from bench.data.datasets import load_dataset
 
@@ -61,7 +69,7 @@ def _use_cpus(threads: int | None) -> None:
 
 @dataclass
 class RunTask:
-    """One run of the grid: returns its result (without predicted cells, which the store keeps) or the
+    """One run of the grid: returns its result, less its predicted cells (the tracking store keeps them), or the
     ``BenchError`` that stopped it (bad input stops the whole array, as it stops local runs)."""
 
     spec: RunSpec
