@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from conftest import real_data_file
+from conftest import HANG_S, real_data_file
 
 from bench.adapters.gears import GearsModel, workspace
 from bench.adapters.gears.compat import EpochReporter, PandasIndexCSR, install_go_rows
@@ -380,7 +380,7 @@ def test_fit_and_predict_leave_the_process_as_they_found_it(tmp_path):
     warnings filters, working directory, environment, torch and native thread counts, scanpy verbosity
     and stdout/stderr unchanged; nothing written outside the scratch folder, which is removed; no network, no pool."""
     out = subprocess.run([sys.executable, "-c", ISOLATION_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "PYTHONWARNINGS": "", "OMP_NUM_THREADS": "1"})
+                         timeout=HANG_S, env={**os.environ, "PYTHONWARNINGS": "", "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"changed": [], "imported": True, "cwd_files": [], "scratch_left": [], "children": 0}
@@ -388,7 +388,7 @@ def test_fit_and_predict_leave_the_process_as_they_found_it(tmp_path):
 
 def bench_cli(*args, cwd, env):
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=600)
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=HANG_S)
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import bench, real_data_file
+from conftest import HANG_S, bench, real_data_file
 
 from bench.workflows import reference_check, tracking
 from bench.workflows.slurm import Submission
@@ -127,7 +127,7 @@ def test_runs_slurm_ends_are_failed_with_its_reason_and_resume_runs_exactly_thos
              if (folder / "progress-0.json").exists() else False)
     array = Submission.load(folder).array_id
     subprocess.run(["scancel", f"{array}_0"], check=True)
-    out, err = command.communicate(timeout=600)
+    out, err = command.communicate(timeout=HANG_S)
     assert command.returncode == 1, out + err  # runs failed
 
     runs = tracked(tmp_path, monkeypatch).drop_duplicates("run_id").set_index(["model", "seed"])
@@ -213,7 +213,7 @@ def test_a_preempted_sweep_worker_is_requeued_and_its_trial_retried(cluster, tmp
     time.sleep(2)  # into its next trial
     for signal in ("TERM", "USR2"):  # what a preemption sends: SIGTERM, then submitit's SIGUSR2
         subprocess.run(["scancel", f"--signal={signal}", job], check=True)
-    out, err = command.communicate(timeout=600)
+    out, err = command.communicate(timeout=HANG_S)
     assert command.returncode == 0, out + err
     history = subprocess.run(["sacct", "-n", "-X", "-P", "--duplicates", "-j", job, "-o", "State"],
                              capture_output=True, text=True).stdout.split()
@@ -286,7 +286,7 @@ def test_a_dry_run_shows_the_request_and_warns_of_a_store_other_nodes_cannot_see
     command = " ".join([sys.executable, "-m", "bench", "run", *GRID, "--executor", "slurm", "--dry-run",
                         "--slurm", f"folder={tmp_path / 'jobs'}", "--slurm", "partition=debug", *held(token)])
     shown = subprocess.run(["unshare", "-u", "sh", "-c", f"hostname login1 && exec {command}"], capture_output=True,
-                           text=True, env={**os.environ, **store(tmp_path)}, cwd=tmp_path, timeout=600)
+                           text=True, env={**os.environ, **store(tmp_path)}, cwd=tmp_path, timeout=HANG_S)
     assert shown.returncode == 0, shown.stderr
     assert "#SBATCH --array=0-7%8" in shown.stdout and "#SBATCH --partition=debug" in shown.stdout
     assert "#SBATCH --signal=URG@90" in shown.stdout  # runs are not warned to checkpoint before the time limit

@@ -9,6 +9,10 @@ a private temporary folder; the parent, not the workers, hands each result to ``
 it), so one process writes the tracking store. A worker writes where its run is (phase, steps) to a
 small JSON file that the parent reads as it polls and hands to ``progress``.
 
+Workers end with the parent, however it ends (``worker.end_with``). The folder, named after the parent's pid, is
+removed as the parent ends (the CLI turns SIGTERM and SIGHUP into an exit, as SIGINT is); one that a parent killed
+by SIGKILL left behind is removed by the next start.
+
 Not joblib (loky), which ran ``--jobs`` before: a worker killed there breaks the whole executor (every
 run in flight ends in ``TerminatedWorkerError``, and which run was killed is unknown), and its workers
 are reused, so a run's environment cannot be set before numpy and torch load.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,10 +34,12 @@ from pathlib import Path
 
 from bench.core.api import RunResult, now_ms
 from bench.core.errors import BenchError
+from bench.core.processes import alive
 from bench.core.threads import environment as threads_environment
 from bench.workflows import runner
 
 POLL_S = 0.2
+PREFIX = "bench-workers-"
 
 
 def _exit_reason(code: int, stderr: Path) -> str:
@@ -63,7 +70,8 @@ def run_many(specs: list[runner.RunSpec], datasets: dict, jobs: int, threads: in
     stops every worker and is raised here."""
     progress = progress or (lambda number, state: None)
     env = {**os.environ, **threads_environment(threads), **(environment or {})}
-    with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
+    _remove_abandoned()
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as folder:
         root = Path(folder)
         data_files = {key: root / f"dataset-{i}.pickle" for i, key in enumerate(datasets)}
         for key, path in data_files.items():
@@ -97,6 +105,14 @@ def run_many(specs: list[runner.RunSpec], datasets: dict, jobs: int, threads: in
                 process.wait()
 
 
+def _remove_abandoned() -> None:
+    """Remove the worker folders whose parent is gone (``PREFIX``, its pid, ``-``...); never one whose parent runs."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
+        owner = folder.name.removeprefix(PREFIX).partition("-")[0]
+        if owner.isdigit() and not alive(int(owner)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _state(path: Path, last: bytes | None) -> bytes | None:
     """The worker's progress file when it changed since ``last`` (None when unchanged or not written yet)."""
     try:
@@ -111,7 +127,7 @@ def _start(root: Path, number: int, payload: tuple, env: dict[str, str]) -> subp
     task_file.write_bytes(pickle.dumps(payload))
     files = [str(task_file), str(root / f"result-{number}.pickle"), str(root / f"progress-{number}.json")]
     with open(root / f"stderr-{number}.txt", "w") as stderr:
-        return subprocess.Popen([sys.executable, "-m", "bench.workflows.worker", *files],
+        return subprocess.Popen([sys.executable, "-m", "bench.workflows.worker", str(os.getpid()), *files],
                                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr)
 
 
