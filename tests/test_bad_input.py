@@ -56,12 +56,17 @@ USAGE = [
     (["list", "modles"], "'modles' is not one of 'models', 'datasets', 'splits', 'metrics', 'all'"),
     (["sweep", "--model", "mean"], "model 'mean' has no [search_space]"),
     (["sweep", "--model", "linear", "--trials", "0"], "'--trials': Input should be greater than or equal to 1"),
+    (["sweep", "--model", "linear", "--seed", "-1"], "'--seed': Input should be greater than or equal to 0"),
     (["sweep", "--model", "linear", "--timeout", "0"], "--timeout 0 must be positive"),
     (["sweep", "--model", "linear", "--metric", "pearson_dleta"], "did you mean 'pearson_delta'"),
     (["leaderboard"], "no tracked runs in sqlite:///"),
     (["leaderboard", "--dataset", "synthetic", "--metric", "pearsn"], "unknown metric 'pearsn'"),
     (["leaderboard", "--split", "unseen_doubles"], "did you mean 'unseen_double'"),
     (["check", "--reference", "absent.csv"], "no reference file absent.csv"),
+    (["export", "--dataset", "synthetic", "--out", "x", "--seed", "-1"],
+     "'--seed': Input should be greater than or equal to 0"),
+    (["score", "--dataset", "synthetic", "--predictions", "p.h5ad", "--seed", "-1"],
+     "'--seed': Input should be greater than or equal to 0"),
     (["data", "fetch", "normann"], "did you mean 'norman'"),
     (["data", "import", "norman_subset", "absent.h5ad"], "absent.h5ad is not a file"),
 ]
@@ -192,3 +197,28 @@ def test_bad_files_are_one_line_errors_that_leave_nothing_behind(args, message, 
     out = bench(args, tmp_path, env={"BENCH_DATA_DIR": str(tmp_path / "store")} if "store/" in files else None)
     assert_one_line_error(out, message)
     assert _contents(tmp_path) == before
+
+
+# (the card's adapter, the source of ghost_adapter.py beside it, the error's end)
+BROKEN_ADAPTERS = [
+    (":Ghost", "", "adapter must be 'module:Class', got ':Ghost'"),
+    ("ghost_adapter:Ghost", "def broken(:\n",
+     "cannot import adapter module 'ghost_adapter' (SyntaxError: invalid syntax)"),
+    ("ghost_adapter:Ghost", "raise RuntimeError('no GPU driver found')\n",
+     "cannot import adapter module 'ghost_adapter' (RuntimeError: no GPU driver found)"),
+]
+
+
+@pytest.mark.parametrize("adapter, source, message", BROKEN_ADAPTERS, ids=["empty module", "syntax error", "raises"])
+def test_a_card_whose_adapter_cannot_be_imported_is_a_one_line_error(adapter, source, message, tmp_path):
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "ghost.toml").write_text(f'name = "ghost"\nadapter = "{adapter}"\ndescription = "t"\ncitation = "t"\n')
+    (cards / "ghost_adapter.py").write_text(source)
+    env = {"BENCH_CARDS_DIR": str(cards), "PYTHONDONTWRITEBYTECODE": "1"}
+    out = bench(["run", "--model", "ghost", "--dataset", "synthetic", "--dry-run"], tmp_path, env)
+    assert_one_line_error(out, message)
+    assert f"{cards / 'ghost.toml'}: " in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cards"]
+    debug = bench(["--debug", "run", "--model", "ghost", "--dataset", "synthetic", "--dry-run"], tmp_path, env)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr

@@ -124,7 +124,7 @@ def test_the_diff_table_shows_presets_and_errors_verbatim():
     line = dict(zip(reference_check.COLUMNS, ["synthetic", "simulation", "linear", "fast", "1", "mse_de20", "all",
                                          0.5, 0.1, 2, 0.07]))
     verdicts = pd.DataFrame([{**line, "now": 0.7, "change": 0.2, "verdict": "failed", "detail": "seed 1 failed: [bold]x[/]"}])
-    console = Console(width=250, record=True)
+    console = Console(width=250, record=True, markup=False)  # as bench's consoles print
     console.print(_diff_table(verdicts))
     text = console.export_text()
     assert "linear [fast] synthetic/simulation seeds 1" in text and "failed: seed 1 failed: [bold]x[/]" in text

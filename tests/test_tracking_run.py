@@ -148,15 +148,17 @@ def test_a_deleted_experiment_is_a_one_line_error(tracking_store):
     assert "\n" not in str(raised.value) and f"--experiment-ids {number}" in str(raised.value)
 
 
-def test_a_run_whose_logging_fails_ends_failed(tracking_store, monkeypatch):
+def test_a_run_whose_logging_fails_ends_failed_and_is_kept(tracking_store, monkeypatch):
     def broken(result, folder):
         raise OSError("disk full")
 
+    monkeypatch.chdir(tracking_store)
     monkeypatch.setattr(tracking, "_write_artifacts", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(BenchError, match="failed while logging m/simulation/seed1 \\(disk full\\); the run is kept in"):
         tracking.log_run(result_of())
     runs = tracking.runs("tracked")
     assert list(runs["status"]) == ["FAILED"]  # though the run itself finished: its scores were not stored
+    assert len(list((tracking_store / "unlogged-runs").iterdir())) == 1
 
 
 def test_runs_are_flat_rows_one_per_metric_and_nothing_of_mlflows_layout(tracking_store):

@@ -23,10 +23,13 @@ from bench.cli.common import (
 )
 from bench.cli.data import data_app
 from bench.cli.external import export, score
+from bench.cli.import_runs import import_runs
 from bench.cli.leaderboard import leaderboard
 from bench.cli.sweep import sweep
 from bench.core.errors import BenchError
+from bench.core.processes import exit_on_termination
 from bench.core.progress import Display, busy, line_interval
+from bench.core.redaction import redact
 from bench.core.seeds import parse_seeds
 from bench.core.textfiles import one_line
 
@@ -44,6 +47,7 @@ app.command()(check)
 app.command()(export)
 app.command()(score)
 app.command()(jobs)
+app.command(name="import-runs")(import_runs)
 
 
 @app.callback()
@@ -229,16 +233,25 @@ def _usage_error(exc) -> str:
     return one_line(exc.format_message().replace("Value error, ", ""))
 
 
+def _print_traceback() -> None:
+    """The exception being handled, as Python prints it, without secrets (``bench.core.redaction``)."""
+    import traceback
+
+    sys.stderr.write(redact(traceback.format_exc()))
+
+
 def main() -> None:
     """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
     traceback)."""
     settings = Settings()
+    exit_on_termination()
     try:
         code = app(standalone_mode=False, prog_name="bench", obj=settings)
     except BenchError as exc:
         if settings.debug:
-            raise
-        err_console.print(f"error: {one_line(exc)}", markup=False, highlight=False, soft_wrap=True)
+            _print_traceback()
+        else:
+            err_console.print(f"error: {redact(one_line(exc))}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Abort:
         sys.exit(130)
@@ -251,4 +264,7 @@ def main() -> None:
         err_console.print(f"error: {_usage_error(exc)}{hint}", markup=False, highlight=False,
                           soft_wrap=True)
         sys.exit(exc.exit_code)
+    except Exception:  # a defect, or a library's error that names a store with its password
+        _print_traceback()
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

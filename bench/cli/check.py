@@ -6,18 +6,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
-from bench.cli.common import DEVICE, run_label
+from bench.cli.common import DEVICE, console, err_console, run_label
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy
 from bench.core.registry import preset_label
 
-console = Console()
-err_console = Console(stderr=True)
 STYLE = {"ok": "green", "improved": "cyan", "regressed": "bold red", "failed": "bold red", "missing": "bold red"}
 BAD = ("regressed", "failed", "missing")
 
@@ -27,8 +24,8 @@ def _diff_table(verdicts) -> Table:
     for column in ("configuration", "metric", "reference", "now", "change", "tolerance", "verdict"):
         table.add_column(column, justify="left" if column in ("configuration", "metric", "verdict") else "right")
     for line in verdicts.itertuples(index=False):
-        verdict = f"[{STYLE[line.verdict]}]{line.verdict}[/]" + (f": {escape(line.detail)}" if line.detail else "")
-        table.add_row(escape(f"{preset_label(line.model, line.preset)} {line.dataset}/{line.split} seeds {line.seeds}"),
+        verdict = Text.assemble((line.verdict, STYLE[line.verdict]), f": {line.detail}" if line.detail else "")
+        table.add_row(f"{preset_label(line.model, line.preset)} {line.dataset}/{line.split} seeds {line.seeds}",
                       f"{line.subgroup}/{line.metric}", f"{line.mean:.4f}", f"{line.now:.4f}",
                       f"{line.change:+.4f}", f"{line.tolerance:.4f}", verdict)
     return table
@@ -127,7 +124,7 @@ def verdict(reference: Path, table, runs: list, update: bool) -> None:
     for line in bad.itertuples(index=False):
         console.print(reference_check.describe(line), markup=False, highlight=False, soft_wrap=True)
     if len(bad):
-        console.print(f"[bold red]{len(bad)} of {len(verdicts)} line(s) regressed or failed[/]")
+        console.print(Text(f"{len(bad)} of {len(verdicts)} line(s) regressed or failed", style="bold red"))
         raise typer.Exit(1)
-    console.print(f"[green]all {len(verdicts)} line(s) within tolerance[/] (largest change "
-                  f"{verdicts['change'].abs().max():.4f})")
+    console.print(Text.assemble((f"all {len(verdicts)} line(s) within tolerance", "green"),
+                                f" (largest change {verdicts['change'].abs().max():.4f})"))

@@ -9,12 +9,14 @@ from typing import Annotated, Literal
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from bench.core.devices import DEVICES
 from bench.core.progress import busy
 
-console = Console()
-err_console = Console(stderr=True)
+# Neither reads rich markup, so paths and user values print as they are ('[x]', '/root/[/y]'); style with Text.
+console = Console(markup=False)
+err_console = Console(stderr=True, markup=False)
 HEADLINE = "pearson_delta_de20,pearson_delta,mse_de20"  # the metrics commands show unless --metric(s) says otherwise
 DEVICE = Annotated[Literal[DEVICES], typer.Option(help="Compute device; auto takes a CUDA GPU where torch sees one.")]
 
@@ -105,7 +107,7 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
         name = model + (" (reference)" if model == reference else "")
         for r in runs:
             if not r.ok:
-                table.add_row(str(rank), name, f"[red]{r.status}[/red] seed {r.seed}", "", r.error or "",
+                table.add_row(str(rank), name, Text.assemble((r.status, "red"), f" seed {r.seed}"), "", r.error or "",
                               *[""] * (len(shown) - 1))
         tested = {key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)}
         subgroups = sorted(tested, key=lambda s: (s != "all", s))
@@ -128,10 +130,12 @@ def close_run(results, shown: list[str], baselines: set[str], dataset: str, trac
 
 def where_to_look(dataset: str) -> str:
     """The closing line of a tracked run: how to browse the runs and build a leaderboard."""
+    from bench.core.redaction import redact
     from bench.workflows import tracking
 
-    return (f"tracked in {tracking.tracking_uri()}; browse with `mlflow ui --backend-store-uri "
-            f"{tracking.tracking_uri()}`, tabulate with `bench leaderboard --dataset {dataset}`")
+    uri = redact(tracking.tracking_uri())
+    return (f"tracked in {uri}; browse with `mlflow ui --backend-store-uri {uri}`, tabulate with "
+            f"`bench leaderboard --dataset {dataset}`")
 
 
 def log_ceilings(prepared, split: str, seeds: list[int]) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from bench.cli.common import console, err_console
 from bench.core import paths
 
 data_app = typer.Typer(
@@ -20,8 +21,6 @@ data_app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
 STYLES = {"verified": "green", "unverified": "yellow", "changed": "yellow", "mismatch": "red", "missing": "dim"}
 
 
@@ -69,7 +68,7 @@ def list_() -> None:
                 status.entry.name,
                 "yes" if status.present else "no",
                 _size(status.size),
-                f"[{STYLES[status.state]}]{state}[/]",
+                Text(state, style=STYLES[status.state]),
             )
     console.print(table)
 

@@ -17,12 +17,13 @@ import typer
 from bench.cli.common import HEADLINE, console, load, log_ceilings, summary_table
 from bench.core.errors import BenchError
 from bench.core.progress import busy
+from bench.core.redaction import redact
 
 EXTERNAL = "external"
 
 DatasetOption = Annotated[str, typer.Option("--dataset", "-d", help="Dataset name or .h5ad path.")]
 SplitOption = Annotated[str, typer.Option("--split", "-s", help="Split setting (see `bench list splits`).")]
-SeedOption = Annotated[int, typer.Option("--seed", help="Split seed.")]
+SeedOption = Annotated[int, typer.Option("--seed", min=0, help="Split seed.")]
 
 
 def _split(dataset: str, split: str, seed: int, counts: bool = False):
@@ -93,4 +94,5 @@ def score(
         tracking.log_run(result, extra_tags={"external": "true", "predictions_file": predictions.name,
                                              "predictions_sha256": external.sha256_of(predictions)})
         log_ceilings(prepared, split, [seed])
-        console.print(f"tracked as {name} [{EXTERNAL}] in {tracking.tracking_uri()}", markup=False, highlight=False)
+        console.print(f"tracked as {name} [{EXTERNAL}] in {redact(tracking.tracking_uri())}", markup=False,
+                      highlight=False)

@@ -13,14 +13,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from bench.cli.common import HEADLINE
+from bench.cli.common import HEADLINE, console, err_console
 from bench.core.errors import BenchError
 from bench.core.progress import busy
-
-console = Console()
-err_console = Console(stderr=True)
+from bench.core.redaction import redact
 
 
 @contextlib.contextmanager
@@ -113,7 +110,7 @@ def leaderboard(
     found = {name: boards for name, boards in found.items() if boards}
     if not found:
         where = "/".join(part for part in (dataset, split) if part)
-        raise BenchError(f"no tracked runs{' of ' + where if where else ''} in {tracking.tracking_uri()}; "
+        raise BenchError(f"no tracked runs{' of ' + where if where else ''} in {redact(tracking.tracking_uri())}; "
                          "run `bench run` first")
     scores = leaderboard_inputs.scores()
     written = []

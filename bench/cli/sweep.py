@@ -11,15 +11,16 @@ from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, 
 from bench.cli.common import DEVICE
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy
+from bench.core.redaction import redact
 
-console = Console()
+console = Console(markup=False)
 
 
 def sweep(
     model: Annotated[str, typer.Option("--model", "-m", help="Model card to tune (its [search_space]).")],
     split: Annotated[str, typer.Option("--split", "-s", help="Split with validation conditions.")] = "simulation",
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: Norman).")] = None,
-    seed: Annotated[int, typer.Option(help="Split seed.")] = 1,
+    seed: Annotated[int, typer.Option(min=0, help="Split seed.")] = 1,
     trials: Annotated[int, typer.Option(min=1, help="Trials the study should hold, all workers together.")] = 20,
     timeout: Annotated[float | None, typer.Option(help="Start no trial after this many seconds.")] = None,
     metric: Annotated[str, typer.Option(help="Validation metric to optimise.")] = "pearson_delta_de20",
@@ -68,7 +69,7 @@ def sweep(
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
                             storage, device if cluster.on_slurm else devices.resolve(device), preset, timeout)
     optuna_study = sweeps.open_study(spec)
-    console.print(f"study {spec.study} in {sweeps.redact(spec.storage)}: {spec.direction} val/{metric}, "
+    console.print(f"study {spec.study} in {redact(spec.storage)}: {spec.direction} val/{metric}, "
                   f"{trials} trials in total")
     if cluster.on_slurm:
         _sweep_on_slurm(spec, loaded, dataset, workers, settings, track, detach)

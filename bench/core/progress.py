@@ -253,7 +253,7 @@ class StateFile:
 def busy(console: Console, text: str) -> Iterator[None]:
     """A spinner in a terminal; otherwise a timestamped line when the work starts and when it ends."""
     if console.is_terminal:
-        with console.status(text):
+        with console.status(escape(text)):
             yield
         return
     stamp = time.strftime("%H:%M:%S")

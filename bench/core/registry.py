@@ -52,6 +52,7 @@ import inspect
 import json
 import sys
 import tomllib
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +136,8 @@ def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> Mo
         raise BenchError(f"{path}: 'counts' must be true or false, got {table['counts']!r}")
     if table["name"] != path.stem:
         raise BenchError(f"{path}: name '{table['name']}' must match the file name '{path.stem}'")
-    if ":" not in table["adapter"]:
+    module, _, cls = table["adapter"].partition(":")
+    if not module or not cls:
         raise BenchError(f"{path}: adapter must be 'module:Class', got '{table['adapter']}'")
     return ModelCard(**table, path=path)
 
@@ -225,16 +227,18 @@ def find_card(name: str) -> ModelCard:
 
 
 def adapter_class(card: ModelCard) -> type:
-    """The card's adapter class; a module beside the card (in a card folder) is found too, after installed ones."""
+    """The card's adapter class; a module beside the card (in a card folder) is found too, after installed ones.
+    A module that cannot be imported (missing, a syntax error, raising) is an error naming the card's file."""
     module_name, _, class_name = card.adapter.partition(":")
     if card.path is not None and str(card.path.parent) not in sys.path:
         sys.path.append(str(card.path.parent))
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BenchError(f"model '{card.name}': cannot import adapter module '{module_name}' ({exc})") from None
+    except Exception as exc:
+        last = traceback.format_exception_only(exc)[-1].strip()
+        raise BenchError(f"{card.path or card.name}: cannot import adapter module '{module_name}' ({last})") from exc
     if not hasattr(module, class_name):
-        raise BenchError(f"model '{card.name}': module '{module_name}' has no class '{class_name}'")
+        raise BenchError(f"{card.path or card.name}: module '{module_name}' has no class '{class_name}'")
     return getattr(module, class_name)
 
 

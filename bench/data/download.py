@@ -117,7 +117,7 @@ def write_atomically(
 
 def _progress(enabled: bool) -> Progress:
     columns = (
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),

@@ -13,16 +13,17 @@ input (an unknown parameter, an impossible split) stops the worker with its one-
 Storage: ``sqlite:///file.db`` (the default, ``sweeps.db`` in the working directory), any SQLAlchemy
 URL such as ``postgresql://user@host/db``, or ``journal:PATH`` (Optuna's journal file on a shared
 filesystem). Trials record a heartbeat (Optuna's for RDB storages, ``journal_heartbeat`` for journal
-files), so a trial whose worker died is failed and retried by a worker with the same parameters; a
-worker that finds the budget taken waits while trials run, so a trial killed near the end of the
-sweep is retried too. Two workers that ask for a trial at the same moment can overshoot the budget by
-one; the later trial then ends as FAILED with the user attribute ``surplus`` before any training, and
-its worker goes back to waiting. Trials are logged to MLflow under one parent run per study
-(``tracking.SweepParent``).
+files), so a trial whose worker died is failed and retried by a worker with the same parameters once its
+last heartbeat, or its start if it has none, is older than the grace period; a worker that finds the
+budget taken waits while trials run, so a trial killed near the end of the sweep is retried too. Two
+workers that ask for a trial at the same moment can overshoot the budget by one; the later trial then
+ends as FAILED with the user attribute ``surplus`` before any training, and its worker goes back to
+waiting. Trials are logged to MLflow under one parent run per study (``tracking.SweepParent``).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -31,14 +32,17 @@ import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from bench.core import atomic, paths, registry
 from bench.core.api import RunResult, StopTraining
 from bench.core.errors import BenchError
+from bench.core.redaction import redact, remember
 from bench.data.knowledge import StoreGeneKnowledge
 from bench.evaluation.metrics import METRICS
 from bench.workflows import journal_heartbeat, tracking
@@ -80,7 +84,10 @@ def default_storage() -> str:
 def check_storage(url: str) -> None:
     """Refuse, before anything runs, a storage URL that names no database SQLAlchemy knows, and an SQLite
     storage that holds another application's tables (MLflow's ``mlflow.db`` is the likely mix-up):
-    Optuna would create its own tables inside it before failing. Journal files pass."""
+    Optuna would create its own tables inside it before failing. Journal files pass. Bad heartbeat
+    settings in the environment are refused first. Its password is hidden from then on (``redaction``)."""
+    remember(url)
+    heartbeat_s(), grace_s()
     fix = "point --storage at an Optuna database, e.g. sqlite:///sweeps.db"
     if is_journal(url):
         return
@@ -123,30 +130,24 @@ def open_storage(url: str):
 
 
 def heartbeat_s() -> int:
-    return int(os.environ.get(HEARTBEAT_S, 20))
+    return seconds(HEARTBEAT_S, 20)
 
 
 def grace_s() -> int:
-    return int(os.environ.get(GRACE_S, 60))
+    return seconds(GRACE_S, 60)
+
+
+def seconds(variable: str, default: int) -> int:
+    """The positive whole number of seconds in environment variable ``variable``, else ``default``."""
+    value = os.environ.get(variable, str(default))
+    if not value.isdecimal() or int(value) < 1:
+        raise BenchError(f"{variable}={value} is not a positive whole number of seconds; set it to one "
+                         f"(default {default}) or unset it")
+    return int(value)
 
 
 def is_journal(url: str) -> bool:
     return url.startswith("journal:")
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and cards, as SQLAlchemy parses it. SQLAlchemy reads
-    a raw '@' in a password (not written as %40) as part of the host, so that part is hidden too.
-    Journal paths, and text SQLAlchemy cannot parse, are returned as they are."""
-    if is_journal(url):
-        return url
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url
-    if parsed.host and "@" in parsed.host:
-        parsed = parsed.set(host=parsed.host.rpartition("@")[2], password="***")
-    return parsed.render_as_string(hide_password=True)
 
 
 def open_study(spec: SweepSpec):
@@ -193,10 +194,34 @@ def suggest(trial, space: dict) -> dict:
 
 
 def running(study) -> list:
-    """The study's RUNNING trials: alive, or dead and not yet failed (their heartbeat is not stale yet)."""
+    """The study's RUNNING trials: alive, or dead and not yet failed (their heartbeat, or their start if they
+    have none, is not older than the grace period yet)."""
     import optuna
 
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+
+
+def fail_trials_without_heartbeat(study, grace: int) -> None:
+    """Fail and retry, as ``optuna.storages.fail_stale_trials`` does stale ones, the RUNNING trials of an RDB
+    storage without a heartbeat that started more than ``grace`` seconds ago: their worker died before the
+    first heartbeat, and Optuna never counts such a trial as stale."""
+    import optuna
+
+    storage = study._storage
+    old = [t._trial_id for t in running(study) if datetime.now() - t.datetime_start > timedelta(seconds=grace)]
+    if not old:
+        return
+    # Optuna has no public way to tell whether a trial has a heartbeat: read its heartbeat table through the
+    # RDBStorage behind the study's cache (private attributes and schema of Optuna 5.0)
+    query = text("SELECT trial_id FROM trial_heartbeats WHERE trial_id IN :ids")
+    with storage._backend.engine.connect() as db:
+        beating = set(db.execute(query.bindparams(bindparam("ids", expanding=True)), {"ids": old}).scalars())
+    for trial_id in set(old) - beating:
+        try:
+            if storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
+                storage.get_heartbeat_stale_trial_callback()(study, copy.deepcopy(storage.get_trial(trial_id)))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it first
 
 
 def counted(study, below: int | None = None) -> int:
@@ -268,6 +293,7 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
             journal_heartbeat.fail_dead_trials(study, grace_s())
         else:
             optuna.storages.fail_stale_trials(study)
+            fail_trials_without_heartbeat(study, grace_s())
         waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
         if not waiting and counted(study) >= spec.trials:
             busy = [t.number for t in running(study)]

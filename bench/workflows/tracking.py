@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -19,11 +20,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core import paths
+from bench.core import paths, processes
 from bench.core.api import RunResult, now_ms
 from bench.core.errors import BenchError
+from bench.core.redaction import redact
 from bench.evaluation.metrics import CURVE, METRICS_VERSION
-from bench.workflows import prediction_files
+from bench.workflows import prediction_files, unlogged
 from bench.workflows.run_environment import package_versions
 
 MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
@@ -34,6 +36,8 @@ PROVENANCE = ("dataset_sha256", "metrics_version", "split_sha256", "card_sha256"
 RUN_COLUMNS = ("run_id", "model", "preset", "dataset", "split", "seed", "status", "error", "start_time", "sweep_trial",
                *PROVENANCE, "params")  # the fields of a run in ``runs``; those of its tags' names are read from them
 SCORE_COLUMNS = ("subgroup", "metric", "value")
+HOST_TAG, PID_TAG = "logged_on_host", "logged_by_pid"  # who logs a run: a run left RUNNING by a dead one is closed
+_abandoned_closed: set[str] = set()  # the stores whose abandoned runs this process has closed
 
 
 def tracking_uri() -> str:
@@ -66,11 +70,17 @@ def sqlite_tables(url: str, fix: str) -> set[str]:
         raise BenchError(f"cannot read {path} as an SQLite database ({exc}); {fix}") from None
 
 
+FIX = "point MLFLOW_TRACKING_URI at MLflow's database (e.g. sqlite:///mlflow.db) or server (http://host:5000)"
+CONNECT_TIMEOUT_S = 10  # one attempt, no retries: a wrong password or a dead server is said before training
+_reached: set[str] = set()  # the stores this process has checked by connecting
+
+
 def check_store() -> None:
     """Refuse, with a one-line ``BenchError``, a tracking URI that MLflow cannot use: a scheme no MLflow
     store handles, a database URL SQLAlchemy cannot parse, a file store (MLflow 3 refuses those unless
-    ``MLFLOW_ALLOW_FILE_STORE`` is set), or an SQLite file that is not MLflow's (MLflow would create its
-    tables inside it). Called before any training, and before every use of MLflow."""
+    ``MLFLOW_ALLOW_FILE_STORE`` is set), an SQLite file that is not MLflow's (MLflow would create its
+    tables inside it) or that cannot be created, and a database or server that does not answer. Called
+    before any training, and before every use of MLflow; it connects once per process and creates nothing."""
     from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
     from mlflow.exceptions import MlflowException
     from mlflow.store.db.db_types import DATABASE_ENGINES
@@ -79,27 +89,111 @@ def check_store() -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # its retries, and its errors with their tracebacks: bench says a store's failure in one line
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     uri = tracking_uri()
-    fix = "point MLFLOW_TRACKING_URI at MLflow's database (e.g. sqlite:///mlflow.db) or server (http://host:5000)"
+    if uri in _reached:
+        return
     scheme = get_uri_scheme(uri)
     try:
         _tracking_store_registry.get_store_builder(uri)
     except MlflowException:
-        raise BenchError(f"MLFLOW_TRACKING_URI has scheme '{scheme}', which MLflow cannot track to; {fix}") from None
+        raise BenchError(f"MLFLOW_TRACKING_URI has scheme '{scheme}', which MLflow cannot track to; {FIX}") from None
     if scheme in ("", "file") and not MLFLOW_ALLOW_FILE_STORE.get():
-        raise BenchError(f"MLFLOW_TRACKING_URI names a file store, which MLflow 3 refuses; {fix}, "
+        raise BenchError(f"MLFLOW_TRACKING_URI names a file store, which MLflow 3 refuses; {FIX}, "
                          "or set MLFLOW_ALLOW_FILE_STORE=true")
-    if scheme not in DATABASE_ENGINES:
-        return
-    try:
-        make_url(uri)
-    except ArgumentError:
-        raise BenchError("MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
-                         "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
-    tables = sqlite_tables(uri, fix)
+    if scheme in DATABASE_ENGINES:
+        try:
+            parsed = make_url(uri)
+        except ArgumentError:
+            raise BenchError("MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
+                             "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
+        if parsed.get_backend_name() == "sqlite":
+            _check_sqlite_file(uri, parsed)
+        else:
+            _connect_to_database(uri)
+            _open_mlflow_engine(uri)
+    elif scheme in ("http", "https"):
+        _ask_server(uri)
+    _reached.add(uri)
+
+
+def _check_sqlite_file(uri: str, parsed) -> None:
+    """An SQLite store names a file that is MLflow's, or one that can be created (its folder exists and is
+    writable; an existing store in a read-only folder can still be read)."""
+    if parsed.host or parsed.database in (None, "", ":memory:"):
+        raise BenchError(f"MLFLOW_TRACKING_URI {redact(uri)} names no SQLite file (an in-memory database is gone "
+                         "when bench exits); write sqlite:///mlflow.db (three slashes) for a file in this folder "
+                         "or sqlite:////absolute/path.db")
+    tables = sqlite_tables(uri, FIX)
     if tables and MLFLOW_TABLE not in tables:
-        raise BenchError(f"{make_url(uri).database} is not an MLflow database (its tables: "
-                         f"{', '.join(sorted(tables)[:6])}); {fix}")
+        raise BenchError(f"{parsed.database} is not an MLflow database (its tables: "
+                         f"{', '.join(sorted(tables)[:6])}); {FIX}")
+    folder = Path(parsed.database).resolve().parent
+    if Path(parsed.database).exists():
+        return
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        problem = "is not writable" if folder.is_dir() else "does not exist"
+        raise BenchError(f"the folder {folder} of the tracking store {parsed.database} {problem} (MLflow writes "
+                         "its database and a lock file there); create it, or point MLFLOW_TRACKING_URI elsewhere")
+
+
+def _connect_to_database(uri: str) -> None:
+    """One connection and a cheap query, without retries."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    timeout = {"connect_timeout": CONNECT_TIMEOUT_S} if uri.startswith(("postgresql", "mysql")) else {}
+    try:
+        engine = create_engine(uri, poolclass=NullPool, connect_args=timeout)
+        try:
+            with engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except Exception as exc:  # SQLAlchemy and driver errors have many types
+        raise BenchError(f"cannot reach the tracking store {redact(uri)} ({_reason(exc)}); check its host, "
+                         f"port, user and password, or {FIX}") from None
+
+
+def _open_mlflow_engine(uri: str) -> None:
+    """Have MLflow make its engine for a database server now, while it answers: MLflow retries making one
+    for about 100 s (``MAX_RETRY_COUNT`` in ``mlflow/store/db/utils.py``) but keeps it for the process, and
+    using it fails at once, so a server that goes away later fails the logging of a run without that wait."""
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # the server went away since the connection above
+        raise BenchError(f"cannot reach the tracking store {redact(uri)} ({_reason(exc)}); {FIX}") from None
+
+
+def _ask_server(uri: str) -> None:
+    """One request to the MLflow server (an experiment search, which needs its credentials), without retries."""
+    from mlflow import MlflowClient
+
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(CONNECT_TIMEOUT_S)}
+    saved = {name: os.environ.get(name) for name in quick}
+    os.environ.update(quick)
+    try:
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    except Exception as exc:  # connection, HTTP and MLflow errors
+        raise BenchError(f"cannot reach the MLflow server {redact(uri)} ({_reason(exc)}); check that it runs and "
+                         f"the credentials (MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD), or {FIX}") from None
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's first line, without secrets, at most 200 characters."""
+    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    return redact(lines[0])[:200]
 
 
 def _mlflow():
@@ -107,8 +201,6 @@ def _mlflow():
 
     check_store()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for noisy in ("mlflow", "alembic"):  # database set-up chatter would bury the results table
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri())
     return mlflow
 
@@ -162,7 +254,7 @@ def _experiment_id(client, dataset: str) -> str:
                 raise
             experiment = client.get_experiment_by_name(name)
     if experiment.lifecycle_stage == LifecycleStage.DELETED:
-        uri, number = tracking_uri(), experiment.experiment_id
+        uri, number = redact(tracking_uri()), experiment.experiment_id
         store = "--tracking-uri" if uri.startswith(("http://", "https://")) else "--backend-store-uri"
         raise BenchError(f"experiment '{name}' was deleted in {uri}; restore it (`mlflow experiments restore "
                          f"--experiment-id {number}`) or remove it for good (`mlflow gc {store} {uri} "
@@ -233,13 +325,39 @@ def _metrics(result: RunResult) -> list:
 
 def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
     """Log one run (params, metrics, tags, artifacts), as a child of ``parent_run_id`` when given (a sweep
-    trial), timed by the result's start and end; return its MLflow run id."""
+    trial), timed by the result's start and end; return its MLflow run id. Where the store fails (it went
+    away after the check), the run is kept in a local folder (``unlogged``) and a ``BenchError`` says how
+    to import it."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return _log_run(result, parent_run_id, extra_tags)
+    except (MlflowException, SQLAlchemyError, requests.RequestException, OSError) as exc:
+        failure = f"the tracking store {redact(tracking_uri())} failed while logging {result.model}/{result.split}" \
+                  f"/seed{result.seed} ({_reason(exc)})"
+        try:
+            kept = unlogged.save(result, parent_run_id, extra_tags)
+        except OSError as saving:
+            raise BenchError(f"{failure}, and the run could not be kept locally either ({saving}); the run is "
+                             "lost: free space or fix the store, then run it again") from None
+        raise BenchError(f"{failure}; the run is kept in {kept}: log it once the store is back with "
+                         f"`bench import-runs {kept.parent}`") from None
+
+
+def import_run(record: dict) -> str:
+    """Log a run kept by ``log_run`` when the store failed (``unlogged.load``); return its MLflow run id."""
+    return _log_run(record["result"], record["parent_run_id"], record["extra_tags"])
+
+
+def _log_run(result: RunResult, parent_run_id: str | None, extra_tags: dict | None) -> str:
     from mlflow.entities import Param
     from mlflow.tracking.context import registry as context
 
     client = _client()
     status = "FINISHED" if result.status in ("FINISHED", "SKIPPED") else "FAILED"
-    run_tags = {**tags(result), **(extra_tags or {})}
+    run_tags = {**tags(result), **(extra_tags or {}), HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
     if parent_run_id is not None:
         run_tags["mlflow.parentRunId"] = parent_run_id
     with _store_lock():
@@ -254,6 +372,10 @@ def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dic
             with tempfile.TemporaryDirectory() as folder:
                 _write_artifacts(result, Path(folder))
                 client.log_artifacts(run_id, folder)
+        except (KeyboardInterrupt, SystemExit):
+            client.set_tag(run_id, "error", "stopped while it was being logged (Ctrl-C or a termination signal)")
+            client.set_terminated(run_id, "KILLED")
+            raise
         except BaseException:
             client.set_terminated(run_id, "FAILED")
             raise
@@ -322,12 +444,32 @@ class SweepParent:
 
 
 def _client():
-    """An MLflow client; made under the store's lock, because making the first one creates the schema."""
+    """An MLflow client; made under the store's lock, because making the first one creates the schema. The
+    first one a process makes closes the runs that processes killed while logging them left RUNNING."""
     from mlflow import MlflowClient
 
     _mlflow()
     with _store_lock():
-        return MlflowClient()
+        client = MlflowClient()
+        if tracking_uri() not in _abandoned_closed:
+            _close_abandoned(client)
+            _abandoned_closed.add(tracking_uri())
+        return client
+
+
+def _close_abandoned(client) -> None:
+    """Mark FAILED ("process gone") the runs left RUNNING by a process of this machine that no longer runs: a
+    run is RUNNING only while it is logged, and a process killed then (SIGKILL, out of memory) cannot close it.
+    Runs logged on other machines are left to them: whether their process runs cannot be seen from here."""
+    experiments = [e.experiment_id for e in client.search_experiments() if e.name.startswith(experiment_name(""))]
+    if not experiments:
+        return
+    where = f"attributes.status = 'RUNNING' and tags.{HOST_TAG} = '{socket.gethostname()}'"
+    for run in client.search_runs(experiments, filter_string=where, max_results=50000):
+        pid = run.data.tags.get(PID_TAG, "")
+        if pid.isdigit() and not processes.alive(int(pid)):
+            client.set_tag(run.info.run_id, "error", f"process gone: process {pid} ended while logging the run")
+            client.set_terminated(run.info.run_id, "FAILED")
 
 
 def _children(client, experiment_id: str, parent_run_id: str, status: str | None = None) -> list:
@@ -395,14 +537,15 @@ def search_runs(dataset: str, filter_string: str = "") -> pd.DataFrame:
 
 
 def _status(run) -> str:
-    """How a run ended: its ``status`` tag (FINISHED, FAILED or SKIPPED), FAILED also where its logging failed,
-    and UNFINISHED where MLflow never saw it end (still running, or killed while logging)."""
-    if run.info.status not in ("FINISHED", "FAILED"):
+    """How a run ended: its ``status`` tag (FINISHED, FAILED or SKIPPED), FAILED also where its logging failed
+    or was stopped (KILLED), and UNFINISHED where MLflow never saw it end (being logged, or its process was
+    killed then and no command has closed it since)."""
+    if run.info.status not in ("FINISHED", "FAILED", "KILLED"):
         return UNFINISHED
     tagged = run.data.tags.get("status")
     if tagged == "SKIPPED":
         return tagged
-    return "FAILED" if "FAILED" in (tagged, run.info.status) else "FINISHED"
+    return "FAILED" if "FAILED" in (tagged, run.info.status) or run.info.status == "KILLED" else "FINISHED"
 
 
 def _rows(run) -> list[dict]:
