@@ -39,7 +39,7 @@ def reference(tmp_path_factory):
     path.write_text(HEADER + "\n" + "\n".join(line + ",,,,,," for line in LINES) + "\n")
     with pytest.MonkeyPatch.context() as patch:  # the per-test cache fixture does not reach module fixtures
         patch.setenv("BENCH_CACHE_DIR", os.environ.get("BENCH_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "bench-cache")))
-        result = check("--reference", str(path), "--update")
+        result = check("--reference", str(path), "--update", "--force")  # from this tree, committed or not
     assert result.exit_code == 0, result.output
     return path
 
@@ -191,7 +191,7 @@ def test_the_check_does_not_move_with_the_cpu_kernels_but_catches_a_broken_card(
     assert abs(unpinned[0] - unpinned[1]) > 0.05, unpinned  # the settings matter to an unpinned run
     path = tmp_path / "reference.csv"
     path.write_text(HEADER + "\nnorman_subset,simulation,cpa,fast,1,pearson_delta_de20,all,,,,,,\n")
-    assert check("--reference", str(path), "--update").exit_code == 0
+    assert check("--reference", str(path), "--update", "--force").exit_code == 0
     for kernels in KERNELS:
         with monkeypatch.context() as patch:
             for name, value in kernels.items():

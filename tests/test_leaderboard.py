@@ -13,6 +13,7 @@ import pytest
 from bench.cli.leaderboard import leaderboard
 from bench.core.api import RunResult
 from bench.core.errors import BenchError
+from bench.core.registry import all_cards
 from bench.evaluation.metrics import aggregate
 from bench.reporting import leaderboard as lb
 from bench.reporting import markdown as render
@@ -33,12 +34,16 @@ def per_perturbation(values: np.ndarray) -> pd.DataFrame:
 
 
 def result_of(model: str, seed: int, values: np.ndarray, split_hash: str | None = None, status: str = "FINISHED",
-              dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None) -> RunResult:
+              dataset_sha: str = "d" * 64, params: dict | None = None, card_hash: str | None = None,
+              baseline: bool | None = None) -> RunResult:
+    """A run's result; a baseline when its card is (``baseline``: as given), as the runner records it."""
     table = per_perturbation(values)
+    card = all_cards().get(model)
     result = RunResult(
         model=model, params=params or {"ridge": 0.1}, card_hash=card_hash or f"card-{model}", dataset=DATASET, dataset_sha256=dataset_sha,
         split="simulation", split_hash=split_hash or f"split-{seed}", seed=seed, device="cpu", status=status,
         error="ModelError: boom" if status == "FAILED" else None, split_json="{}",
+        baseline=bool(card and card.baseline) if baseline is None else baseline,
     )
     if status == "FINISHED":
         result.per_perturbation, result.metrics = table, aggregate(table)
@@ -230,3 +235,12 @@ def test_a_failure_part_way_leaves_the_old_files_as_they_were(tracking_store, mo
     with pytest.raises(OSError, match="disk full"):
         leaderboard(dataset=DATASET, metric="pearson_delta_de20,mse_de20", out=out)
     assert {p.name: p.read_text() for p in out.iterdir()} == old
+
+
+def test_a_row_is_a_baseline_when_its_runs_were_one(tracking_store):
+    """The leaderboard takes "baseline" from what the runs recorded, not from the card files of today."""
+    log("mean", 1, scores(1, 0.0), baseline=False)  # its card is a baseline now, but was not when it ran
+    log("cpa", 1, scores(1, 0.1), baseline=True)  # the other way round
+    (board,) = leaderboard_inputs.boards(DATASET)
+    assert {row.model: row.baseline for row in board.rows} == {"mean": False, "cpa": True}
+    assert all_cards()["mean"].baseline and not all_cards()["cpa"].baseline

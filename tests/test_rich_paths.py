@@ -86,7 +86,7 @@ def test_runs_scores_checks_and_sweeps_print_bracketed_paths_and_names_literally
 
     reference = root / "reference.csv"
     reference.write_text(",".join(reference_check.COLUMNS) + "\nsynthetic,simulation,mean,default,1,mse,all,,,,,,\n")
-    out = bench("check", "--reference", str(reference), "--update", env=env, cwd=root)
+    out = bench("check", "--reference", str(reference), "--update", "--force", env=env, cwd=root)
     shows(out, f"updated {reference}: 1 line(s)")
     shows(bench("check", "--reference", str(reference), env=env, cwd=root), "all 1 line(s) within tolerance")
     out = bench("sweep", "--model", "linear", "--dataset", "synthetic", "--trials", "1", "--study", "s[/root]",

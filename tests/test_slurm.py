@@ -233,7 +233,7 @@ def test_the_reference_check_on_slurm_passes_a_reference_recorded_here(cluster, 
              "norman_subset,simulation,mean,default,1,mse_de20,all"]
     reference = tmp_path / "reference.csv"
     reference.write_text(",".join(reference_check.COLUMNS) + "\n" + "".join(line + ",,,,,,\n" for line in lines))
-    recorded = bench("check", "--reference", str(reference), "--update", cwd=tmp_path)
+    recorded = bench("check", "--reference", str(reference), "--update", "--force", cwd=tmp_path)
     assert recorded.returncode == 0, recorded.stderr
     checked = bench("check", "--reference", str(reference), "--executor", "slurm", "--slurm",
                     f"folder={tmp_path / 'jobs'}", env={"COLUMNS": "200"}, cwd=tmp_path)

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import optuna
 import pandas as pd
 import pytest
 from conftest import HANG_S, real_data_file
+from postgres import postgres
 
 from bench.adapters.baselines import MeanModel
 from bench.core import paths, registry
@@ -213,40 +213,14 @@ def test_a_worker_killed_in_the_last_trial_and_restarted_at_once_loses_nothing(t
     assert_one_parent_and_nothing_running(tmp_path, trials, monkeypatch)
 
 
-def postgres_server():
-    """A PostgreSQL server on localhost for this test (Debian's binaries, run as the ``postgres`` user)."""
-    binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not binaries or shutil.which("runuser") is None:
-        message = "PostgreSQL is not installed (Debian package postgresql); .ci/run installs it"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    bin_dir = binaries[-1].parent
-    data = Path(tempfile.mkdtemp(prefix="bench-postgres-"))  # pytest's folders are closed to other users
-    shutil.chown(data, "postgres")
-    port = 54000 + os.getpid() % 1000
-
-    def as_postgres(*args):
-        subprocess.run(["runuser", "-u", "postgres", "--", *args], check=True, capture_output=True, text=True)
-
-    as_postgres(str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres")
-    as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
-                f"-p {port} -k {data} -c listen_addresses=localhost", "start")
-    return bin_dir, data, port, as_postgres
-
-
 @contextlib.contextmanager
 def shared_storage(tmp_path, kind: str):
     """The URL of a fresh sweep storage of one kind (for PostgreSQL, a server running meanwhile)."""
     if kind != "postgresql":
         yield f"sqlite:///{tmp_path / 'shared.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'shared.log'}"
         return
-    bin_dir, data, port, as_postgres = postgres_server()
-    try:
-        yield f"postgresql://postgres@localhost:{port}/postgres"
-    finally:
-        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+    with postgres() as server:
+        yield server.url
 
 
 class ReportingModel(SpyModel):

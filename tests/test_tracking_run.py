@@ -16,7 +16,7 @@ from bench.core.api import RunResult
 from bench.core.errors import BenchError
 from bench.data.datasets import Dataset
 from bench.evaluation.metrics import CURVE, METRICS_VERSION, is_test_metric
-from bench.workflows import run_environment, runner, tracking
+from bench.workflows import run_environment, runner, source_state, tracking
 from bench.workflows.execution import execute
 
 ADAPTERS = textwrap.dedent(
@@ -190,7 +190,7 @@ def test_runs_are_flat_rows_one_per_metric_and_nothing_of_mlflows_layout(trackin
     assert (line["model"], line["preset"], line["dataset"], line["split"], line["seed"]) == (
         "m", "default", "tracked", "simulation", 1)
     assert (line["dataset_sha256"], line["split_sha256"], line["card_sha256"]) == ("d" * 64, "s", "c")
-    assert line["metrics_version"] == METRICS_VERSION and line["git_commit"] == tracking.git_commit()
+    assert line["metrics_version"] == METRICS_VERSION and line["git_commit"] == source_state.describe()["git_commit"]
     assert line["params"] == {"ridge": "0.1"} and line["start_time"] == finished.started_ms
     assert line["status"] == "FINISHED" and line["error"] is None and not line["sweep_trial"]
     runs = rows.drop_duplicates("run_id").set_index("run_id")

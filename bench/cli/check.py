@@ -34,6 +34,7 @@ def _diff_table(verdicts) -> Table:
 def check(
     reference: Annotated[Path | None, typer.Option(help="Reference CSV: configurations, metrics and values (default: the catalog's).")] = None,
     update: Annotated[bool, typer.Option("--update", help="Re-run and rewrite the reference's values instead of checking.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="With --update: from uncommitted changes to bench/ too.")] = False,
     device: DEVICE = "cpu",
     track: Annotated[bool, typer.Option("--track/--no-track", help="Log the re-runs to MLflow.")] = False,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Runs at a time, one thread each (default: the free cores).")] = None,
@@ -45,12 +46,15 @@ def check(
     """Re-run the reference's configurations under a pinned numeric profile; exit 1 with a diff when a
     metric regressed or a model fails."""
     from bench.core import devices, numeric_env, paths, threads
-    from bench.workflows import reference_check, tracking
+    from bench.workflows import reference_check, source_state, tracking
     from bench.workflows.execution import execute
 
     reference = reference or paths.reference_file()
     if update and paths.inside_installed_package(reference):
         raise BenchError(f"{reference} belongs to the installed package; write your own with --reference FILE")
+    if update and not force and source_state.is_dirty():
+        raise BenchError(f"{paths.PACKAGE} has uncommitted changes (see `git status {paths.PACKAGE}`): values made "
+                         "from them match no commit; commit them first, or pass --force")
     table = reference_check.read_reference(reference, require_values=not update)
     cluster = Cluster(executor, slurm, slurm_parallel, detach)
     settings = cluster.settings()

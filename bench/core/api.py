@@ -241,6 +241,7 @@ class RunResult:
     phase_seconds: dict[str, float] = field(default_factory=dict)  # split, fit, predict, score
     peak_memory_mb: float = 0.0
     preset: str | None = None
+    baseline: bool = False  # the card's ``baseline`` when it ran: the leaderboard takes it from the run
     numeric: dict[str, str] = field(default_factory=dict)
     # What the prediction files need besides ``predictions`` (bench/workflows/prediction_files.py): the split's own
     # small tables, not copies, and the cells of models that return cells.

@@ -239,9 +239,8 @@ def boards(rows: pd.DataFrame, dataset: str, has_scores: Callable[[str], bool], 
             if run is None:
                 continue
             superseded += len(group) - passed - 1
-            card = cards.get(model)
             row = board_rows.setdefault((model, preset, variant),
-                                        Row(model, preset, bool(card and card.baseline), variant))
+                                        Row(model, preset, _is_baseline(run, cards.get(model)), variant))
             if run["status"] == "SKIPPED":
                 row.skipped = run["error"] or "skipped"
             elif run["status"] == "FAILED":
@@ -265,6 +264,15 @@ def boards(rows: pd.DataFrame, dataset: str, has_scores: Callable[[str], bool], 
             ignored=ignored,
         ))
     return result
+
+
+def _is_baseline(run, card) -> bool:
+    """Whether the run's card was a baseline when it ran (its tag ``baseline``); for a run logged before runs
+    recorded it, whether the card on disk is."""
+    recorded = run.get("baseline")
+    if recorded in ("true", "false"):
+        return recorded == "true"
+    return bool(card and card.baseline)
 
 
 def best_baseline(means: Mapping[Key, float], metric: str) -> Key | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 
+from bench.adapters.kit import resource_files
 from bench.adapters.kit.base import Adapter
 from bench.core import numeric_env
 from bench.core.api import (
@@ -166,7 +167,8 @@ def new_result(spec: RunSpec, dataset: PreparedDataset, split: splits.Split | No
         split, _ = splits.obtain(dataset.adata, dataset.name, dataset.sha256, spec.split, spec.seed)
     result = RunResult(model=spec.card.name, params=spec.params, card_hash=card_hash(spec.card), dataset=dataset.name,
                        dataset_sha256=dataset.sha256, split=spec.split, split_hash=split.sha256, seed=spec.seed,
-                       device=spec.device, split_json=split.to_json(), preset=spec.preset)
+                       device=spec.device, split_json=split.to_json(), preset=spec.preset,
+                       baseline=spec.card.baseline)
     return result, split
 
 
@@ -183,6 +185,7 @@ def run(spec: RunSpec, dataset: PreparedDataset, *, knowledge: GeneKnowledge | N
     progress = progress or no_progress
     start, started_ms = time.perf_counter(), now_ms()
     _reset_peak_memory()
+    resource_files.taken()  # forget what an earlier run of this process read
     result, split = new_result(spec, dataset)
     result.started_ms = started_ms
     model = build(spec.card, spec.params)
@@ -251,5 +254,5 @@ def run(spec: RunSpec, dataset: PreparedDataset, *, knowledge: GeneKnowledge | N
     result.wall_time_s, result.ended_ms = time.perf_counter() - start, now_ms()
     result.peak_memory_mb = _peak_memory_mb()
     result.numeric = numeric_env.describe()
-    result.environment = run_environment.describe(spec.device)
+    result.environment = {**run_environment.describe(spec.device), **resource_files.taken()}
     return result

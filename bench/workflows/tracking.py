@@ -14,18 +14,17 @@ import logging
 import os
 import socket
 import sqlite3
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from bench.core import paths, processes
+from bench.core import processes
 from bench.core.api import RunResult, now_ms
 from bench.core.errors import BenchError
 from bench.core.redaction import redact
 from bench.evaluation.metrics import CURVE, METRICS_VERSION
-from bench.workflows import prediction_files, unlogged
+from bench.workflows import prediction_files, source_state, unlogged
 from bench.workflows.run_environment import package_versions
 
 MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database being created has it already
@@ -33,8 +32,9 @@ ARTIFACTS = "mlruns"  # the folder beside an SQLite database that holds its arti
 UNFINISHED = "UNFINISHED"  # the status of a run whose logging never ended (``runs``)
 SWEEP_KEY = "sweep_key"  # the tag that marks a sweep's parent run (``SweepParent``)
 PROVENANCE = ("dataset_sha256", "metrics_version", "split_sha256", "card_sha256", "git_commit")
-RUN_COLUMNS = ("run_id", "model", "preset", "dataset", "split", "seed", "status", "error", "start_time", "sweep_trial",
-               *PROVENANCE, "params")  # the fields of a run in ``runs``; those of its tags' names are read from them
+# the fields of a run in ``runs``; those of its tags' names are read from them
+RUN_COLUMNS = ("run_id", "model", "preset", "baseline", "dataset", "split", "seed", "status", "error", "start_time",
+               "sweep_trial", *PROVENANCE, "params")
 SCORE_COLUMNS = ("subgroup", "metric", "value")
 HOST_TAG, PID_TAG = "logged_on_host", "logged_by_pid"  # who logs a run: a run left RUNNING by a dead one is closed
 _abandoned_closed: set[str] = set()  # the stores whose abandoned runs this process has closed
@@ -84,7 +84,7 @@ def check_store() -> None:
     from mlflow.environment_variables import MLFLOW_ALLOW_FILE_STORE
     from mlflow.exceptions import MlflowException
     from mlflow.store.db.db_types import DATABASE_ENGINES
-    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry  # private: test_private_apis.py
     from mlflow.utils.uri import get_uri_scheme
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -108,8 +108,8 @@ def check_store() -> None:
         try:
             parsed = make_url(uri)
         except ArgumentError:
-            raise BenchError("MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write "
-                             "sqlite:///relative/path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
+            raise BenchError("MLFLOW_TRACKING_URI is not a database URL SQLAlchemy can parse; write sqlite:///relative/"
+                             "path.db, sqlite:////absolute/path.db or postgresql://user@host/db") from None
         if parsed.get_backend_name() == "sqlite":
             _check_sqlite_file(uri, parsed)
         else:
@@ -205,16 +205,6 @@ def _mlflow():
     return mlflow
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(paths.PACKAGE), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
 def experiment_name(dataset: str) -> str:
     return f"bench/{dataset}"
 
@@ -289,9 +279,10 @@ def tags(result: RunResult) -> dict[str, str]:
         "card_sha256": result.card_hash,
         "seed": str(result.seed),
         "preset": result.preset or "default",
+        "baseline": "true" if result.baseline else "false",
         "device": result.device,
         "status": result.status,
-        "git_commit": git_commit(),
+        **source_state.describe(),
         "metrics_version": METRICS_VERSION,
         "wall_time_s": f"{result.wall_time_s:.3f}",
         "peak_memory_mb": f"{result.peak_memory_mb:.1f}",
@@ -399,7 +390,7 @@ class SweepParent:
         self._dataset = dataset
         self._key = hashlib.sha256(f"{study}\n{storage}".encode()).hexdigest()[:32]
         self._tags = {SWEEP_KEY: self._key, "sweep_study": study, "sweep_storage": storage,
-                      "git_commit": git_commit(), **{k: str(v) for k, v in setup.items()}}
+                      **source_state.describe(), **{k: str(v) for k, v in setup.items()}}
         self._run_name = f"sweep/{study}"
         self._mine: str | None = None
 

@@ -43,6 +43,7 @@ def nb_cells(logits: torch.Tensor, log_theta: torch.Tensor, library: torch.Tenso
     """Log-normalised cells drawn from NB(softmax(logits) · library, θ)."""
     mu = torch.softmax(logits, dim=-1) * library.unsqueeze(1)
     theta = log_theta.exp().expand_as(mu).contiguous()
+    # private, but the only Gamma sampler that takes a generator; tests/test_private_apis.py pins what is used
     rate = torch._standard_gamma(theta, generator=generator) * mu / theta
     counts = torch.poisson(rate, generator=generator)
     return torch.log1p(counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0) * TARGET_SUM)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.adapters.kit import resource_files
 from bench.core.api import TrainData
 from bench.core.errors import ModelError
 from bench.core.textfiles import READ_ERRORS, compression, existing, one_line, open_text
@@ -29,7 +30,10 @@ CHUNK_ROWS = 1_000_000
 
 
 def _existing(path: str | Path, what: str) -> Path:
-    return existing(path, what, ModelError, "check the path or leave the parameter empty")
+    """The file at ``path``, recorded as read by this run (``resource_files``)."""
+    found = existing(path, what, ModelError, "check the path or leave the parameter empty")
+    resource_files.record(found)
+    return found
 
 
 def as_vector(value: object) -> np.ndarray:
@@ -221,11 +225,15 @@ def _esm_directory(directory: Path, genes: Sequence[str]) -> dict[str, np.ndarra
     """The vectors of the ``<gene>.pt`` files of ``genes``; with none of them, of the first file, so that
     the width is known."""
     files = {g: directory / f"{g}.pt" for g in dict.fromkeys(genes)}
-    vectors = {g: _esm_file_vector(path) for g, path in files.items() if path.is_file()}
-    first = None if vectors else min(directory.glob("*.pt"), default=None)
-    if not vectors and first is None:
-        raise ModelError(f"ESM features directory {directory} has no <gene symbol>.pt files; {ESM_FIX}")
-    return vectors or {first.stem: _esm_file_vector(first)}
+    files = {g: path for g, path in files.items() if path.is_file()}
+    if not files:
+        first = min(directory.glob("*.pt"), default=None)
+        if first is None:
+            raise ModelError(f"ESM features directory {directory} has no <gene symbol>.pt files; {ESM_FIX}")
+        files = {first.stem: first}
+    for path in files.values():
+        resource_files.record(path, directory)
+    return {g: _esm_file_vector(path) for g, path in files.items()}
 
 
 def _esm_file_vector(path: Path) -> np.ndarray:
