@@ -159,3 +159,20 @@ def test_a_run_whose_store_went_away_is_kept_and_imported_later(tmp_path, monkey
         assert set(stopper["status"]) == {"FINISHED"} and set(stopper["seed"]) == {3}
         assert stopper["metric"].notna().sum() > 10
         assert tracking.has_artifact(stopper["run_id"].iloc[0], "per_perturbation.csv")
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["leaderboard"], {"MLFLOW_TRACKING_URI": f"postgresql://u:{TOKEN}@127.0.0.1:{{port}}/db"},
+     "cannot reach the tracking store postgresql://u:***@127.0.0.1"),
+    (["run", "--model", "mean", "--dataset", "synthetic"],
+     {"MLFLOW_TRACKING_URI": f"http://u:{TOKEN}@127.0.0.1:{{port}}"}, "cannot reach the MLflow server http://u:***@"),
+    (["sweep", "--model", "linear", "--dataset", "synthetic", "--no-track", "--storage",
+      f"postgresql://u:{TOKEN}@127.0.0.1:{{port}}/db"], {}, "cannot open sweep storage postgresql://u:***@127.0.0.1"),
+], ids=["tracking database", "tracking server", "sweep storage"])
+def test_an_unreachable_store_is_one_line_without_its_password(args, env, message, tmp_path):
+    port = free_port()
+    out = bench(*[arg.format(port=port) for arg in args], cwd=tmp_path,
+                env={name: value.format(port=port) for name, value in env.items()})
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and message in lines[0], out.stderr
+    assert TOKEN not in out.stdout + out.stderr and list(tmp_path.iterdir()) == []
