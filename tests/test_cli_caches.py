@@ -66,3 +66,18 @@ def test_a_corrupt_de_cache_is_one_warning_line(user):
     assert out.returncode == 0, out.stderr
     [line] = stderr_lines(out)
     assert line.startswith(f"warning: DE gene cache {path} is unusable (") and line.endswith("); recomputing it"), line
+
+
+def one_control_cell(path) -> None:
+    """An h5ad whose only cell type has a single control cell: no split can be made of it."""
+    obs = pd.DataFrame({"condition": ["ctrl"] + ["A"] * 9 + ["B"] * 10}, index=[f"c{i}" for i in range(20)])
+    X = np.random.default_rng(0).random((20, 6)).astype(np.float32)
+    ad.AnnData(X, obs=obs, var=pd.DataFrame(index=[f"g{i}" for i in range(6)])).write_h5ad(path)
+
+
+def test_a_refused_split_leaves_no_de_cache(user):
+    one_control_cell(user["cwd"] / "few.h5ad")
+    out = bench("run", "--model", "mean", "--dataset", "few.h5ad", "--no-track", **user)
+    assert out.returncode == 2, out.stderr
+    assert stderr_lines(out) == ["error: cell type 'default' has 1 control cell(s); a split needs at least 2"]
+    assert not (user["cwd"] / "cache" / "de").exists() or not any((user["cwd"] / "cache" / "de").iterdir())

@@ -20,6 +20,7 @@ from bench.cli.common import (
     err_console,
     load,
     log_ceilings,
+    prepare,
     run_label,
 )
 from bench.cli.data import data_app
@@ -29,7 +30,7 @@ from bench.cli.leaderboard import leaderboard
 from bench.cli.sweep import sweep
 from bench.core.errors import BenchError, BenchWarning
 from bench.core.processes import exit_on_termination
-from bench.core.progress import Display, busy, line_interval
+from bench.core.progress import Display, line_interval
 from bench.core.redaction import redact
 from bench.core.seeds import parse_seeds
 from bench.core.textfiles import one_line
@@ -161,7 +162,7 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
     """``bench run`` on this machine: in this process, or ``jobs`` worker processes."""
     from bench.core import threads as thread_pools
     from bench.data.knowledge import StoreGeneKnowledge
-    from bench.workflows import runner, timings, tracking
+    from bench.workflows import timings, tracking
     from bench.workflows.execution import execute
 
     free = thread_pools.free_cores()
@@ -177,8 +178,7 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
                                     len({spec.seed for spec in specs}), jobs)
     if expected:
         console.print(expected, markup=False, highlight=False, soft_wrap=True)
-    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
-        prepared = runner.PreparedDataset.of(loaded)
+    prepared = prepare(loaded, split, seeds)
 
     def finished(result) -> None:
         if track:
