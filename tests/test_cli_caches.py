@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from bench.core import paths
+from bench.data.loaders import repeated_names_allowed
 from tests.conftest import bench, real_data_file
 
 RUN = ["run", "--model", "mean", "--dataset", "synthetic", "--no-track"]
@@ -81,3 +82,14 @@ def test_a_refused_split_leaves_no_de_cache(user):
     assert out.returncode == 2, out.stderr
     assert stderr_lines(out) == ["error: cell type 'default' has 1 control cell(s); a split needs at least 2"]
     assert not (user["cwd"] / "cache" / "de").exists() or not any((user["cwd"] / "cache" / "de").iterdir())
+
+
+def test_predictions_with_repeated_names_give_only_the_one_line_error(user):
+    obs = pd.DataFrame({"condition": ["A", "A"]}, index=["p", "p"])
+    with repeated_names_allowed():
+        predictions = ad.AnnData(np.zeros((2, 3), dtype=np.float32), obs=obs, var=pd.DataFrame(index=["a", "a", "b"]))
+    predictions.write_h5ad(user["cwd"] / "pred.h5ad")
+    out = bench("score", "--dataset", "synthetic", "--predictions", "pred.h5ad", "--name", "x", "--no-track", **user)
+    assert out.returncode == 2, out.stderr
+    [line] = stderr_lines(out)
+    assert line.startswith("error: pred.h5ad: var_names must be the dataset's"), line
