@@ -93,3 +93,12 @@ def test_predictions_with_repeated_names_give_only_the_one_line_error(user):
     assert out.returncode == 2, out.stderr
     [line] = stderr_lines(out)
     assert line.startswith("error: pred.h5ad: var_names must be the dataset's"), line
+
+
+def test_a_catalog_folder_that_does_not_exist_is_named(user):
+    missing = user["cwd"] / "nonexistent"
+    out = bench("run", "--model", "mean", "--dataset", "synthetic", "--no-track", cwd=user["cwd"],
+                env={**user["env"], "BENCH_CATALOG": str(missing)})
+    assert out.returncode == 2, out.stderr
+    assert stderr_lines(out) == [f"error: BENCH_CATALOG={missing} is not a folder; point it at a catalog "
+                                 "(with models/, datasets/, splits/) or unset it"]
