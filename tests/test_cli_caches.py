@@ -5,7 +5,10 @@ one folder track the data ceiling once."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import anndata as ad
 import numpy as np
@@ -14,7 +17,7 @@ import pytest
 
 from bench.core import paths
 from bench.data.loaders import repeated_names_allowed
-from tests.conftest import bench, real_data_file
+from tests.conftest import HANG_S, bench, real_data_file
 
 RUN = ["run", "--model", "mean", "--dataset", "synthetic", "--no-track"]
 
@@ -102,3 +105,19 @@ def test_a_catalog_folder_that_does_not_exist_is_named(user):
     assert out.returncode == 2, out.stderr
     assert stderr_lines(out) == [f"error: BENCH_CATALOG={missing} is not a folder; point it at a catalog "
                                  "(with models/, datasets/, splits/) or unset it"]
+
+
+def test_two_runs_in_one_folder_at_once_track_each_ceiling_once(user):
+    import mlflow
+
+    args = [sys.executable, "-m", "bench", "run", "--model", "mean", "--dataset", "synthetic", "--seeds", "1-3"]
+    env = {**os.environ, **user["env"]}
+    assert bench(*RUN, **user).returncode == 0  # the simulated dataset, cached before the two start
+    both = [subprocess.Popen(args, cwd=user["cwd"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    for process in both:
+        _, err = process.communicate(timeout=HANG_S)
+        assert process.returncode == 0, err
+    mlflow.set_tracking_uri(user["env"]["MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(experiment_names=["bench/synthetic"], filter_string="tags.model = 'ceiling'")
+    assert sorted(runs["tags.seed"]) == ["1", "2", "3"]
