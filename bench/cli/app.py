@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Annotated, Literal
 
 import typer
@@ -19,6 +20,7 @@ from bench.cli.common import (
     err_console,
     load,
     log_ceilings,
+    prepare,
     run_label,
 )
 from bench.cli.data import data_app
@@ -26,9 +28,9 @@ from bench.cli.external import export, score
 from bench.cli.import_runs import import_runs
 from bench.cli.leaderboard import leaderboard
 from bench.cli.sweep import sweep
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, BenchWarning
 from bench.core.processes import exit_on_termination
-from bench.core.progress import Display, busy, line_interval
+from bench.core.progress import Display, line_interval
 from bench.core.redaction import redact
 from bench.core.seeds import parse_seeds
 from bench.core.textfiles import one_line
@@ -160,7 +162,7 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
     """``bench run`` on this machine: in this process, or ``jobs`` worker processes."""
     from bench.core import threads as thread_pools
     from bench.data.knowledge import StoreGeneKnowledge
-    from bench.workflows import runner, timings, tracking
+    from bench.workflows import timings, tracking
     from bench.workflows.execution import execute
 
     free = thread_pools.free_cores()
@@ -176,8 +178,7 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
                                     len({spec.seed for spec in specs}), jobs)
     if expected:
         console.print(expected, markup=False, highlight=False, soft_wrap=True)
-    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
-        prepared = runner.PreparedDataset.of(loaded)
+    prepared = prepare(loaded, split, seeds)
 
     def finished(result) -> None:
         if track:
@@ -240,10 +241,19 @@ def _print_traceback() -> None:
     sys.stderr.write(redact(traceback.format_exc()))
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _python=warnings.showwarning) -> None:
+    """bench's own warnings (``BenchWarning``) as one ``warning:`` line; others as Python shows them."""
+    if issubclass(category, BenchWarning):
+        err_console.print(f"warning: {redact(one_line(message))}", markup=False, highlight=False, soft_wrap=True)
+    else:
+        _python(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
     traceback)."""
     settings = Settings()
+    warnings.showwarning = _show_warning
     exit_on_termination()
     try:
         code = app(standalone_mode=False, prog_name="bench", obj=settings)

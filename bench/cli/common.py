@@ -1,5 +1,5 @@
 """What the ``bench`` commands share: the consoles, the settings of the command line, the device option,
-loading a dataset with a note, the summary table, tracking the data ceiling."""
+loading a dataset with a note, preparing it, the summary table, tracking the data ceiling."""
 
 from __future__ import annotations
 
@@ -43,6 +43,18 @@ def load(dataset: str | None, perturbation_key, control_value, cell_type_key, co
             dataset, perturbation_key=perturbation_key, control_value=control_value, cell_type_key=cell_type_key,
             counts=counts,
         )
+
+
+def prepare(loaded, split: str, seeds: list[int]):
+    """``runner.PreparedDataset`` of ``loaded``, its DE genes ranked (and cached) only once every split seed is
+    made: a refused split leaves no DE cache behind."""
+    from bench.evaluation import splits
+    from bench.workflows import runner
+
+    for seed in seeds:
+        splits.obtain(loaded.adata, loaded.name, loaded.sha256, split, seed)
+    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
+        return runner.PreparedDataset.of(loaded)
 
 
 def _simulated(dataset: str) -> str:
@@ -139,12 +151,14 @@ def where_to_look(dataset: str) -> str:
 
 
 def log_ceilings(prepared, split: str, seeds: list[int]) -> None:
-    """Track the data ceiling (``bench.evaluation.ceiling``) of each split seed whose current one the store lacks."""
+    """Track the data ceiling (``bench.evaluation.ceiling``) of each split seed whose current one the store lacks;
+    another process logging the same ceilings to the same SQLite store waits, then finds them there."""
     from bench.evaluation.ceiling import HALVINGS
     from bench.workflows import ceiling_runs, tracking
 
-    for seed in ceiling_runs.missing_seeds(prepared, split, seeds):
-        with busy(console, f"data ceiling of {split} seed {seed} ({HALVINGS} split-half halvings)"):
-            run = ceiling_runs.result(prepared, split, seed)
-        if run is not None:
-            tracking.log_run(run)
+    with tracking.ceiling_lock():
+        for seed in ceiling_runs.missing_seeds(prepared, split, seeds):
+            with busy(console, f"data ceiling of {split} seed {seed} ({HALVINGS} split-half halvings)"):
+                run = ceiling_runs.result(prepared, split, seed)
+            if run is not None:
+                tracking.log_run(run)

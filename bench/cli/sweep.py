@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 
 from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
-from bench.cli.common import DEVICE
+from bench.cli.common import DEVICE, load, prepare
 from bench.core.errors import BenchError
-from bench.core.progress import Display, busy
+from bench.core.progress import Display
 from bench.core.redaction import redact
 
 console = Console(markup=False)
@@ -37,12 +37,11 @@ def sweep(
     detach: DETACH = False,
 ) -> None:
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
-    from bench.cli.common import load
     from bench.core import devices, registry
     from bench.core import threads as thread_pools
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation import splits
-    from bench.workflows import runner, timings, tracking
+    from bench.workflows import timings, tracking
     from bench.workflows import sweep as sweeps
 
     card = registry.find_card(model)
@@ -77,8 +76,7 @@ def sweep(
     expected = timings.announcement([card.name], preset, spec.device, loaded.name, loaded.adata.shape, trials, 1)
     if expected:
         console.print(expected.replace("run(s)", "trial(s)"), markup=False, highlight=False, soft_wrap=True)
-    with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
-        prepared = runner.PreparedDataset.of(loaded)
+    prepared = prepare(loaded, split, [seed])
     with Display(console, trials) as display:
         ran = sweeps.run_worker(spec, optuna_study, prepared, track=track, display=display,
                                 say=lambda line: console.print(line, markup=False))

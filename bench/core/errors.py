@@ -18,3 +18,7 @@ class SplitError(BenchError):
 
 class ModelError(BenchError):
     """A model crashed, or returned predictions that break the adapter contract."""
+
+
+class BenchWarning(UserWarning):
+    """Something the user should know that stops nothing; the CLI prints it as one ``warning:`` line."""

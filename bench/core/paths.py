@@ -18,12 +18,19 @@ from pathlib import Path
 
 import platformdirs
 
+from bench.core.errors import BenchError
+
 PACKAGE = Path(__file__).resolve().parent.parent  # bench/, which holds catalog/ and templates/
 
 
 def catalog_dir() -> Path:
     catalog = os.environ.get("BENCH_CATALOG")
-    return Path(catalog) if catalog else PACKAGE / "catalog"
+    if not catalog:
+        return PACKAGE / "catalog"
+    if not Path(catalog).is_dir():
+        raise BenchError(f"BENCH_CATALOG={catalog} is not a folder; point it at a catalog (with models/, datasets/, "
+                         "splits/) or unset it")
+    return Path(catalog)
 
 
 def models_dir() -> Path:

@@ -6,6 +6,7 @@ becomes log1p of counts scaled to 10,000 per cell. Other expression must already
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -24,6 +25,14 @@ TARGET_SUM = 1e4
 MAX_LOG_EXPRESSION = 30.0
 
 
+@contextlib.contextmanager
+def repeated_names_allowed():
+    """A block in which anndata does not warn of repeated obs or var names (bench checks names itself)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".* names are not unique", category=UserWarning)
+        yield
+
+
 def read_h5ad(path: Path, layers: bool = True) -> ad.AnnData:
     """Read ``path`` into memory (without its layers unless ``layers``); a missing, truncated or corrupt
     file is a one-line DataError."""
@@ -31,8 +40,7 @@ def read_h5ad(path: Path, layers: bool = True) -> ad.AnnData:
     if not path.is_file():
         raise DataError(f"{path} does not exist; check the path")
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".* names are not unique", category=UserWarning)
+        with repeated_names_allowed():
             if layers:
                 return ad.read_h5ad(path)
             with h5py.File(path, "r") as file:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core import atomic, paths
-from bench.core.errors import DataError
+from bench.core.errors import BenchWarning, DataError
 from bench.data.download import ChecksumError, NotWritable, copy_file, download
 from bench.data.manifest import DatasetManifest, ManifestFile
 
@@ -34,7 +34,7 @@ RECORDS = "verified-files.json"
 _warned: set[tuple[str, str]] = set()
 
 
-class DataWarning(UserWarning):
+class DataWarning(BenchWarning):
     """A data file was accepted although it differs from its manifest (a mutable source changed)."""
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench.core import atomic, paths
 from bench.core.conditions import CONTROL
+from bench.core.errors import BenchWarning
 from bench.core.pseudobulk import group_means
 
 TOP_DE = 20
@@ -80,7 +81,7 @@ def cached_de_genes(adata: ad.AnnData, dataset: str, sha256: str) -> dict[str, d
         try:
             return _read_cache(path, adata)
         except (OSError, ValueError) as exc:
-            warnings.warn(f"DE gene cache {path} is unusable ({exc}); recomputing it", stacklevel=2)
+            warnings.warn(f"DE gene cache {path} is unusable ({exc}); recomputing it", BenchWarning)
     result = de_genes(adata)
     atomic.write_text(path, json.dumps(result))
     return result

@@ -4,13 +4,15 @@ A split assigns perturbation conditions to train / validation / test (or exclude
 share of control cells as the starting cells of counterfactual predictions, and for ``seen`` holds
 out a share of the cells of every condition instead. Controls are always training conditions.
 Frozen files live in the catalog's ``splits/<dataset>/<split>-seed<k>.json`` (committed for real
-datasets) or, for other datasets, in the cache; a run records the file's sha256.
+datasets) or, for other datasets, in the cache; a run records the file's sha256. A committed file is never
+regenerated: one that cannot be read is refused. A cached one that cannot be read is made again, with a warning.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,7 +22,7 @@ import numpy as np
 from bench.core import atomic, paths
 from bench.core.conditions import CONTROL, genes_of, perturbed_genes
 from bench.core.did_you_mean import unknown
-from bench.core.errors import SplitError
+from bench.core.errors import BenchWarning, SplitError
 from bench.evaluation.split_data import SplitData
 from bench.evaluation.split_rules import SUBGROUPS, assign, label
 
@@ -63,12 +65,11 @@ class Split:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     @classmethod
-    def from_json(cls, text: str, where: str = "split file") -> Split:
+    def from_json(cls, text: str | bytes, where: str = "split file") -> Split:
         try:
-            table = json.loads(text)
-            split = cls(**table)
-        except (json.JSONDecodeError, TypeError) as exc:
-            raise SplitError(f"{where} is not a valid split file ({exc}); delete it to regenerate") from None
+            split = cls(**json.loads(text))
+        except (ValueError, TypeError) as exc:  # ValueError: not JSON, or not UTF-8
+            raise SplitError(f"{where} is not a valid split file ({exc})") from None
         if split.format != FORMAT_VERSION:
             raise SplitError(f"{where} has format {split.format}, this bench reads {FORMAT_VERSION}")
         return split
@@ -199,7 +200,19 @@ def write(split: Split, path: Path) -> None:
 
 
 def read(path: Path) -> Split:
-    return Split.from_json(path.read_text(), where=str(path))
+    return Split.from_json(path.read_bytes(), where=str(path))
+
+
+def _read_frozen(path: Path, committed: bool) -> Split | None:
+    """The split in ``path``; a committed file that cannot be read is refused, a cached one is None (made again)."""
+    try:
+        return read(path)
+    except SplitError as exc:
+        if committed:
+            raise SplitError(f"committed split {exc}; restore it (`git checkout` it, or reinstall bench): committed "
+                             "splits are never regenerated") from None
+        warnings.warn(f"cached split {exc}; recomputing it", BenchWarning)
+        return None
 
 
 def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed: int) -> tuple[Split, Path]:
@@ -208,12 +221,13 @@ def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed
     check_name(name)
     for committed in (True, False):
         path = frozen_path(dataset, name, seed, committed)
-        if path.exists():
-            split = read(path)
+        split = _read_frozen(path, committed) if path.exists() else None
+        if split is not None:
             if split.dataset_sha256 != dataset_sha256:
                 raise SplitError(
                     f"{path} was frozen for dataset sha256 {split.dataset_sha256[:12]}, but the data has "
-                    f"{dataset_sha256[:12]}; restore the original data or delete the file to regenerate"
+                    f"{dataset_sha256[:12]}; restore the original data"
+                    + ("" if committed else " or delete the file to regenerate")
                 )
             check(split, adata)
             return split, path

@@ -20,6 +20,7 @@ import pandas as pd
 
 from bench.core.conditions import CONTROL
 from bench.core.errors import BenchError
+from bench.data.loaders import repeated_names_allowed
 from bench.evaluation import splits
 from bench.evaluation.split_data import SplitData
 from bench.workflows import prediction_files
@@ -67,7 +68,8 @@ def _read(path: Path) -> ad.AnnData:
     if not path.is_file():
         raise BenchError(f"predictions file {path} does not exist")
     try:
-        return ad.read_h5ad(path)
+        with repeated_names_allowed():  # cells need no unique names; _check_genes checks the genes
+            return ad.read_h5ad(path)
     except Exception as exc:  # h5py and anndata raise many types for a file that is not an h5ad
         raise BenchError(f"cannot read {path} as an .h5ad file ({type(exc).__name__}: {exc})") from None
 

@@ -253,20 +253,27 @@ def _experiment_id(client, dataset: str) -> str:
 
 
 @contextlib.contextmanager
-def _store_lock():
+def _store_lock(name: str = ""):
     """With an SQLite store, hold a file lock beside the database for a block: processes that start
     together (sweep workers, ``bench run --jobs``) would otherwise race to create its schema, and
-    MLflow's migrations and SQLite's writers are not safe under that race. A no-op for servers."""
+    MLflow's migrations and SQLite's writers are not safe under that race. A no-op for servers.
+    ``name`` names a lock of its own, for a block that holds the store's lock inside it."""
     uri = tracking_uri()
     if not uri.startswith("sqlite:///"):
         yield
         return
-    with open(Path(uri.removeprefix("sqlite:///") + ".lock"), "a") as handle:
+    with open(Path(uri.removeprefix("sqlite:///") + name + ".lock"), "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ceiling_lock():
+    """Held from finding a data ceiling missing until it is logged, so that processes logging to one SQLite
+    store at once track each ceiling once."""
+    return _store_lock(".ceiling")
 
 
 def tags(result: RunResult) -> dict[str, str]:
