@@ -14,10 +14,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import HANG_S, bench, real_data_file
 
 from bench.core import paths
 from bench.data.loaders import repeated_names_allowed
-from tests.conftest import HANG_S, bench, real_data_file
 
 RUN = ["run", "--model", "mean", "--dataset", "synthetic", "--no-track"]
 
