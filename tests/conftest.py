@@ -62,8 +62,8 @@ def fill(folder: Path, leave: int) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A folder on a 1 MiB tmpfs of its own (``tmpfs``): ``fill`` it to run it out of space."""
-    with tmpfs(tmp_path / "disk") as folder:
+    """A folder on an 8 MiB tmpfs of its own (``tmpfs``): ``fill`` it to run it out of space."""
+    with tmpfs(tmp_path / "disk", "8m") as folder:
         yield folder
 
 

@@ -20,22 +20,23 @@ class WriteError(BenchError, OSError):
     """A folder that cannot be written: a ``BenchError`` (one line, exit 2) that is still the ``OSError`` it
     was (same ``errno``), so code that only warns about a cache it cannot write goes on doing so."""
 
+    def __str__(self) -> str:
+        return self.args[0]  # the message, not OSError's "[Errno 28] No space left on device"
+
 
 @contextlib.contextmanager
 def writing(folder: Path, what: str) -> Iterator[None]:
     """Turn an ``OSError`` of ``FAULTS`` raised in the block into a ``WriteError``: ``cannot write <what> to
-    <folder>: <reason>``."""
+    <folder>: <reason>`` (the outermost block names the folder: one inside it may be a hidden one)."""
     try:
         yield
-    except WriteError:
-        raise
     except OSError as exc:
         if exc.errno not in FAULTS:
             raise
         # EEXIST here is a folder that cannot be made because a file has its name
         reason = os.strerror(errno.ENOTDIR) if exc.errno == errno.EEXIST else exc.strerror or str(exc)
         error = WriteError(f"cannot write {what} to {folder}: {reason}")
-        error.errno = exc.errno
+        error.errno, error.strerror = exc.errno, reason
         raise error from None
 
 
