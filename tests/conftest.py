@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,48 @@ def real_data_file(name: str) -> Path:
     pytest.skip(message)
 
 
+def needs(message: str) -> None:
+    """A test needs something absent: skip locally with the reason, fail in CI (``CI`` set)."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str = "1m") -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted on the new folder ``folder`` for a block, unmounted after (``read_only``
+    and ``fill`` make it read-only or full). Mounting needs root: elsewhere the test skips locally and
+    fails in CI."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        needs(f"cannot mount a tmpfs on {folder} ({mounted.stderr.strip()}); run the tests as root")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def read_only(folder: Path) -> None:
+    """Remount the tmpfs on ``folder`` read-only (``tmpfs``): writes there fail with EROFS, even as root."""
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the file system of ``folder`` up to ``leave`` free bytes."""
+    free = os.statvfs(folder).f_bavail * os.statvfs(folder).f_frsize
+    with open(folder / "filler", "wb") as handle:
+        handle.write(b"\0" * max(0, free - leave))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A folder on an 8 MiB tmpfs of its own (``tmpfs``): ``fill`` it to run it out of space."""
+    with tmpfs(tmp_path / "disk", "8m") as folder:
+        yield folder
+
+
 # A whole `bench` process is waited for until it ends. Runs that take 1 to 2 minutes on a quiet machine took
 # over 10 on one loaded by other work (load 8 on 2 cores); this bound only stops a hang.
 HANG_S = 1800
@@ -34,6 +78,20 @@ def bench(*args, env=None, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "bench", *args], capture_output=True, text=True, env=full, cwd=cwd, timeout=HANG_S
     )
+
+
+def failed_in_one_line(out: subprocess.CompletedProcess, says: str, code: int = 2) -> str:
+    """Assert that a ``bench`` process failed with exit ``code`` and one ``error:`` line saying ``says`` (warnings
+    aside), no traceback; return the line."""
+    lines = [line for line in out.stderr.strip().splitlines() if not line.startswith("warning: ")]
+    assert out.returncode == code and len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert says in lines[0] and "Traceback" not in out.stdout, out.stderr
+    return lines[0]
+
+
+def files_in(folder: Path) -> dict[str, bytes | None]:
+    """Every file and folder under ``folder`` (hidden ones too) with its content (None for a folder)."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
 
 
 def adapter_catalog(folder: Path, monkeypatch, module: str, source: str, cards: dict[str, str]) -> Path:

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
 from bench.cli.common import DEVICE, console, err_console, run_label
+from bench.core import outputs
 from bench.core.errors import BenchError
 from bench.core.progress import Display, busy
 from bench.core.registry import preset_label
@@ -56,6 +57,8 @@ def check(
         raise BenchError(f"{paths.PACKAGE} has uncommitted changes (see `git status {paths.PACKAGE}`): values made "
                          "from them match no commit; commit them first, or pass --force")
     table = reference_check.read_reference(reference, require_values=not update)
+    if update:
+        outputs.probe(reference.parent, reference.name)  # before the runs, not after them
     cluster = Cluster(executor, slurm, slurm_parallel, detach)
     settings = cluster.settings()
     if cluster.on_slurm and jobs:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from bench.cli.common import HEADLINE, console, err_console
+from bench.core import outputs
 from bench.core.errors import BenchError
 from bench.core.progress import busy
 from bench.core.redaction import redact
@@ -23,20 +24,58 @@ from bench.core.redaction import redact
 @contextlib.contextmanager
 def _staged(out: Path) -> Iterator[Path]:
     """A new hidden folder inside ``out`` to write into. When the block succeeds, its files replace their
-    namesakes in ``out`` (tables last); when it fails, ``out`` keeps its old files. Creating it is also
-    the check that ``out`` is a writable folder, before anything is drawn."""
+    namesakes in ``out`` all together (``_swap``); when it fails, ``out`` keeps its old files, and the folders
+    made for it are removed. Creating it is also the check that ``out`` is a writable folder, before
+    anything is drawn."""
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # deepest first
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".leaderboard-", dir=out))
-    except OSError as exc:
-        reason = "it is a file, not a folder" if out.is_file() else exc.strerror.lower()
-        raise BenchError(f"cannot write leaderboards to {out}: {reason}; pass --out a writable folder") from None
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".leaderboard-", dir=out))
+        except OSError as exc:
+            reason = "it is a file, not a folder" if out.is_file() else exc.strerror.lower()
+            raise BenchError(f"cannot write leaderboards to {out}: {reason}; pass --out a writable folder") from None
+        try:
+            with outputs.writing(out, "leaderboards"):
+                yield staging
+                _swap(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """Move the files of ``staging`` into ``out`` (tables last), all or none: each old namesake is moved
+    aside into ``staging`` first, and put back when a later file cannot be moved in. A folder where a file
+    would go is refused before anything moves."""
+    new = sorted(staging.iterdir(), key=lambda path: path.suffix in (".md", ".csv", ".html"))
+    for path in new:
+        if (out / path.name).is_dir():
+            raise BenchError(f"cannot write leaderboards to {out}: {path.name} there is a folder; move it away "
+                             "or pass --out another folder")
+    aside = staging / ".old"
+    aside.mkdir()
+    moved: list[tuple[str, bool]] = []  # (name, whether an old file was moved aside)
     try:
-        yield staging
-        for path in sorted(staging.iterdir(), key=lambda path: path.suffix in (".md", ".csv", ".html")):
-            os.replace(path, out / path.name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        for path in new:
+            target = out / path.name
+            old = target.exists() or target.is_symlink()
+            if old:
+                os.replace(target, aside / path.name)
+            moved.append((path.name, old))
+            os.replace(path, target)
+    except OSError:
+        for name, old in reversed(moved):
+            with contextlib.suppress(OSError):
+                if old:
+                    os.replace(aside / name, out / name)
+                elif not (staging / name).exists():  # it was moved in
+                    (out / name).unlink()
+        raise
 
 
 def _check_writable(out: Path) -> None:

@@ -1,4 +1,5 @@
-"""Atomic file replacement: a reader never sees a half-written file, and a failure keeps the old one."""
+"""Atomic file replacement: a reader never sees a half-written file, and a failure keeps the old one (a
+full or read-only folder is a one-line ``BenchError``, ``bench.core.outputs``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+
+from bench.core.outputs import writing
 
 
 @contextlib.contextmanager
@@ -17,14 +20,15 @@ def replacing(path: Path) -> Iterator[Path]:
     Its name is random and created exclusively, so concurrent writers of ``path`` (threads or processes)
     never share one. Unlike ``tempfile.mkstemp`` (mode 0600) it is created with the umask's usual mode.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        yield temporary
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with writing(path.parent, path.name):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        try:
+            yield temporary
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
 
 
 def write_text(path: Path, text: str) -> Path:

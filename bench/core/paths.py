@@ -19,6 +19,7 @@ from pathlib import Path
 import platformdirs
 
 from bench.core.errors import BenchError
+from bench.core.outputs import writing
 
 PACKAGE = Path(__file__).resolve().parent.parent  # bench/, which holds catalog/ and templates/
 
@@ -77,5 +78,6 @@ def data_dir() -> Path:
 def cache_dir() -> Path:
     cache = os.environ.get("BENCH_CACHE_DIR")
     path = Path(cache) if cache else Path(platformdirs.user_cache_dir("bench"))
-    path.mkdir(parents=True, exist_ok=True)
+    with writing(path.parent, "the cache folder (BENCH_CACHE_DIR)"):
+        path.mkdir(parents=True, exist_ok=True)
     return path

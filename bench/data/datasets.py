@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anndata as ad
 
-from bench.core import atomic, paths
+from bench.core import atomic, h5ad, paths
 from bench.core.errors import DataError
 from bench.data.canonical import check_canonical, tidy
 from bench.data.loaders import load_h5ad, read_h5ad
@@ -138,7 +138,7 @@ def _write_cache(adata: ad.AnnData, path: Path) -> None:
     """Write ``path`` atomically; a cache that cannot be written only costs time, so it warns."""
     try:
         with atomic.replacing(path) as temporary:
-            adata.write_h5ad(temporary)
+            h5ad.write(temporary, adata)
     except (OSError, TypeError, ValueError) as exc:
         warnings.warn(f"could not cache the simulated dataset at {path} ({exc})", stacklevel=3)
 

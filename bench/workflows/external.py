@@ -18,6 +18,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.core import h5ad, outputs
 from bench.core.conditions import CONTROL
 from bench.core.errors import BenchError
 from bench.data.loaders import repeated_names_allowed
@@ -37,22 +38,24 @@ def test_conditions(data: SplitData) -> pd.DataFrame:
 
 
 def export(split: splits.Split, data: SplitData, out: Path) -> list[Path]:
-    """Write the export folder ``out`` whole or not at all; an existing non-empty folder is refused."""
+    """Write the export folder ``out`` whole or not at all; an existing non-empty folder is refused, and a
+    folder that cannot be written is a one-line ``BenchError``."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BenchError(f"--out {out} already exists and is not an empty folder; name a new folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.{secrets.token_hex(8)}.tmp")
-    staging.mkdir()
-    try:
-        for name in CELLS:
-            getattr(data, name).copy().write_h5ad(staging / f"{name}.h5ad")  # a view: its rows only
-        test_conditions(data).to_csv(staging / CONDITIONS, index=False)
-        (staging / "split.json").write_text(split.to_json())
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with outputs.writing(out.parent, "the export"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir()
+        try:
+            for name in CELLS:
+                h5ad.write(staging / f"{name}.h5ad", getattr(data, name).copy())  # a view: its rows only
+            test_conditions(data).to_csv(staging / CONDITIONS, index=False)
+            (staging / "split.json").write_text(split.to_json())
+            if out.exists():
+                out.rmdir()
+            os.replace(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return sorted(out.iterdir())
 
 

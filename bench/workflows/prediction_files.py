@@ -16,6 +16,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.core import h5ad
 from bench.core.api import RunResult
 from bench.core.conditions import CONTROL
 from bench.evaluation.metrics import METRICS_VERSION
@@ -107,10 +108,10 @@ def write(result: RunResult, folder: Path) -> list[Path]:
     if result.predictions is None:
         return []
     written = [folder / MEANS]
-    means_file(result).write_h5ad(written[0])
+    h5ad.write(written[0], means_file(result))
     if result.predicted_cells:
         written.append(folder / CELLS)
-        cells_file(result).write_h5ad(written[1])
+        h5ad.write(written[1], cells_file(result))
     return written
 
 

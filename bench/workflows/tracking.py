@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import tempfile
@@ -191,8 +192,10 @@ def _ask_server(uri: str) -> None:
 
 
 def _reason(exc: Exception) -> str:
-    """An exception's first line, without secrets, at most 200 characters."""
-    lines = str(exc).strip().splitlines() or [type(exc).__name__]
+    """An exception's first line (a database driver's under SQLAlchemy's), without secrets, at most 200 characters."""
+    exc = getattr(exc, "orig", None) or exc
+    lines = [line for line in str(exc).strip().splitlines()
+             if not line.startswith("(raised as a result of")] or [type(exc).__name__]  # SQLAlchemy's note first
     return redact(lines[0])[:200]
 
 
@@ -375,10 +378,20 @@ def _log_run(result: RunResult, parent_run_id: str | None, extra_tags: dict | No
             client.set_terminated(run_id, "KILLED")
             raise
         except BaseException:
+            _drop_local_artifacts(client, run_id)  # the partial ones; on a full disk, that frees space too
             client.set_terminated(run_id, "FAILED")
             raise
         client.set_terminated(run_id, status, end_time=result.ended_ms or None)
         return run_id
+
+
+def _drop_local_artifacts(client, run_id: str) -> None:
+    """Remove the artifacts of a run whose artifact folder is local (an SQLite store's ``mlruns``)."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    uri = client.get_run(run_id).info.artifact_uri
+    if uri.startswith("file:") or "://" not in uri:
+        shutil.rmtree(local_file_uri_to_path(uri), ignore_errors=True)
 
 
 class SweepParent:
@@ -447,12 +460,28 @@ def _client():
     from mlflow import MlflowClient
 
     _mlflow()
-    with _store_lock():
+    with _store_lock(), _removed_when_half_made():
         client = MlflowClient()
         if tracking_uri() not in _abandoned_closed:
             _close_abandoned(client)
             _abandoned_closed.add(tracking_uri())
         return client
+
+
+@contextlib.contextmanager
+def _removed_when_half_made():
+    """Remove the SQLite store's database (and its journal) when it did not exist before the block and the
+    block fails: a store whose creation failed (a full disk) is left half made."""
+    if not _store_missing():
+        yield
+        return
+    try:
+        yield
+    except BaseException:
+        database = Path(tracking_uri().removeprefix("sqlite:///"))
+        for path in (database, database.with_name(f"{database.name}-journal")):
+            path.unlink(missing_ok=True)
+        raise
 
 
 def _close_abandoned(client) -> None:
