@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import socket
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
+from conftest import needs
 
 
 class Server:
@@ -19,10 +18,7 @@ class Server:
     def __init__(self, password: str | None):
         binaries = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
         if not binaries or shutil.which("runuser") is None:
-            message = "PostgreSQL is not installed (Debian package postgresql); .ci/run installs it"
-            if os.environ.get("CI"):
-                pytest.fail(message)
-            pytest.skip(message)
+            needs("PostgreSQL is not installed (Debian package postgresql); .ci/run installs it")
         self.bin_dir = binaries[-1].parent
         self.data = Path(tempfile.mkdtemp(prefix="bench-postgres-"))  # pytest's folders are closed to other users
         shutil.chown(self.data, "postgres")
