@@ -19,6 +19,8 @@ from conftest import HANG_S, bench, real_data_file
 from bench.core import paths
 from bench.data.loaders import repeated_names_allowed
 
+pytestmark = pytest.mark.slow  # whole bench processes
+
 RUN = ["run", "--model", "mean", "--dataset", "synthetic", "--no-track"]
 
 

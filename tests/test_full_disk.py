@@ -13,6 +13,8 @@ from test_leaderboard import DATASET, log, scores
 
 from bench.workflows import tracking
 
+pytestmark = pytest.mark.slow  # whole bench processes
+
 FULL = "No space left on device"
 SQLITE_FULL = "database or disk is full"  # SQLite's words for it
 WHERE = ("--dataset", "norman_subset", "--split", "simulation", "--seed", "1")

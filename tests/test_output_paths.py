@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from conftest import bench, failed_in_one_line, files_in, read_only, real_data_file, tmpfs
 from test_leaderboard import DATASET, log, scores
+
+pytestmark = pytest.mark.slow  # whole bench processes
 
 BOARD = ("leaderboard", "--dataset", DATASET, "--metric", "pearson_delta_de20")
 

@@ -73,6 +73,7 @@ def test_an_sqlite_store_that_cannot_hold_runs_is_refused(uri, message, monkeypa
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_wrong_password_is_refused_before_training(tmp_path):
     with postgres(TOKEN) as server:
         wrong = server.url.replace(TOKEN, "not-the-password")
@@ -86,6 +87,7 @@ def test_a_wrong_password_is_refused_before_training(tmp_path):
         assert TOKEN not in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_the_password_is_nowhere_in_what_bench_prints_or_writes(tmp_path):
     with postgres(TOKEN) as server:
         env = {"MLFLOW_TRACKING_URI": server.url, "COLUMNS": "200"}
@@ -131,6 +133,7 @@ STOPPER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_run_whose_store_went_away_is_kept_and_imported_later(tmp_path, monkeypatch):
     cards = adapter_catalog(tmp_path, monkeypatch, "store_stopper", STOPPER, {"stopper": "StopsTheStore"}) / "models"
     monkeypatch.delenv("BENCH_CATALOG")  # the card is a user card: the catalog's datasets stay known
@@ -161,6 +164,7 @@ def test_a_run_whose_store_went_away_is_kept_and_imported_later(tmp_path, monkey
         assert tracking.has_artifact(stopper["run_id"].iloc[0], "per_perturbation.csv")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, env, message", [
     (["leaderboard"], {"MLFLOW_TRACKING_URI": f"postgresql://u:{TOKEN}@127.0.0.1:{{port}}/db"},
      "cannot reach the tracking store postgresql://u:***@127.0.0.1"),
