@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
-from bench.cli.common import DEVICE, load, prepare
+from bench.cli.common import DEVICE, console, load, prepare
 from bench.core.errors import BenchError
 from bench.core.progress import Display
 from bench.core.redaction import redact
-
-console = Console(markup=False)
 
 
 def sweep(

@@ -136,7 +136,7 @@ class SweepWorker(Checkpointable):
         spec = dataclasses.replace(self.spec, device=devices.resolve(self.spec.device))
         study = sweep.open_study(spec)
         prepared = self.source.prepared()
-        console = Console(file=sys.stdout, force_terminal=False, width=160)
+        console = Console(file=sys.stdout, force_terminal=False, width=160, markup=False)  # as the CLI's
 
         with Display(console, spec.trials, bars=False) as display, StateFile(self.progress) as state:
             def say(line: str) -> None:
