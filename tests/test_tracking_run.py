@@ -161,6 +161,26 @@ def test_a_run_whose_logging_fails_ends_failed_and_is_kept(tracking_store, monke
     assert len(list((tracking_store / "unlogged-runs").iterdir())) == 1
 
 
+def test_a_kept_run_stays_when_its_import_fails_and_goes_when_it_succeeds(tracking_store, monkeypatch):
+    def broken(result, folder):
+        raise OSError("disk full")
+
+    monkeypatch.chdir(tracking_store)
+    write_artifacts = tracking._write_artifacts
+    monkeypatch.setattr(tracking, "_write_artifacts", broken)
+    with pytest.raises(BenchError, match="the run is kept in"):
+        tracking.log_run(result_of())
+    [kept] = (tracking_store / "unlogged-runs").iterdir()
+    with pytest.raises(BenchError, match=f"failed while logging m/simulation/seed1 \\(disk full\\); {kept} stays"):
+        tracking.import_run(kept)
+    assert kept.exists()
+    monkeypatch.setattr(tracking, "_write_artifacts", write_artifacts)
+    run_id = tracking.import_run(kept)
+    assert not kept.exists()
+    runs = tracking.runs("tracked").drop_duplicates("run_id").set_index("run_id")
+    assert runs.loc[run_id, "status"] == "FINISHED"
+
+
 def test_runs_are_flat_rows_one_per_metric_and_nothing_of_mlflows_layout(tracking_store):
     assert list(tracking.runs("tracked").columns) == [*tracking.RUN_COLUMNS, *tracking.SCORE_COLUMNS]  # none yet
     finished = result_of()

@@ -22,7 +22,6 @@ def import_runs(
     tracking.check_store()
     kept = unlogged.files(folder)
     for path in kept:
-        run_id = tracking.import_run(unlogged.load(path))
-        path.unlink()
+        run_id = tracking.import_run(path)
         console.print(f"logged {path.name} as run {run_id}", markup=False, highlight=False)
     console.print(f"{len(kept)} run(s) logged to {redact(tracking.tracking_uri())}", markup=False, highlight=False)

@@ -324,20 +324,29 @@ def _metrics(result: RunResult) -> list:
             + [Metric(CURVE, value, timestamp, step) for step, value, timestamp in result.curve])
 
 
+def _store_failures() -> tuple[type[BaseException], ...]:
+    """What a store that fails while a run is logged raises (it went away, or its disk is full)."""
+    import requests
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return MlflowException, SQLAlchemyError, requests.RequestException, OSError
+
+
+def _failed_while_logging(result: RunResult, exc: BaseException) -> str:
+    return (f"the tracking store {redact(tracking_uri())} failed while logging {result.model}/{result.split}"
+            f"/seed{result.seed} ({_reason(exc)})")
+
+
 def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dict | None = None) -> str:
     """Log one run (params, metrics, tags, artifacts), as a child of ``parent_run_id`` when given (a sweep
     trial), timed by the result's start and end; return its MLflow run id. Where the store fails (it went
     away after the check), the run is kept in a local folder (``unlogged``) and a ``BenchError`` says how
     to import it."""
-    import requests
-    from mlflow.exceptions import MlflowException
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         return _log_run(result, parent_run_id, extra_tags)
-    except (MlflowException, SQLAlchemyError, requests.RequestException, OSError) as exc:
-        failure = f"the tracking store {redact(tracking_uri())} failed while logging {result.model}/{result.split}" \
-                  f"/seed{result.seed} ({_reason(exc)})"
+    except _store_failures() as exc:
+        failure = _failed_while_logging(result, exc)
         try:
             kept = unlogged.save(result, parent_run_id, extra_tags)
         except OSError as saving:
@@ -347,9 +356,17 @@ def log_run(result: RunResult, parent_run_id: str | None = None, extra_tags: dic
                          f"`bench import-runs {kept.parent}`") from None
 
 
-def import_run(record: dict) -> str:
-    """Log a run kept by ``log_run`` when the store failed (``unlogged.load``); return its MLflow run id."""
-    return _log_run(record["result"], record["parent_run_id"], record["extra_tags"])
+def import_run(path: Path) -> str:
+    """Log the run kept in ``path`` by ``log_run`` when the store failed, then remove the file; return its
+    MLflow run id. Where the store fails again, the file stays for the next import."""
+    record = unlogged.load(path)
+    try:
+        run_id = _log_run(record["result"], record["parent_run_id"], record["extra_tags"])
+    except _store_failures() as exc:
+        raise BenchError(f"{_failed_while_logging(record['result'], exc)}; {path} stays: import it again once the "
+                         "store is back") from None
+    path.unlink()
+    return run_id
 
 
 def _log_run(result: RunResult, parent_run_id: str | None, extra_tags: dict | None) -> str:
