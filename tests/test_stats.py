@@ -52,3 +52,22 @@ def test_rounding_ties_one_pair_and_no_pairs():
     one = paired_bootstrap([0.5, np.nan], [0.25, 1.0])
     assert (one.mean, one.low, one.high, one.n) == (0.25, 0.25, 0.25, 1)
     assert paired_bootstrap([np.nan], [1.0]).n == 0 and np.isnan(paired_bootstrap([], []).mean)
+
+
+def test_float32_noise_is_a_tie_not_a_star():
+    """Two models that differ by 1e-7 (float32 rounding of the same prediction) tie: no star, Δ 0."""
+    rng = np.random.default_rng(4)
+    base = rng.uniform(0, 1, 12)
+    noise = paired_bootstrap(base + 1e-7, base, seed=0)
+    assert (noise.mean, noise.low, noise.high) == (0.0, 0.0, 0.0) and not noise.significant
+
+
+def test_detectable_difference_is_the_80_percent_power_size():
+    """The smallest difference detected 80% of the time at a two-sided 5% level is (z_0.975 + z_0.8) ≈ 2.80
+    standard errors; the standard error of a mean of n unit-sd differences is 1/sqrt(n)."""
+    rng = np.random.default_rng(5)
+    diff = rng.normal(0, 1, 400)
+    diff = (diff - diff.mean()) / diff.std()
+    result = paired_bootstrap(diff, np.zeros_like(diff), seed=0)
+    assert result.detectable == pytest.approx(2.8016 / np.sqrt(400), rel=0.05)
+    assert np.isnan(paired_bootstrap([1.0], [0.5]).detectable)
