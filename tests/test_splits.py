@@ -190,3 +190,42 @@ def test_corrupt_split_file_is_a_clear_error(tmp_path):
 def test_unknown_split_suggests():
     with pytest.raises(SplitError, match="did you mean 'unseen_double'"):
         splits.check_name("unseen_doubles")
+
+
+def test_adding_a_split_name_changes_no_existing_split(monkeypatch, small_synthetic):
+    """A split's random stream is keyed by its name, not its place in ``SPLITS``."""
+    before = {name: splits.make(small_synthetic, name, 2, "synthetic", "sha").to_json() for name in splits.SPLITS}
+    monkeypatch.setattr(splits, "SPLITS", ("aaa_new_setting", *splits.SPLITS))
+    after = {name: splits.make(small_synthetic, name, 2, "synthetic", "sha").to_json() for name in before}
+    assert after == before
+
+
+def test_seeds_test_distinct_sets_until_the_data_has_none_left():
+    """Four single genes give four possible unseen_single test sets (one test gene each): seeds 0-3 take
+    all four, seed 4 must repeat one and its file says which earlier seed it repeats."""
+    adata = dataset_of(["A", "B", "C", "D"])
+    made = [splits.make(adata, "unseen_single", seed, "four", "sha") for seed in range(5)]
+    tests = [tuple(sorted(split.test)) for split in made]
+    assert sorted(tests[:4]) == [("A",), ("B",), ("C",), ("D",)]
+    assert [split.same_test_as for split in made[:4]] == [[], [], [], []]
+    assert made[4].same_test_as == [tests.index(tests[4])]
+    assert splits.Split.from_json(made[4].to_json()).same_test_as == made[4].same_test_as
+
+
+@pytest.mark.parametrize("dataset", ["norman_subset", "mcfaline23_subset"])
+def test_committed_seeds_never_share_a_test_set(dataset):
+    """Two seeds of a committed split test different conditions (or cells, for ``seen``), unless the
+    later file names the earlier seed it repeats."""
+    folder = splits.frozen_path(dataset, "simulation", 1, committed=True).parent
+    by_setting: dict[str, list[splits.Split]] = {}
+    for path in sorted(folder.glob("*.json")):
+        split = splits.read(path)
+        by_setting.setdefault(split.name, []).append(split)
+    assert by_setting, f"no committed splits in {folder}"
+    for name, made in by_setting.items():
+        seen: dict[tuple, int] = {}
+        for split in sorted(made, key=lambda s: s.seed):
+            tested = (*sorted(split.test), *split.cells.get("test", []))
+            repeats = [seed for key, seed in seen.items() if key == tested]
+            assert repeats == getattr(split, "same_test_as", []) == [], f"{dataset}/{name} seed {split.seed} repeats seed {repeats}"
+            seen[tested] = split.seed

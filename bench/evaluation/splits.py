@@ -6,6 +6,12 @@ out a share of the cells of every condition instead. Controls are always trainin
 Frozen files live in the catalog's ``splits/<dataset>/<split>-seed<k>.json`` (committed for real
 datasets) or, for other datasets, in the cache; a run records the file's sha256. A committed file is never
 regenerated: one that cannot be read is refused. A cached one that cannot be read is made again, with a warning.
+
+Seeds are replicates only when their test sets differ, so seed k redraws (up to ``ATTEMPTS`` times) while
+its test set equals one of an earlier seed's (seeds 0 … k−1, for k < ``DISTINCT_SEEDS``); where the data
+allows no other test set, the file names the earlier seeds it repeats (``same_test_as``). Each split's
+random stream is keyed by its seed and its name (``name_key``), never by its position in ``SPLITS``:
+adding a split setting changes no existing split.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ from bench.evaluation.split_data import SplitData
 from bench.evaluation.split_rules import SUBGROUPS, assign, label
 
 SPLITS = ("seen", "unseen_single", "unseen_double", "combo_seen1", "combo_seen2", "simulation", "additive")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: streams keyed by the split's name, test sets distinct across seeds (same_test_as)
+ATTEMPTS = 100
+DISTINCT_SEEDS = 100  # seeds from here on are drawn without comparing with every earlier seed (quadratic cost)
 QUERY_CONTROL_FRACTION = 0.2
 SEEN_TEST_FRACTION = 0.2
 SEEN_VAL_FRACTION = 0.1
@@ -55,10 +63,16 @@ class Split:
     test: dict[str, str]
     excluded: list[str] = field(default_factory=list)
     cells: dict[str, list[str]] = field(default_factory=dict)
+    same_test_as: list[int] = field(default_factory=list)  # earlier seeds with this test set (none: distinct)
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @property
+    def test_set(self) -> tuple[str, ...]:
+        """What a seed tests: its test conditions, and for ``seen`` its held-out test cells."""
+        return (*sorted(self.test), *self.cells.get("test", []))
 
     @property
     def sha256(self) -> str:
@@ -114,13 +128,33 @@ def _seen_split(adata: ad.AnnData, conditions: list[str], rng: np.random.Generat
     return test, val, {key: sorted(names) for key, names in cells.items()}
 
 
+def name_key(name: str) -> int:
+    """A split setting's share of its random stream's seed, from its name alone."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little")
+
+
 def make(adata: ad.AnnData, name: str, seed: int, dataset: str, dataset_sha256: str) -> Split:
-    """Generate a split of a canonical dataset, deterministically from ``seed``."""
+    """Generate a split of a canonical dataset, deterministically from ``seed``, with a test set distinct
+    from every earlier seed's where the data allows it (module docstring)."""
     check_name(name)
-    rng = np.random.default_rng([seed, SPLITS.index(name)])
     conditions = sorted(set(adata.obs["condition"].unique()) - {CONTROL})
     if not conditions:
         raise SplitError(f"dataset '{dataset}' has no perturbation conditions to split")
+    earlier: dict[tuple[str, ...], list[int]] = {}
+    for k in range(0 if seed < DISTINCT_SEEDS else seed, seed + 1):
+        rng = np.random.default_rng([k, name_key(name)])
+        draws = (_draw(adata, name, k, conditions, rng, dataset, dataset_sha256) for _ in range(ATTEMPTS))
+        first = next(draws)
+        split = first if first.test_set not in earlier else next(
+            (draw for draw in draws if draw.test_set not in earlier), first)
+        split.same_test_as = list(earlier.get(split.test_set, []))
+        earlier.setdefault(split.test_set, []).append(k)
+    return split
+
+
+def _draw(adata: ad.AnnData, name: str, seed: int, conditions: list[str], rng: np.random.Generator,
+          dataset: str, dataset_sha256: str) -> Split:
+    """One draw of a split from ``rng``."""
     cells = {"query_control": _query_controls(adata, rng)}
     if name == "seen":
         test, val, held = _seen_split(adata, conditions, rng)
