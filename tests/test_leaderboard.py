@@ -196,7 +196,7 @@ def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(tracking_
     text = render.markdown([(board, table, {"bars:pearson_delta_de20": "bars.png"})], "bench leaderboard")
     mean_all = np.mean([scores(s, 0.2).mean() for s in (1, 2)])
     assert f"**{mean_all:.3f} ±" in text  # additive is best and bold
-    assert "Δ −0.200 [−0.200, −0.200]\\*" in text  # mean vs additive: a real gap, flagged
+    assert "Δ −0.200 [−0.200, −0.200]\\* (mdd 0.000)" in text  # mean vs additive: a real gap, flagged
     assert "`simulation-seed1 (generated, not committed; sha256 split-1)`" in text and "d" * 64 in text
     assert "![pearson_delta_de20 per subgroup](bars.png)" in text
     assert "the data ceiling" not in text  # no ceiling row, no legend for it
@@ -244,3 +244,56 @@ def test_a_row_is_a_baseline_when_its_runs_were_one(tracking_store):
     (board,) = leaderboard_inputs.boards(DATASET)
     assert {row.model: row.baseline for row in board.rows} == {"mean": False, "cpa": True}
     assert all_cards()["mean"].baseline and not all_cards()["cpa"].baseline
+
+
+def test_the_reference_is_a_baseline_with_the_most_seeds(tracking_store):
+    """A 1-seed baseline that scores higher never takes the reference from a 5-seed one."""
+    for seed in range(1, 6):
+        log("additive", seed, scores(seed, 0.0))
+    log("linear", 1, scores(1, 0.001))
+    (board,) = leaderboard_inputs.boards(DATASET)
+    assert lb.default_reference(board, "pearson_delta_de20").model == "additive"
+
+
+def test_float32_noise_is_a_tie_and_every_comparison_states_its_power(tracking_store):
+    for seed in (1, 2, 3):
+        log("additive", seed, scores(seed, 0.0))
+        log("mean", seed, scores(seed, 0.0) + 1e-7)
+    (board,) = leaderboard_inputs.boards(DATASET)
+    reference = lb.default_reference(board, "pearson_delta_de20")
+    table = lb.table_cells(board, ["pearson_delta_de20"], reference, leaderboard_inputs.scores())
+    text = render.markdown([(board, table, {})], "bench leaderboard")
+    assert "Δ +0.000 [+0.000, +0.000] (mdd 0.000)" in text and "+0.000]\\*" not in text
+    other = "additive" if reference.model == "mean" else "mean"
+    line = table.set_index(["label", "subgroup"]).loc[(other, "all")]
+    assert (line["diff"], line["ci_low"], line["ci_high"], line["detectable"]) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_the_detectable_difference_is_2_8_standard_errors_of_the_paired_mean(tracking_store):
+    rng = np.random.default_rng(7)
+    gaps = rng.normal(0, 0.1, len(CONDITIONS))
+    for seed in (1, 2):
+        log("additive", seed, scores(1, 0.0))
+        log("mean", seed, scores(1, 0.0) + gaps)
+    (board,) = leaderboard_inputs.boards(DATASET)
+    table = lb.table_cells(board, ["pearson_delta_de20"], board.row("additive"), leaderboard_inputs.scores())
+    line = table.set_index(["label", "subgroup"]).loc[("mean", "all")]
+    standard_error = gaps.std(ddof=0) / np.sqrt(len(gaps))  # the bootstrap's, for the mean of n values
+    assert line["detectable"] == pytest.approx(2.8016 * standard_error, rel=0.1)
+
+
+def test_the_board_says_how_many_distinct_test_sets_its_seeds_hold(tracking_store):
+    """Seeds 1 and 2 test the same perturbations, seed 3 others: 2 distinct test sets of 3 seeds."""
+    for seed in (1, 2):
+        log("additive", seed, scores(seed, 0.0))
+    other = result_of("additive", 3, scores(3, 0.0))
+    other.per_perturbation = other.per_perturbation.assign(condition=[f"X{i}" for i in range(len(CONDITIONS))])
+    tracking.log_run(other)
+    (board,) = leaderboard_inputs.boards(DATASET)
+    found = lb.replicates(board, leaderboard_inputs.scores())
+    assert (found.sets, found.seeds) == (2, 3)
+    assert found.distinct == {"all": 2 * len(CONDITIONS), "combo": 8 + 8, "single": 8 + 8}
+    board.replicates = found
+    table = lb.table_cells(board, ["pearson_delta_de20"], board.row("additive"), leaderboard_inputs.scores())
+    text = render.markdown([(board, table, {})], "bench leaderboard")
+    assert "Test sets: 2 distinct test sets of 3 seeds; distinct test perturbations over all seeds: all 32" in text

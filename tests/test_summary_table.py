@@ -44,7 +44,7 @@ def test_models_are_ranked_and_compared_with_the_best_baseline():
     assert row(lines, "model", "all") == ["1", "model", "all", "1", "0.600", "+0.200 [+0.100, +0.300]*"]
     assert row(lines, "weak_baseline", "all")[-1] == "-0.300 [-0.300, -0.300]*"
     assert row(lines, "good_baseline (reference)", "all")[-1] == ""
-    assert any("minus that of good_baseline (the best baseline run)" in line for line in lines)
+    assert any("minus that of good_baseline (of the baselines run on the most seeds, the best)" in line for line in lines)
 
 
 def test_without_a_baseline_the_table_says_how_to_get_a_comparison():
@@ -65,6 +65,7 @@ def test_the_best_baseline_is_one_rule_for_boards_and_the_summary():
     assert best_baseline(means, "pearson_delta_de20") == "c"  # higher is better; the first of equals
     assert best_baseline(means, "mse_de20") == "a"  # lower is better; no value is no candidate
     assert best_baseline({"b": float("nan")}, "mse_de20") is None and best_baseline({}, "mse_de20") is None
+    assert best_baseline(means, "pearson_delta_de20", {"a": 5, "b": 5, "c": 1, "d": 1}) == "a"  # most seeds first
 
 
 def test_subgroups_are_listed_all_first_then_by_name():

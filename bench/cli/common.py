@@ -101,12 +101,13 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
     headline = shown[0]
     means = {model: over_seeds([r.metrics.get(f"all/{headline}", float("nan")) for r in runs if r.ok]).mean
              for model, runs in by_model.items()}
-    reference = best_baseline({model: mean for model, mean in means.items() if model in baselines}, headline)
+    seeds = {model: sum(r.ok for r in runs) for model, runs in by_model.items()}
+    reference = best_baseline({model: mean for model, mean in means.items() if model in baselines}, headline, seeds)
 
     def rank_key(model: str) -> float:
         return -METRICS[headline].sign * means[model] if means[model] == means[model] else float("inf")
 
-    caption = (f"Δ: {headline} minus that of {reference} (the best baseline run), mean over test perturbations "
+    caption = (f"Δ: {headline} minus that of {reference} (of the baselines run on the most seeds, the best), mean over test perturbations "
                "paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else
                "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it")
     table = Table(title=f"test metrics (mean ± sd over seeds), ranked by all/{headline}", caption=caption)

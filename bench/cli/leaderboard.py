@@ -119,7 +119,7 @@ def leaderboard(
     dataset: Annotated[str | None, typer.Option("--dataset", "-d", help="Dataset (default: every tracked one).")] = None,
     split: Annotated[str | None, typer.Option("--split", "-s", help="Only this split setting.")] = None,
     metric: Annotated[str, typer.Option("--metric", help="Metrics, comma-separated; the first picks the reference.")] = HEADLINE,
-    reference: Annotated[str | None, typer.Option(help="Reference row (model, or 'model [preset]'); default: the best baseline.")] = None,
+    reference: Annotated[str | None, typer.Option(help="Reference row (model, or 'model [preset]'); default: the best baseline of those with the most seeds.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for <dataset>.md, .csv, .html and the PNG plots.")] = Path("leaderboards"),
     latest: Annotated[bool, typer.Option("--latest", help="Keep only runs matching the newest split files, data, metrics and cards.")] = False,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Draw the PNG plots.")] = True,
@@ -161,6 +161,7 @@ def leaderboard(
                 shown = metrics + [m for m in metric_registry.GI_METRICS if m not in metrics and board.has(m)]
                 with busy(console, f"bootstrapping {board.dataset}/{board.split}"):
                     table = lb.table_cells(board, shown, row, scores)
+                    board.replicates = lb.replicates(board, scores)
                 images = {}
                 if plots and board.rows:  # a board whose every run was ignored has nothing to draw
                     with busy(console, f"plotting {board.dataset}/{board.split}"):

@@ -39,7 +39,7 @@ PROVENANCE = {"dataset_sha256": "dataset checksums", "metrics_version": "metric 
 UNFINISHED = "UNFINISHED"  # tracking's status of a run whose logging never ended (still running, or killed then)
 SCORE_COLUMNS = ["subgroup", "metric", "value"]
 CELL_COLUMNS = ["split", "model", "preset", "label", "baseline", "metric", "subgroup", "mean", "sd", "n_seeds",
-                "n_failed", "reference", "diff", "ci_low", "ci_high", "n_perturbations"]  # ``table_cells``' (and best)
+                "n_failed", "reference", "diff", "ci_low", "ci_high", "detectable", "n_perturbations"]  # ``table_cells``' (and best)
 Key = TypeVar("Key")
 
 
@@ -110,6 +110,7 @@ class Board:
     left_out: int = 0
     superseded: int = 0
     ignored: int = 0
+    replicates: Replicates | None = None  # set once the runs' scores are read (``replicates``)
 
     @property
     def subgroups(self) -> list[str]:
@@ -275,16 +276,22 @@ def _is_baseline(run, card) -> bool:
     return bool(card and card.baseline)
 
 
-def best_baseline(means: Mapping[Key, float], metric: str) -> Key | None:
-    """Of the baselines' means on ``all/<metric>``, the key of the best (the first of equals); None when
-    none is finite. The rule of the reference row, on a board and in ``bench run``'s summary alike."""
+def best_baseline(means: Mapping[Key, float], metric: str, seeds: Mapping[Key, int] | None = None) -> Key | None:
+    """Of the baselines' means on ``all/<metric>``, the key of the best among those with the most seeds (the
+    first of equals); None when none is finite. A baseline run on one seed is never preferred to one run on
+    five, however it scores. The rule of the reference row, on a board and in ``bench run``'s summary alike."""
     finite = {key: mean for key, mean in means.items() if np.isfinite(mean)}
+    if seeds is not None and finite:
+        most = max(seeds[key] for key in finite)
+        finite = {key: mean for key, mean in finite.items() if seeds[key] == most}
     return max(finite, key=lambda key: METRICS[metric].sign * finite[key]) if finite else None
 
 
 def default_reference(board: Board, metric: str) -> Row | None:
-    """The best baseline on ``all/<metric>`` (None when no baseline has a value)."""
-    best = best_baseline({i: row.value("all", metric).mean for i, row in enumerate(board.rows) if row.baseline}, metric)
+    """The best baseline on ``all/<metric>`` of those with the most seeds (None when no baseline has a value)."""
+    baselines = {i: row for i, row in enumerate(board.rows) if row.baseline}
+    best = best_baseline({i: row.value("all", metric).mean for i, row in baselines.items()}, metric,
+                         {i: len(row.runs) for i, row in baselines.items()})
     return None if best is None else board.rows[best]
 
 
@@ -302,20 +309,45 @@ class PerPerturbation:
         return self._tables[run.run_id]
 
 
-def perturbation_counts(board: Board, scores: PerPerturbation) -> dict[str, tuple[int, int]]:
-    """Per test subgroup and ``all``, the fewest and the most test perturbations (cell type, condition)
-    of one split seed, from the per-perturbation scores of each seed's first model row (the ceiling
-    leaves out conditions it cannot halve)."""
+def _test_tables(board: Board, scores: PerPerturbation) -> dict[int, pd.DataFrame]:
+    """Per split seed, the test perturbations (cell type, condition, subgroup) of the seed's first model row
+    with scores (the ceiling leaves out conditions it cannot halve)."""
     per_seed = {}
     for row in board.rows:
         for seed, run in row.runs.items():
             table = None if row.is_ceiling or seed in per_seed else scores.of(run)
             if table is not None:
                 per_seed[seed] = table.drop_duplicates(["cell_type", "condition"])
+    return per_seed
+
+
+def perturbation_counts(board: Board, scores: PerPerturbation) -> dict[str, tuple[int, int]]:
+    """Per test subgroup and ``all``, the fewest and the most test perturbations of one split seed."""
+    per_seed = _test_tables(board, scores)
     subgroups = {s for table in per_seed.values() for s in table["subgroup"]}
     counts = {"all": [len(table) for table in per_seed.values()]}
     counts |= {s: [int((table["subgroup"] == s).sum()) for table in per_seed.values()] for s in sorted(subgroups)}
     return {subgroup: (min(n), max(n)) for subgroup, n in counts.items() if n}
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """How many replicates a board's seeds are: distinct test perturbations per subgroup over all seeds,
+    and distinct test sets among the seeds (``seen`` holds out new cells on every seed: all distinct)."""
+
+    distinct: dict[str, int]
+    sets: int
+    seeds: int
+
+
+def replicates(board: Board, scores: PerPerturbation) -> Replicates:
+    per_seed = _test_tables(board, scores)
+    tested = pd.concat(per_seed.values()) if per_seed else pd.DataFrame(columns=["cell_type", "condition", "subgroup"])
+    tested = tested.drop_duplicates(["cell_type", "condition"])
+    distinct = {"all": len(tested)} | {s: int(n) for s, n in tested.groupby("subgroup").size().items()}
+    keys = {frozenset(zip(table["cell_type"], table["condition"])) for table in per_seed.values()}
+    sets = len(per_seed) if board.split == "seen" else len(keys)
+    return Replicates(distinct, sets, len(per_seed))
 
 
 def paired_difference(row: Row, reference: Row, subgroup: str, metric: str, scores: PerPerturbation) -> stats.PairedDifference:
@@ -357,7 +389,8 @@ def table_cells(board: Board, metrics: list[str], reference: Row | None, scores:
                     diff = paired_difference(row, reference, subgroup, metric, scores)
                 lines.append([board.split, row.model, row.preset, row.label, row.baseline, metric, subgroup,
                               summary.mean, summary.sd, summary.n, len(row.failed),
-                              reference.label if reference else "", diff.mean, diff.low, diff.high, diff.n])
+                              reference.label if reference else "", diff.mean, diff.low, diff.high, diff.detectable,
+                              diff.n])
     table = pd.DataFrame(lines, columns=CELL_COLUMNS)
     table["best"] = False
     models = table[table["label"] != ceiling.LABEL]  # the best model, never the data's own ceiling
