@@ -51,6 +51,7 @@ DOMINANCE = math.log10(3.0)
 SYNERGY = 1.25  # strength above which a double is synergistic
 BUFFERING = 0.75  # strength below which it is buffering
 GENES = 100  # 4,950 pairs of genes: Theil–Sen solves every one (GEARS' bound is 100,000 pairs)
+KINDS = ("additive", "synergy", "buffering", "epistasis")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,26 @@ class Scores:
         if self.strength < BUFFERING:
             return "buffering"
         return "additive"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """An observed double: its scores (``point``), and the probability of each class and the strength's 95%
+    interval over resamples of its cells (``bench.evaluation.interaction_truth``). A double scored
+    without resamples (``certain``) has its point class with probability 1."""
+
+    point: Scores
+    probabilities: dict[str, float]
+    strength_interval: tuple[float, float]
+
+    @classmethod
+    def certain(cls, point: Scores) -> Truth:
+        return cls(point, {kind: float(kind == point.kind) for kind in KINDS}, (point.strength, point.strength))
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the point estimate's class."""
+        return self.probabilities[self.point.kind]
 
 
 def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -176,13 +197,15 @@ def observed_doubles(cells, singles: dict[str, pd.DataFrame]) -> dict[str, dict[
 
 
 def gi_metrics(keys: list[tuple[str, str]], predicted: np.ndarray, observed: np.ndarray, control: np.ndarray,
-               singles: dict[str, pd.DataFrame], known: dict[tuple[str, str], Scores] | None = None) -> pd.DataFrame:
+               singles: dict[str, pd.DataFrame], known: dict[tuple[str, str], Truth] | None = None) -> pd.DataFrame:
     """Per (cell_type, condition) row: ``gi_magnitude_error``, the absolute difference of the predicted
     and the observed double's strength (how much stronger than additive: the fit's magnitude would fault
-    an exact additive prediction for the dilution of the observed fit), and ``gi_class_agreement``, 1
-    where their classes agree; NaN for a row that is not a double with observed singles. ``control`` is
-    each row's control mean. ``known`` keeps the observed doubles' scores by (cell_type, condition)
-    between calls that score the same observed means (every model run on one split)."""
+    an exact additive prediction for the dilution of the observed fit), and ``gi_class_agreement``, the
+    probability of the predicted double's class among the observed double's resamples (``known``; 1 or
+    0 for a double scored without resamples); NaN for a row that is not a double with observed singles.
+    ``control`` is each row's control mean. ``known`` keeps the observed doubles' ``Truth`` by
+    (cell_type, condition) between calls that score the same observed means (every model run on one
+    split); a double it lacks is scored from ``observed`` without resamples, and kept there."""
     error, agreement = np.full(len(keys), np.nan), np.full(len(keys), np.nan)
     known = {} if known is None else known
     for i, (cell_type, condition) in enumerate(keys):
@@ -190,9 +213,9 @@ def gi_metrics(keys: list[tuple[str, str]], predicted: np.ndarray, observed: np.
         if table is None or not scorable(condition, table):
             continue
         if (cell_type, condition) not in known:
-            known[cell_type, condition] = double_scores(condition, observed[i], table, control[i])
+            known[cell_type, condition] = Truth.certain(double_scores(condition, observed[i], table, control[i]))
         truth = known[cell_type, condition]
         guess = double_scores(condition, predicted[i], table, control[i])
-        error[i] = abs(guess.strength - truth.strength)
-        agreement[i] = float(guess.kind == truth.kind)
+        error[i] = abs(guess.strength - truth.point.strength)
+        agreement[i] = truth.probabilities[guess.kind]
     return pd.DataFrame({"gi_magnitude_error": error, "gi_class_agreement": agreement})
