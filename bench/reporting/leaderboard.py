@@ -110,6 +110,7 @@ class Board:
     left_out: int = 0
     superseded: int = 0
     ignored: int = 0
+    observed_interactions: pd.DataFrame | None = None  # the test doubles' classes (observed_interactions.table)
 
     @property
     def subgroups(self) -> list[str]:
