@@ -67,14 +67,27 @@ class Scores:
 
     @property
     def kind(self) -> str:
-        """The interaction class (see the module docstring)."""
-        if self.dominance > DOMINANCE:
-            return "epistasis"
-        if self.strength > SYNERGY:
-            return "synergy"
-        if self.strength < BUFFERING:
-            return "buffering"
-        return "additive"
+        return classify(self.dominance, self.strength)
+
+
+def classify(dominance: float, strength: float) -> str:
+    """The interaction class (see the module docstring)."""
+    if dominance > DOMINANCE:
+        return "epistasis"
+    if strength > SYNERGY:
+        return "synergy"
+    if strength < BUFFERING:
+        return "buffering"
+    return "additive"
+
+
+def dominance_of(c_a: float, c_b: float) -> float:
+    return abs(math.log10(abs(c_a) / abs(c_b))) if c_a and c_b else math.inf
+
+
+def strength_of(delta_a: np.ndarray, delta_b: np.ndarray, delta_ab: np.ndarray) -> float:
+    size = np.median(np.abs(delta_a + delta_b))
+    return float(np.median(np.abs(delta_ab)) / size) if size else math.inf
 
 
 @dataclass(frozen=True)
@@ -145,10 +158,10 @@ def scores(delta_a: np.ndarray, delta_b: np.ndarray, delta_ab: np.ndarray) -> Sc
         c_b=c_b,
         magnitude=math.hypot(c_a, c_b),
         model_fit=float(np.corrcoef(fitted, delta_ab)[0, 1]) if np.ptp(fitted) and np.ptp(delta_ab) else 0.0,
-        dominance=abs(math.log10(abs(c_a) / abs(c_b))) if c_a and c_b else math.inf,
+        dominance=dominance_of(c_a, c_b),
         equality=min(first, second) / max(first, second) if max(first, second) > 0 else 0.0,
         similarity=distance_correlation(delta_a, delta_b),
-        strength=float(np.median(np.abs(delta_ab)) / size) if (size := np.median(np.abs(delta_a + delta_b))) else math.inf,
+        strength=strength_of(delta_a, delta_b, delta_ab),
     )
 
 
@@ -157,15 +170,22 @@ def scorable(condition: str, singles: pd.DataFrame) -> bool:
     return is_double(condition) and all(gene in singles.index for gene in genes_of(condition))
 
 
-def double_scores(condition: str, double_mean: np.ndarray, singles: pd.DataFrame, control: np.ndarray) -> Scores:
-    """The scores of a double from its mean (observed or predicted), its singles' observed means and the
-    control mean, on the ``GENES`` genes its singles change most (its own genes left out)."""
+def fitted_genes(condition: str, singles: pd.DataFrame, control: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The singles' changes from control and the ``GENES`` genes they change most (the double's own genes
+    left out): what a double is scored on."""
     a, b = genes_of(condition)
     change_a, change_b = (singles.loc[name].to_numpy(dtype=np.float64) - control for name in (a, b))
     size = np.abs(change_a) + np.abs(change_b)
     own = singles.columns.get_indexer([a, b])
     size[own[own >= 0]] = -np.inf
     genes = np.sort(np.argsort(-size, kind="stable")[: min(GENES, int(np.isfinite(size).sum()))])
+    return change_a, change_b, genes
+
+
+def double_scores(condition: str, double_mean: np.ndarray, singles: pd.DataFrame, control: np.ndarray) -> Scores:
+    """The scores of a double from its mean (observed or predicted), its singles' observed means and the
+    control mean, on the ``GENES`` genes its singles change most (its own genes left out)."""
+    change_a, change_b, genes = fitted_genes(condition, singles, control)
     change_ab = np.asarray(double_mean, dtype=np.float64) - control
     return scores(change_a[genes], change_b[genes], change_ab[genes])
 

@@ -70,9 +70,9 @@ def score_part(predicted: pd.DataFrame, data: SplitData, part: str, dataset,
                ) -> pd.DataFrame:
     """``score`` against the cells of ``part`` (``test`` or ``val``) of a split; validation conditions
     need their ``subgroups`` (the split's ``val``); ``dataset`` gives the DE genes and the singles
-    (``runner.PreparedDataset``). The observed doubles' classes are resampled over cells
+    (``runner.PreparedDataset``). The observed test doubles' classes are resampled over cells
     (``interaction_truth``), and their probabilities added as columns."""
-    known = interaction_truth.truths(data, part, dataset)
+    known = interaction_truth.truths(data, part, dataset) if part == "test" else data.interactions[part]
     table = score(predicted, data.means(part), data.means("train"), dataset.de20,
                   data.subgroups if subgroups is None else subgroups, predicted_cells,
                   (getattr(data, part), data.train), dataset.singles, known)
