@@ -51,6 +51,7 @@ def test_run_on_norman_subset_is_tracked_and_makes_a_leaderboard(workdir, tmp_pa
     assert "`splits/norman_subset/simulation-seed2.json`" in text and "Reference: **additive**" in text
     assert "| linear (baseline) | 2 |" in text
     assert "### gi: genetic interactions of the test doubles" in text and "### gi_class_agreement" in text
+    assert "| 1 | MAPK1+TGFBR2 | epistasis | 0.52 |" in text  # the observed class with its share of resamples
     assert sorted(p.name for p in board.glob("*.png")) == [
         f"norman_subset_simulation_{kind}.png" for kind in
         ("bars_gi_class_agreement", "bars_gi_magnitude_error", "bars_mse_de20", "bars_pearson_delta",

@@ -131,6 +131,7 @@ def leaderboard(
     from bench.reporting import html_page as leaderboard_html
     from bench.reporting import leaderboard as lb
     from bench.reporting import markdown as render
+    from bench.reporting import observed_interactions
     from bench.workflows import leaderboard_inputs, tracking
 
     metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
@@ -162,6 +163,7 @@ def leaderboard(
                 with busy(console, f"bootstrapping {board.dataset}/{board.split}"):
                     table = lb.table_cells(board, shown, row, scores)
                     board.replicates = lb.replicates(board, scores)
+                    board.observed_interactions = observed_interactions.table(board, scores)
                 images = {}
                 if plots and board.rows:  # a board whose every run was ignored has nothing to draw
                     with busy(console, f"plotting {board.dataset}/{board.split}"):

@@ -51,6 +51,7 @@ DOMINANCE = math.log10(3.0)
 SYNERGY = 1.25  # strength above which a double is synergistic
 BUFFERING = 0.75  # strength below which it is buffering
 GENES = 100  # 4,950 pairs of genes: Theil–Sen solves every one (GEARS' bound is 100,000 pairs)
+KINDS = ("additive", "synergy", "buffering", "epistasis")
 
 
 @dataclass(frozen=True)
@@ -66,14 +67,47 @@ class Scores:
 
     @property
     def kind(self) -> str:
-        """The interaction class (see the module docstring)."""
-        if self.dominance > DOMINANCE:
-            return "epistasis"
-        if self.strength > SYNERGY:
-            return "synergy"
-        if self.strength < BUFFERING:
-            return "buffering"
-        return "additive"
+        return classify(self.dominance, self.strength)
+
+
+def classify(dominance: float, strength: float) -> str:
+    """The interaction class (see the module docstring)."""
+    if dominance > DOMINANCE:
+        return "epistasis"
+    if strength > SYNERGY:
+        return "synergy"
+    if strength < BUFFERING:
+        return "buffering"
+    return "additive"
+
+
+def dominance_of(c_a: float, c_b: float) -> float:
+    return abs(math.log10(abs(c_a) / abs(c_b))) if c_a and c_b else math.inf
+
+
+def strength_of(delta_a: np.ndarray, delta_b: np.ndarray, delta_ab: np.ndarray) -> float:
+    size = np.median(np.abs(delta_a + delta_b))
+    return float(np.median(np.abs(delta_ab)) / size) if size else math.inf
+
+
+@dataclass(frozen=True)
+class Truth:
+    """An observed double: its scores (``point``), and the probability of each class and the strength's 95%
+    interval over resamples of its cells (``bench.evaluation.interaction_truth``). A double scored
+    without resamples (``certain``) has its point class with probability 1."""
+
+    point: Scores
+    probabilities: dict[str, float]
+    strength_interval: tuple[float, float]
+
+    @classmethod
+    def certain(cls, point: Scores) -> Truth:
+        return cls(point, {kind: float(kind == point.kind) for kind in KINDS}, (point.strength, point.strength))
+
+    @property
+    def confidence(self) -> float:
+        """The probability of the point estimate's class."""
+        return self.probabilities[self.point.kind]
 
 
 def distance_correlation(x: np.ndarray, y: np.ndarray) -> float:
@@ -124,10 +158,10 @@ def scores(delta_a: np.ndarray, delta_b: np.ndarray, delta_ab: np.ndarray) -> Sc
         c_b=c_b,
         magnitude=math.hypot(c_a, c_b),
         model_fit=float(np.corrcoef(fitted, delta_ab)[0, 1]) if np.ptp(fitted) and np.ptp(delta_ab) else 0.0,
-        dominance=abs(math.log10(abs(c_a) / abs(c_b))) if c_a and c_b else math.inf,
+        dominance=dominance_of(c_a, c_b),
         equality=min(first, second) / max(first, second) if max(first, second) > 0 else 0.0,
         similarity=distance_correlation(delta_a, delta_b),
-        strength=float(np.median(np.abs(delta_ab)) / size) if (size := np.median(np.abs(delta_a + delta_b))) else math.inf,
+        strength=strength_of(delta_a, delta_b, delta_ab),
     )
 
 
@@ -136,15 +170,22 @@ def scorable(condition: str, singles: pd.DataFrame) -> bool:
     return is_double(condition) and all(gene in singles.index for gene in genes_of(condition))
 
 
-def double_scores(condition: str, double_mean: np.ndarray, singles: pd.DataFrame, control: np.ndarray) -> Scores:
-    """The scores of a double from its mean (observed or predicted), its singles' observed means and the
-    control mean, on the ``GENES`` genes its singles change most (its own genes left out)."""
+def fitted_genes(condition: str, singles: pd.DataFrame, control: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The singles' changes from control and the ``GENES`` genes they change most (the double's own genes
+    left out): what a double is scored on."""
     a, b = genes_of(condition)
     change_a, change_b = (singles.loc[name].to_numpy(dtype=np.float64) - control for name in (a, b))
     size = np.abs(change_a) + np.abs(change_b)
     own = singles.columns.get_indexer([a, b])
     size[own[own >= 0]] = -np.inf
     genes = np.sort(np.argsort(-size, kind="stable")[: min(GENES, int(np.isfinite(size).sum()))])
+    return change_a, change_b, genes
+
+
+def double_scores(condition: str, double_mean: np.ndarray, singles: pd.DataFrame, control: np.ndarray) -> Scores:
+    """The scores of a double from its mean (observed or predicted), its singles' observed means and the
+    control mean, on the ``GENES`` genes its singles change most (its own genes left out)."""
+    change_a, change_b, genes = fitted_genes(condition, singles, control)
     change_ab = np.asarray(double_mean, dtype=np.float64) - control
     return scores(change_a[genes], change_b[genes], change_ab[genes])
 
@@ -176,13 +217,15 @@ def observed_doubles(cells, singles: dict[str, pd.DataFrame]) -> dict[str, dict[
 
 
 def gi_metrics(keys: list[tuple[str, str]], predicted: np.ndarray, observed: np.ndarray, control: np.ndarray,
-               singles: dict[str, pd.DataFrame], known: dict[tuple[str, str], Scores] | None = None) -> pd.DataFrame:
+               singles: dict[str, pd.DataFrame], known: dict[tuple[str, str], Truth] | None = None) -> pd.DataFrame:
     """Per (cell_type, condition) row: ``gi_magnitude_error``, the absolute difference of the predicted
     and the observed double's strength (how much stronger than additive: the fit's magnitude would fault
-    an exact additive prediction for the dilution of the observed fit), and ``gi_class_agreement``, 1
-    where their classes agree; NaN for a row that is not a double with observed singles. ``control`` is
-    each row's control mean. ``known`` keeps the observed doubles' scores by (cell_type, condition)
-    between calls that score the same observed means (every model run on one split)."""
+    an exact additive prediction for the dilution of the observed fit), and ``gi_class_agreement``, the
+    probability of the predicted double's class among the observed double's resamples (``known``; 1 or
+    0 for a double scored without resamples); NaN for a row that is not a double with observed singles.
+    ``control`` is each row's control mean. ``known`` keeps the observed doubles' ``Truth`` by
+    (cell_type, condition) between calls that score the same observed means (every model run on one
+    split); a double it lacks is scored from ``observed`` without resamples, and kept there."""
     error, agreement = np.full(len(keys), np.nan), np.full(len(keys), np.nan)
     known = {} if known is None else known
     for i, (cell_type, condition) in enumerate(keys):
@@ -190,9 +233,9 @@ def gi_metrics(keys: list[tuple[str, str]], predicted: np.ndarray, observed: np.
         if table is None or not scorable(condition, table):
             continue
         if (cell_type, condition) not in known:
-            known[cell_type, condition] = double_scores(condition, observed[i], table, control[i])
+            known[cell_type, condition] = Truth.certain(double_scores(condition, observed[i], table, control[i]))
         truth = known[cell_type, condition]
         guess = double_scores(condition, predicted[i], table, control[i])
-        error[i] = abs(guess.strength - truth.strength)
-        agreement[i] = float(guess.kind == truth.kind)
+        error[i] = abs(guess.strength - truth.point.strength)
+        agreement[i] = truth.probabilities[guess.kind]
     return pd.DataFrame({"gi_magnitude_error": error, "gi_class_agreement": agreement})

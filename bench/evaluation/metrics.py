@@ -85,14 +85,16 @@ METRICS: dict[str, Metric] = {
             "gi_magnitude_error",
             "min",
             "|ŝ − s| for a double whose singles are observed: s = median|δ_AB| / median|δ_A + δ_B| over the "
-            "100 genes its singles change most (how much stronger than additive; bench.evaluation.interactions), ŝ the "
-            "same with the predicted double",
+            "100 genes its singles change most (how much stronger than additive; bench.evaluation.interactions) "
+            "from all of the observed cells, ŝ the same with the predicted double",
         ),
         Metric(
             "gi_class_agreement",
             "max",
-            "1 where the predicted double's interaction class (additive, synergy, buffering, epistasis; "
-            "bench.evaluation.interactions) is the observed double's, else 0",
+            "the share of 200 resamples of the observed cells (the double's, its singles' and the control's, "
+            "each resampled with replacement) in which the observed double has the predicted double's "
+            "interaction class (additive, synergy, buffering, epistasis; bench.evaluation.interaction_truth): "
+            "an exact copy of a double whose class is uncertain scores below 1",
         ),
     )
 }

@@ -9,7 +9,7 @@ import pandas as pd
 
 from bench.core import linalg
 from bench.core.conditions import CONTROL
-from bench.evaluation import interactions, metrics
+from bench.evaluation import interaction_truth, interactions, metrics
 from bench.evaluation.split_data import SplitData
 
 
@@ -70,10 +70,13 @@ def score_part(predicted: pd.DataFrame, data: SplitData, part: str, dataset,
                ) -> pd.DataFrame:
     """``score`` against the cells of ``part`` (``test`` or ``val``) of a split; validation conditions
     need their ``subgroups`` (the split's ``val``); ``dataset`` gives the DE genes and the singles
-    (``runner.PreparedDataset``)."""
-    return score(predicted, data.means(part), data.means("train"), dataset.de20,
-                 data.subgroups if subgroups is None else subgroups, predicted_cells,
-                 (getattr(data, part), data.train), dataset.singles, data.interactions[part])
+    (``runner.PreparedDataset``). The observed test doubles' classes are resampled over cells
+    (``interaction_truth``), and their probabilities added as columns."""
+    known = interaction_truth.truths(data, part, dataset) if part == "test" else data.interactions[part]
+    table = score(predicted, data.means(part), data.means("train"), dataset.de20,
+                  data.subgroups if subgroups is None else subgroups, predicted_cells,
+                  (getattr(data, part), data.train), dataset.singles, known)
+    return pd.concat([table, interaction_truth.columns(table, known)], axis=1)
 
 
 def _pca(train_cells: ad.AnnData, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -39,7 +39,8 @@ class SplitData:
         train = np.isin(condition, split.train) & ~query & ~test & ~val
         self.masks = {"train": train, "val": val, "test": test, "query_control": query}
         self.subgroups = dict(split.test)
-        self.interactions: dict[str, dict] = {part: {} for part in PARTS}  # observed doubles' scores per part
+        self.split_sha256 = split.sha256
+        self.interactions: dict[str, dict] = {part: {} for part in PARTS}  # observed doubles' Truth per part
 
     def _part(self, name: str) -> ad.AnnData:
         return self.cells[self.masks[name]]

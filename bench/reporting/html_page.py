@@ -22,7 +22,7 @@ from bench.evaluation.metrics import METRICS
 from bench.reporting import markdown as render
 from bench.reporting.leaderboard import Board
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": False})
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")  # the gi section's table of doubles
 _TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("bench", "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
     trim_blocks=True, lstrip_blocks=True,

@@ -111,6 +111,7 @@ class Board:
     superseded: int = 0
     ignored: int = 0
     replicates: Replicates | None = None  # set once the runs' scores are read (``replicates``)
+    observed_interactions: pd.DataFrame | None = None  # the test doubles' classes (observed_interactions.table)
 
     @property
     def subgroups(self) -> list[str]:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from bench.evaluation import ceiling
 from bench.evaluation.metrics import GI_METRICS, METRICS
+from bench.reporting import observed_interactions
 from bench.reporting.leaderboard import Board, Row
 
 
@@ -180,6 +181,7 @@ def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
                             "Each double's robust fit δ_AB ≈ c_A·δ_A + c_B·δ_B on its observed singles (Norman et "
                             "al. 2019) scored for the observed and the predicted double; classes: additive, "
                             "synergy, buffering, epistasis (README, \"Genetic interactions\").", ""]
+                yield from observed_interactions.lines(board.observed_interactions)
             yield from [f"### {metric} ({METRICS[metric].goal})", "", METRICS[metric].definition + ".", ""]
             yield metric_table(board, table, metric)
             if f"bars:{metric}" in images:
