@@ -48,8 +48,9 @@ def scored_copy(adata: ad.AnnData, sha: str) -> pd.DataFrame:
 
 
 def test_an_exact_copy_of_a_double_at_a_class_threshold_scores_below_one():
-    """Strength 1.25 sits on the synergy threshold; with 10 noisy cells per group resamples fall either side."""
-    found = scored_copy(planted(1.25, cells=10, noise=1.0), "a" * 64).iloc[0]
+    """A planted strength of 1.3 measures about 1.24 from 10 noisy cells per group (the singles' noise
+    dilutes it), next to the synergy threshold 1.25: resamples fall either side."""
+    found = scored_copy(planted(1.3, cells=10, noise=1.0), "a" * 64).iloc[0]
     assert 0.0 < found["gi_class_agreement"] < 1.0
     assert 0.0 < found["gi_observed_confidence"] < 1.0
     assert found["gi_strength_low"] < found["gi_observed_strength"] < found["gi_strength_high"]
@@ -96,11 +97,12 @@ def norman_truths():
 
 
 def test_norman_subsets_doubles_are_uncertain_at_this_depth(norman_truths):
-    """Issue: MAPK1+TGFBR2 is epistasis in about half of the resamples, KLF1+TGFBR2 in about a third."""
+    """Issue: at about 100 cells per double, MAPK1+TGFBR2's and KLF1+TGFBR2's classes are not stable under
+    resampling; KLF1+MAP2K6 (dominance 0.04, strength 0.57: far from every threshold) is."""
     mapk1, klf1 = norman_truths["k562", "MAPK1+TGFBR2"], norman_truths["k562", "KLF1+TGFBR2"]
-    assert mapk1.point.kind == "epistasis" and 0.3 < mapk1.probabilities["epistasis"] < 0.8
-    assert klf1.point.kind == "additive" and 0.15 < klf1.probabilities["epistasis"] < 0.5
-    assert klf1.confidence < 0.8
+    assert mapk1.point.kind == "epistasis" and 0.05 < mapk1.confidence < 0.95
+    assert klf1.point.kind == "buffering" and 0.05 < klf1.confidence < 0.95
+    assert norman_truths["k562", "KLF1+MAP2K6"].confidence >= 0.95
 
 
 def test_many_theil_sen_fits_at_once_equal_one_at_a_time():

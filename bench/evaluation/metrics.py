@@ -91,10 +91,10 @@ METRICS: dict[str, Metric] = {
         Metric(
             "gi_class_agreement",
             "max",
-            "the share of 200 resamples of the observed cells (the double's, its singles' and the control's, "
-            "each resampled with replacement) in which the observed double has the predicted double's "
-            "interaction class (additive, synergy, buffering, epistasis; bench.evaluation.interaction_truth): "
-            "an exact copy of a double whose class is uncertain scores below 1",
+            "the probability of the predicted double's interaction class (additive, synergy, buffering, "
+            "epistasis) as the observed double's true class: the share of 200 resamples of the double's cells, "
+            "reflected about the observed scores (basic bootstrap; bench.evaluation.interaction_truth), in that "
+            "class; an exact copy of a double whose class is uncertain scores below 1",
         ),
     )
 }

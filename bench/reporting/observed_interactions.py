@@ -34,9 +34,10 @@ def lines(observed: pd.DataFrame | None) -> list[str]:
     several = observed["cell_type"].nunique() > 1
     header = ["seed", *(["cell type"] if several else []), "double", "observed class", "confidence",
               *(f"P({kind})" for kind in KINDS), "strength [95% interval]"]
-    result = ["Observed classes of the test doubles, with the share of 200 resamples of their cells in each "
-              "class (confidence: that of the observed class; gi_class_agreement credits a prediction with the "
-              "share of its class):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    result = ["Observed classes of the test doubles, with the probability of each class as the true one (the "
+              "share of 200 resamples of the double's cells, reflected about the observed scores, in it; "
+              "confidence: that of the observed class; gi_class_agreement credits a prediction with the "
+              "probability of its class):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for line in observed.sort_values(["seed", "cell_type", "condition"]).itertuples(index=False):
         cells = [str(line.seed), *([line.cell_type] if several else []), line.condition, line.gi_observed_class,
                  f"{line.gi_observed_confidence:.2f}",
