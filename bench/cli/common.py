@@ -154,12 +154,13 @@ def where_to_look(dataset: str) -> str:
 def log_ceilings(prepared, split: str, seeds: list[int]) -> None:
     """Track the data ceiling (``bench.evaluation.ceiling``) of each split seed whose current one the store lacks;
     another process logging the same ceilings to the same SQLite store waits, then finds them there."""
-    from bench.evaluation.ceiling import HALVINGS
+    from bench.evaluation.ceiling import TARGET_SE
     from bench.workflows import ceiling_runs, tracking
 
     with tracking.ceiling_lock():
         for seed in ceiling_runs.missing_seeds(prepared, split, seeds):
-            with busy(console, f"data ceiling of {split} seed {seed} ({HALVINGS} split-half halvings)"):
+            with busy(console, f"data ceiling of {split} seed {seed} (split-half halvings to a standard error "
+                               f"below {TARGET_SE})"):
                 run = ceiling_runs.result(prepared, split, seed)
             if run is not None:
                 tracking.log_run(run)

@@ -18,32 +18,36 @@ import scipy.sparse as sp
 
 
 @numba.njit(cache=True, nogil=True)
-def _csr_sums(data, indices, indptr, codes, out):
+def _csr_sums(data, indices, indptr, codes, out, squared):
     for row in range(len(indptr) - 1):
         code = codes[row]
         if code >= 0:
             for k in range(indptr[row], indptr[row + 1]):
-                out[code, indices[k]] += data[k]
+                value = data[k]
+                out[code, indices[k]] += value * value if squared else value
 
 
 @numba.njit(cache=True, nogil=True)
-def _dense_sums(X, codes, out):
+def _dense_sums(X, codes, out, squared):
     for row in range(X.shape[0]):
         code = codes[row]
         if code >= 0:
             for j in range(X.shape[1]):
-                out[code, j] += X[row, j]
+                value = X[row, j]
+                out[code, j] += value * value if squared else value
 
 
-def group_sums(X, codes: np.ndarray, n_groups: int) -> np.ndarray:
-    """Float64 sums of the rows of ``X`` per group: row ``r`` adds to ``codes[r]``; a code of -1 skips it."""
+def group_sums(X, codes: np.ndarray, n_groups: int, squared: bool = False) -> np.ndarray:
+    """Float64 sums of the rows of ``X`` (or of their squares) per group: row ``r`` adds to ``codes[r]``;
+    a code of -1 skips it. A square is taken in ``X``'s own precision, as scanpy's mean and variance do
+    (``scanpy/preprocessing/_utils.py``, ``sparse_mean_var_minor_axis``)."""
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     out = np.zeros((n_groups, X.shape[1]))
     if sp.issparse(X):
         X = X if X.format == "csr" else sp.csr_matrix(X)
-        _csr_sums(X.data, X.indices, X.indptr, codes, out)
+        _csr_sums(X.data, X.indices, X.indptr, codes, out, squared)
     else:
-        _dense_sums(np.asarray(X), codes, out)
+        _dense_sums(np.asarray(X), codes, out, squared)
     return out
 
 

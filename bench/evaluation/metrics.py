@@ -242,7 +242,8 @@ def top_expressed(control_mean: np.ndarray, k: int = TOP_EXPRESSED) -> np.ndarra
 
 CURVE = "training/validation"  # the run metric whose history holds the values a model reported while it trained
 NOT_TEST = ("val/", "diagnostic/", "halving/", "training/")  # prefixes of run metrics that are not test-subgroup
-# scores (validation scores, a model's diagnostics, one halving of a data ceiling: ``bench.evaluation.ceiling``, the curve)
+# scores (validation scores, a model's diagnostics, a data ceiling's standard errors over halvings:
+# ``bench.evaluation.ceiling``, the curve)
 
 
 def is_test_metric(key: str) -> bool:

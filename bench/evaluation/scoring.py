@@ -23,12 +23,14 @@ def score(
     cells: tuple[ad.AnnData, ad.AnnData] | None = None,
     singles: dict[str, pd.DataFrame] | None = None,
     known: dict | None = None,
+    axes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Per-perturbation metrics for predictions indexed by (cell_type, condition), given per cell type
     the observed and the training means of each condition (``SplitData.means``). With predicted cells,
     also their energy distance to the observed cells (``cells``: the observed and the training cells);
     with the singles' observed means (``PreparedDataset.singles``), the interaction metrics of doubles
-    (``known``: the observed doubles' scores kept between calls, see ``interactions.gi_metrics``)."""
+    (``known``: the observed doubles' scores kept between calls, see ``interactions.gi_metrics``).
+    ``axes``: the training cells' ``training_axes``, for a caller that scores many times against them."""
     gene_index = pd.Index(next(iter(training.values())).columns)
     rows, arrays = [], {k: [] for k in ("pred", "obs", "ctrl", "pert", "de", "top", "label_gene")}
     for (cell_type, condition), values in predicted.iterrows():
@@ -61,7 +63,7 @@ def score(
         table = pd.concat([table, found], axis=1)
     keys = pd.DataFrame(rows, columns=["cell_type", "condition", "subgroup"])
     if predicted_cells and cells is not None:
-        table["energy_distance"] = energy_distances(keys, predicted_cells, *cells)
+        table["energy_distance"] = energy_distances(keys, predicted_cells, *cells, axes)
     return pd.concat([keys, table], axis=1)
 
 
@@ -79,9 +81,10 @@ def score_part(predicted: pd.DataFrame, data: SplitData, part: str, dataset,
     return pd.concat([table, interaction_truth.columns(table, known)], axis=1)
 
 
-def _pca(train_cells: ad.AnnData, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and principal axes (``ENERGY_PCS`` at most) of up to 5,000 training cells."""
-    X = train_cells.X[linalg.sample_rows(train_cells.n_obs, np.random.default_rng(seed))]
+def training_axes(train_cells: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and principal axes (``ENERGY_PCS`` at most) of up to 5,000 training cells: the space of
+    ``energy_distances``."""
+    X = train_cells.X[linalg.sample_rows(train_cells.n_obs, np.random.default_rng(0))]
     X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
     mean, _, axes = linalg.principal_axes(X, metrics.ENERGY_PCS)
     return mean, axes
@@ -92,11 +95,13 @@ def _dense(adata: ad.AnnData) -> np.ndarray:
 
 
 def energy_distances(
-    keys: pd.DataFrame, predicted_cells: dict[str, ad.AnnData], observed_cells: ad.AnnData, train_cells: ad.AnnData
+    keys: pd.DataFrame, predicted_cells: dict[str, ad.AnnData], observed_cells: ad.AnnData, train_cells: ad.AnnData,
+    axes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Per (cell_type, condition) row of ``keys``, the energy distance of predicted and observed cells
-    in the principal components of the training cells (NaN where a cell type has no predicted cells)."""
-    mean, axes = _pca(train_cells, seed=0)
+    in the principal components of the training cells (``axes``: their ``training_axes``, computed here
+    when not given; NaN where a cell type has no predicted cells)."""
+    mean, axes = training_axes(train_cells) if axes is None else axes
     rng = np.random.default_rng(0)
     values = np.full(len(keys), np.nan)
     for i, (cell_type, condition) in enumerate(zip(keys["cell_type"], keys["condition"])):

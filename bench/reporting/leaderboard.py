@@ -80,22 +80,21 @@ class Row:
 
     @property
     def samples(self) -> int:
-        """How many values a cell holding every run averages: one per seed, one per seed and halving for
-        a data ceiling."""
-        if not self.is_ceiling:
-            return len(self.runs)
-        return sum(_halvings(run) for run in self.runs.values())
+        """How many values a cell holding every run averages: one per seed (a data ceiling's is its mean
+        over halvings)."""
+        return len(self.runs)
 
     def value(self, subgroup: str, metric: str) -> stats.SeedSummary:
-        """Mean ± sd over seeds; for a data ceiling over seeds and halvings."""
-        if not self.is_ceiling:
-            return stats.over_seeds([run.value(subgroup, metric) for run in self.runs.values()])
-        return stats.over_seeds([run.value(f"{ceiling.HALVING_PREFIX}{halving}/{subgroup}", metric)
-                                 for run in self.runs.values() for halving in range(_halvings(run))])
+        """Mean ± sd over seeds."""
+        return stats.over_seeds([run.value(subgroup, metric) for run in self.runs.values()])
 
-
-def _halvings(run: Run) -> int:
-    return int(run.params.get("halvings", ceiling.HALVINGS))
+    def halvings(self) -> tuple[list[int], float]:
+        """A data ceiling's halvings per seed, and the largest standard error over halvings of its
+        headline (``ceiling.HEADLINE`` on all perturbations) of any seed (NaN when no run records it)."""
+        counts = [int(run.value(*ceiling.COUNT)) for run in self.runs.values() if np.isfinite(run.value(*ceiling.COUNT))]
+        errors = [run.value(f"{ceiling.SE_PREFIX}all", ceiling.HEADLINE) for run in self.runs.values()]
+        errors = [e for e in errors if np.isfinite(e)]
+        return counts, max(errors, default=np.nan)
 
 
 @dataclass

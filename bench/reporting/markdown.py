@@ -99,6 +99,17 @@ def _row_label(row: Row, reference: str) -> str:
     return row.label + (f" ({', '.join(notes)})" if notes else "")
 
 
+def _halvings_note(rows: list[Row]) -> str:
+    """How many halvings the ceiling runs took, and their largest standard error of the headline."""
+    found = [row.halvings() for row in rows]
+    counts = [n for row_counts, _ in found for n in row_counts]
+    errors = [se for _, se in found if np.isfinite(se)]
+    if not counts or not errors:
+        return "these runs do not record their halvings"
+    span = str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
+    return f"here {span} halvings per seed, standard error at most {max(errors):.4f}"
+
+
 def _seeds(row: Row) -> str:
     if row.skipped:
         return "skipped"
@@ -147,11 +158,15 @@ def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
         "default takes too long on CPU); `[external]` marks predictions made outside the harness and scored "
         "with `bench score`.",
     ]
-    if any(row.is_ceiling for board, _, _ in board_tables for row in board.rows):
+    ceilings = [row for board, _, _ in board_tables for row in board.rows if row.is_ceiling]
+    if ceilings:
         yield (f"- `{ceiling.LABEL}`: the data ceiling, each test perturbation's measured effect in one random half "
-               "of its cells (and of the control cells) scored as a prediction of the other half, mean ± sd over "
-               "split seeds and halvings; never bold. Half the cells make it conservative: a model scored against "
-               "all cells can exceed it where cells are few.")
+               "of its cells (and of the control cells) scored as a prediction of the other half, on DE genes "
+               "picked from the first half alone; each seed's value is a mean over halvings, run until the "
+               f"standard error of all/{ceiling.HEADLINE} is below {ceiling.TARGET_SE} (at most "
+               f"{ceiling.MOST_HALVINGS} halvings; {_halvings_note(ceilings)}); mean ± sd over split seeds; never "
+               "bold. Half the cells make it conservative: a model scored against all cells can exceed it where "
+               "cells are few.")
     yield ""
     for board, table, images in board_tables:
         reference = table["reference"].iloc[0] if len(table) else ""

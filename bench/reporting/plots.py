@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 from bench.core.atomic import replacing
 from bench.core.conditions import genes_of
 from bench.core.registry import all_cards
-from bench.evaluation import ceiling
 from bench.evaluation.metrics import METRICS, rowwise_pearson
 from bench.evaluation.split_rules import DEFINITIONS
 from bench.reporting import plot_styles
@@ -95,8 +94,7 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str,
     ax.set_xticks(np.arange(len(subgroups)), subgroups)
     ax.set_xlim(-0.5, len(subgroups) - 0.5)
     ax.set_ylabel(f"{metric} ({METRICS[metric].goal})")
-    spread_of = " (the ceiling: seeds and halvings)" if ceiling.LABEL in labels else ""
-    ax.set_title(f"{title}: {metric}, mean ± sd over seeds{spread_of}")
+    ax.set_title(f"{title}: {metric}, mean ± sd over seeds")
     ax.grid(axis="y", linewidth=0.4, alpha=0.5)
     ax.set_axisbelow(True)
     if labels:

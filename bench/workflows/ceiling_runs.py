@@ -5,26 +5,32 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+import pandas as pd
+
 from bench.core import numeric_env
 from bench.core.api import RunResult, now_ms
 from bench.evaluation import ceiling, metrics, splits
 from bench.workflows import run_environment, runner, tracking
 
 
-def result(prepared: runner.PreparedDataset, split_name: str, seed: int, halvings: int = ceiling.HALVINGS) -> RunResult | None:
-    """The ceiling of one split seed as a run: metrics over halvings' means, and each halving's too;
-    None when no test condition has 2 cells."""
+def result(prepared: runner.PreparedDataset, split_name: str, seed: int) -> RunResult | None:
+    """The ceiling of one split seed as a run: each metric's mean over halvings and its standard error
+    (``halving/se/<subgroup>/<metric>``), and the number of halvings (``halving/count``); None when no
+    test condition has 2 cells."""
     start, started_ms = time.perf_counter(), now_ms()
     split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, split_name, seed)
-    table = ceiling.split_half(prepared.split_data(split), prepared.de20, seed, halvings, prepared.singles)
+    table = ceiling.until_precise(prepared.split_data(split), seed, prepared.singles)
     if table.empty:
         return None
     keys = ["cell_type", "condition", "subgroup"]
     per_perturbation = table.drop(columns="halving").groupby(keys, sort=False).mean().reset_index()
     values = metrics.aggregate(per_perturbation)
-    for halving, one in table.groupby("halving"):
-        values.update({f"{ceiling.HALVING_PREFIX}{halving}/{key}": v for key, v in metrics.aggregate(one).items()})
-    run = RunResult(model=ceiling.MODEL, params={"halvings": halvings}, card_hash=ceiling.VERSION, dataset=prepared.name,
+    per_halving = pd.DataFrame([metrics.aggregate(one) for _, one in table.groupby("halving")])
+    errors = per_halving.std(ddof=1) / np.sqrt(per_halving.count())
+    values.update({f"{ceiling.SE_PREFIX}{key}": float(se) for key, se in errors.items() if np.isfinite(se)})
+    values["/".join(ceiling.COUNT)] = float(len(per_halving))
+    run = RunResult(model=ceiling.MODEL, params={"target_se": ceiling.TARGET_SE}, card_hash=ceiling.VERSION, dataset=prepared.name,
                     dataset_sha256=prepared.sha256, split=split_name, split_hash=split.sha256, seed=seed,
                     device="cpu", per_perturbation=per_perturbation, metrics=values, split_json=split.to_json(),
                     preset=ceiling.PRESET, numeric=numeric_env.describe(), environment=run_environment.describe("cpu"),
