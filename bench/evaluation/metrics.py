@@ -25,7 +25,7 @@ from bench.core.did_you_mean import unknown
 from bench.core.errors import BenchError
 from bench.evaluation import pairwise
 
-METRICS_VERSION = "3"  # 3: cell-eval's discrimination_score_l1 replaces pds, gi_* metrics; 2: float64 Pearson
+METRICS_VERSION = "4"  # 4: gi_class_agreement is the bootstrap probability of the predicted class; 3: cell-eval's discrimination_score_l1 replaces pds, gi_* metrics; 2: float64 Pearson
 TOP_EXPRESSED = 1000
 ENERGY_PCS = 50
 ENERGY_MAX_CELLS = 500
