@@ -96,7 +96,7 @@ def test_the_page_has_every_table_sortable_and_its_plots_inline(tracking_store):
     (_, seeds, cell, *_), _, (*_, mean_single) = rows(tables[0])
     assert seeds.text() == "2" and float(cell.attrs["data-sort"]) == pytest.approx(np.mean(additive))
     assert cell.find("strong")[0].text() == f"{np.mean(additive):.3f} ± {np.std(additive, ddof=1):.3f}"  # best: bold
-    assert mean_single.find("span")[0].text() == "Δ −0.200 [−0.200, −0.200]*"  # a constant gap: the CI excludes 0
+    assert mean_single.find("span")[0].text() == "Δ −0.200 [−0.200, −0.200]* (mdd 0.000)"  # a constant gap: the CI excludes 0
 
     images = root.find("img")
     plots = sorted(out.glob("*.png"))
@@ -128,7 +128,7 @@ def test_every_text_is_escaped_and_the_provenance_stated(tracking_store, tmp_pat
     root = parse(page)
     text = root.text()
     assert f"mean (ridge={tag}) (baseline, reference)" in [cells[0].text() for cells in rows(root.find("table")[0])]
-    assert f"Reference: mean (ridge={tag}) (the best baseline" in text
+    assert f"Reference: mean (ridge={tag}) (of the baselines with the most seeds, the best" in text
     assert f"additive seed 1: {error}" in text and f"Written by {command} from runs tracked in MLflow" in text
     assert f"Dataset sha256: {'d' * 64}; metrics version {METRICS_VERSION}." in text
     assert "Split files: simulation-seed1 (generated, not committed; sha256 split-1), simulation-seed2" in text
