@@ -6,12 +6,15 @@ the population mean of X = log1p(normalize_total(counts)) of the condition, esti
 sample of the same screen (``population_means``). ``lfc`` itself is not it: X is a log of a normalised
 count, and the mean of a log of a negative-binomial count with cell-level library, module and response
 noise is not the log of its mean, so ``lfc`` is off the observed means by a gene- and depth-dependent bias.
+
+A pair of rivals splits the conditions: each has the small σ on its own share of them and the large σ
+on the other's, so each wins on some perturbations, as real models do, and the larger share wins on average.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,25 +45,50 @@ def population_means(params: dict, lfc: np.ndarray, cells_per_condition: int) ->
                         columns=large.var_names)
 
 
-def oracle(truth: pd.DataFrame, conditions: Sequence[str], cell_type: str, sigma: float,
+Noise = float | Mapping[str, float]  # one σ, or a σ per condition
+
+
+def oracle(truth: pd.DataFrame, conditions: Sequence[str], cell_type: str, sigma: Noise,
            rng: np.random.Generator) -> pd.DataFrame:
     """Predicted means indexed by (cell_type, condition): the true means plus N(0, σ²) on every gene."""
-    values = truth.loc[list(conditions)].to_numpy() + rng.normal(0.0, sigma, size=(len(conditions), truth.shape[1]))
+    scale = np.array([sigma[c] for c in conditions])[:, None] if isinstance(sigma, Mapping) else sigma
+    values = truth.loc[list(conditions)].to_numpy() + rng.normal(0.0, scale, size=(len(conditions), truth.shape[1]))
     index = pd.MultiIndex.from_product([[cell_type], list(conditions)], names=["cell_type", "condition"])
     return pd.DataFrame(values, index=index, columns=truth.columns)
 
 
-def score_seed(prepared: PreparedDataset, truth: pd.DataFrame, sigmas: Sequence[float], split_name: str,
-               seed: int) -> list[pd.DataFrame]:
+def condition_gaps(tables: dict[int, list[pd.DataFrame]], better: int, worse: int) -> pd.Series:
+    """Per condition, its share of the pooled mean difference (``differences``) of two oracles: the sum of
+    its differences over the seeds that test it, over the pool's size. They sum to the true Δ."""
+    pooled = pd.concat([seed[better][["condition"]].assign(d=seed[better][METRIC] - seed[worse][METRIC])
+                        for seed in tables.values()])
+    return pooled.groupby("condition")["d"].sum() / len(pooled)
+
+
+def rivals(gaps: pd.Series, target: float, small: float, large: float, seed: int) -> tuple[dict, dict]:
+    """Two oracles' σ per condition: the first has ``small`` on the conditions it owns and ``large`` on
+    the rest, the second the other way round. It owns a prefix of a random order of the conditions (fixed
+    for all split seeds: a model's strengths belong to the perturbations), the one whose mean Δ, by the
+    ``gaps`` of σ ``small`` over ``large`` (``condition_gaps``), comes nearest ``target``."""
+    order = np.random.default_rng(seed).permutation(sorted(gaps.index))
+    owned = np.concatenate([[0.0], np.cumsum(gaps[order].to_numpy())])
+    mine = set(order[:int(np.argmin(np.abs(2 * owned - gaps.sum() - target)))])
+    first = {c: small if c in mine else large for c in gaps.index}
+    return first, {c: large if c in mine else small for c in gaps.index}
+
+
+def score_seed(prepared: PreparedDataset, truth: pd.DataFrame, sigmas: Sequence[Noise], split_name: str,
+               seed: int, stream: int = 0) -> list[pd.DataFrame]:
     """Per oracle (in ``sigmas`` order), its per-perturbation scores on the test set of one split seed,
     computed by ``scoring.score`` as for any model. The split is ``splits.make``'s, the one ``bench run``
-    freezes for a dataset without committed splits; each oracle's noise has its own stream per seed."""
+    freezes for a dataset without committed splits; oracle i's noise is random stream ``stream + i`` of the
+    seed (callers scoring several families of oracles give each its own streams)."""
     split = splits.make(prepared.adata, split_name, seed, prepared.name, prepared.sha256)
     data = splits.apply(split, prepared.adata)
     observed, training = data.means("test"), data.means("train")
     tables = []
     for number, sigma in enumerate(sigmas):
-        rng = np.random.default_rng([seed, number])
+        rng = np.random.default_rng([seed, stream + number])
         predicted = pd.concat([oracle(truth, list(means.index), cell_type, sigma, rng)
                                for cell_type, means in observed.items()])
         tables.append(scoring.score(predicted, observed, training, prepared.de20, data.subgroups))
@@ -135,16 +163,23 @@ def replicates(population: np.ndarray, sizes: Sequence[int], n_replicates: int, 
 
 def board_power(tables: dict[int, list[pd.DataFrame]], better: int, worse: int, seed_counts: Sequence[int],
                 n_boards: int, seed: int) -> pd.DataFrame:
-    """Boards of k seeds drawn from ``tables`` without replacement, per k: the share whose CI of the pair
-    by ``leaderboard.paired_over_seeds`` lies above zero, and the mean number of distinct perturbations."""
+    """Boards of k seeds drawn from ``tables`` without replacement, per k: the share that rank the better
+    oracle first (mean over seeds of ``all/METRIC``), the share whose CI of the pair by
+    ``leaderboard.paired_over_seeds`` lies above zero, and the mean number of distinct perturbations."""
     rng = np.random.default_rng(seed)
     seeds = sorted(tables)
     rows = []
     for k in seed_counts:
-        found = [paired_over_seeds([(tables[s][better], tables[s][worse]) for s in rng.choice(seeds, k, replace=False)],
-                                   "all", METRIC) for _ in range(n_boards)]
-        rows.append({"seeds": k, "power": np.mean([d.low > 0 for d in found]),
-                     "perturbations": np.mean([d.n for d in found])})
+        ranked, above, perturbations = 0, 0, 0
+        for _ in range(n_boards):
+            board = rng.choice(seeds, k, replace=False)
+            diff = paired_over_seeds([(tables[s][better], tables[s][worse]) for s in board], "all", METRIC)
+            gap = np.mean([tables[s][better][METRIC].mean() - tables[s][worse][METRIC].mean() for s in board])
+            ranked += gap > 0
+            above += diff.low > 0
+            perturbations += diff.n
+        rows.append({"seeds": k, "perturbations": perturbations / n_boards, "ranked first": ranked / n_boards,
+                     "power": above / n_boards})
     return pd.DataFrame(rows)
 
 

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 FIGURES = ("oracles.png", "coverage.png", "power.png")
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def oracle_figure(path: Path, per_seed: pd.DataFrame, sigmas: list[float]) -> None:
@@ -28,35 +29,40 @@ def oracle_figure(path: Path, per_seed: pd.DataFrame, sigmas: list[float]) -> No
     plt.close(fig)
 
 
-def coverage_figure(path: Path, coverage: dict[str, pd.DataFrame]) -> None:
-    """Coverage of the 95% interval against n, per difference, before (dashed) and after the expansion."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.axhspan(0.93, 0.97, color="green", alpha=0.15, label="93–97%")
-    for (label, table), color in zip(coverage.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        ax.plot(table["n"], table["expanded"], marker="o", color=color, label=f"{label}: expanded (now)")
-        ax.plot(table["n"], table["percentile"], marker="x", ls="--", color=color, label=f"{label}: percentile (before)")
-    ax.set_xscale("log")
-    ax.set_xlabel("test perturbations n")
-    ax.set_ylabel("share of 95% CIs holding the true Δ")
-    ax.set_ylim(0.5, 1.0)
-    ax.legend(fontsize=7, loc="lower right")
+def coverage_figure(path: Path, panels: dict[str, dict[str, pd.DataFrame]]) -> None:
+    """Coverage of the 95% interval against n, one panel per family of differences: before the expansion
+    (dashed) and now."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (title, coverage) in zip(axes[0], panels.items()):
+        ax.axhspan(0.93, 0.97, color="green", alpha=0.15, label="93–97%")
+        for (label, table), color in zip(coverage.items(), COLORS):
+            ax.plot(table["n"], table["expanded"], marker="o", color=color, label=f"{label}: now (expanded)")
+            ax.plot(table["n"], table["percentile"], marker="x", ls="--", color=color, label=f"{label}: before")
+        ax.set_xscale("log")
+        ax.set_xlabel("test perturbations n")
+        ax.set_title(title)
+        ax.set_ylim(0.5, 1.0)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("share of 95% CIs holding the true Δ")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def power_figure(path: Path, power: dict[str, pd.DataFrame], formula: dict[str, float]) -> None:
-    """Share of CIs above zero against n per true difference; the formula's n for 80% as a dotted line."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.axhline(0.8, color="black", lw=0.8)
-    for (label, table), color in zip(power.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
-        ax.plot(table["n"], table["power"], marker="o", color=color, label=label)
-        if np.isfinite(formula[label]):
-            ax.axvline(formula[label], color=color, ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("test perturbations n")
-    ax.set_ylabel("share of CIs above 0 (power)")
-    ax.legend(fontsize=8, title="dotted: n from `detectable`", title_fontsize=8)
+def power_figure(path: Path, panels: dict[str, dict[str, pd.DataFrame]], formula: dict[str, float]) -> None:
+    """Share of CIs above zero against n, one panel per family; the formula's n for 80% dotted."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), sharey=True, squeeze=False)
+    for ax, (title, power) in zip(axes[0], panels.items()):
+        ax.axhline(0.8, color="black", lw=0.8)
+        for (label, table), color in zip(power.items(), COLORS):
+            ax.plot(table["n"], table["power"], marker="o", color=color, label=label)
+            if np.isfinite(formula[label]):
+                ax.axvline(formula[label], color=color, ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("test perturbations n")
+        ax.set_title(title)
+        ax.legend(fontsize=8, title="dotted: n from `detectable`", title_fontsize=8)
+    axes[0][0].set_ylabel("share of CIs above 0 (power)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
