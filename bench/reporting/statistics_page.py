@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -38,8 +39,7 @@ def coverage_figure(path: Path, panels: dict[str, dict[str, pd.DataFrame]]) -> N
         for (label, table), color in zip(coverage.items(), COLORS):
             ax.plot(table["n"], table["expanded"], marker="o", color=color, label=f"{label}: now (expanded)")
             ax.plot(table["n"], table["percentile"], marker="x", ls="--", color=color, label=f"{label}: before")
-        ax.set_xscale("log")
-        ax.set_xlabel("test perturbations n")
+        _log_n(ax)
         ax.set_title(title)
         ax.set_ylim(0.5, 1.0)
         ax.legend(fontsize=7, loc="lower right")
@@ -58,14 +58,21 @@ def power_figure(path: Path, panels: dict[str, dict[str, pd.DataFrame]], formula
             ax.plot(table["n"], table["power"], marker="o", color=color, label=label)
             if np.isfinite(formula[label]):
                 ax.axvline(formula[label], color=color, ls=":", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("test perturbations n")
+        _log_n(ax)
         ax.set_title(title)
         ax.legend(fontsize=8, title="dotted: n from `detectable`", title_fontsize=8)
     axes[0][0].set_ylabel("share of CIs above 0 (power)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _log_n(ax) -> None:
+    """A log axis of n, labelled with plain numbers."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel("test perturbations n")
 
 
 def table(frame: pd.DataFrame, digits: int = 3) -> str:
