@@ -189,9 +189,9 @@ Monte Carlo error of a share near 0.95: ±{1.96 * np.sqrt(0.95 * 0.05 / config['
 Why coverage can stay below 93% at small n even after the fix: (1) no interval made of resampled means can
 reach beyond the data's range, and the range of n values holds the median only 1 − 2^(1−n) of the time
 (75% at n = 3, 87.5% at n = 4, 93.75% at n = 5); (2) the per-perturbation differences of `pearson_delta_de20`
-are strongly right-skewed (a few perturbations with weak DE20 changes carry most of the difference; see the
-skewness above), and the mean of a few skewed values is itself skewed, which every interval built around
-the sample mean misses at small n. The expansion removes the part that is the bootstrap's own bias
+of noise-ordered oracles are strongly right-skewed (see the skewness above), and the mean of a few skewed
+values is itself skewed, which every interval built around the sample mean misses at small n. The rivals' differences are two-sided and hardly skewed, and
+their coverage is much nearer 95%. The expansion removes the part that is the bootstrap's own bias
 (too narrow by sqrt((n−1)/n), z for t), which is the whole shortfall on normal differences.
 
 ## (c) How many perturbations and seeds detect Δ = {', '.join(map(str, GAPS))}?
