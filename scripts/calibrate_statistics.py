@@ -39,14 +39,16 @@ GRID = np.round(np.arange(0.0, 1.21, 0.05), 2)
 NORMAL_POPULATION = 200_000
 
 
-def norman_sizes() -> list[int]:
+def norman_sizes() -> tuple[list[int], list[int]]:
     """Test perturbations of each committed norman_subset simulation split, and distinct ones over seeds 1..k."""
     seen: set[str] = set()
-    distinct = []
+    sizes, distinct = [], []
     for seed in range(1, 6):
-        seen |= set(splits.read(splits.frozen_path("norman_subset", SPLIT, seed, committed=True)).test)
+        test = splits.read(splits.frozen_path("norman_subset", SPLIT, seed, committed=True)).test
+        seen |= set(test)
+        sizes.append(len(test))
         distinct.append(len(seen))
-    return distinct
+    return sizes, distinct
 
 
 def study(config: dict) -> dict:
@@ -75,7 +77,7 @@ def study(config: dict) -> dict:
                for k, (label, found) in enumerate(duels.items())}
     return {"params": params, "sigmas": sigmas, "tables": tables, "pairs": pairs, "rivals": rivals, "rows": rows,
             "formula": formula, "boards": boards, "ranking": {k: calibration.ranking(tables, k) for k in (1, 3)},
-            "norman": norman_sizes()}
+            "norman": norman_sizes(), "conditions": len(truth) - 1}
 
 
 def rival_tables(prepared: PreparedDataset, tables: dict[int, list[pd.DataFrame]], truth: pd.DataFrame,
@@ -126,11 +128,12 @@ def render(found: dict, config: dict, per_seed: pd.DataFrame, command: str, wall
     need = pd.DataFrame({"pair": list(compared), "true Δ": [d.mean() for d in compared.values()],
                          "n for 80% (replicates)": [_count(measured[k], rows[k]["n"].max()) for k in compared],
                          "n for 80% (detectable formula)": [_count(formula[k], np.inf) for k in compared],
-                         "norman_subset seeds": [_seeds(measured[k], found["norman"]) for k in compared]})
+                         "norman_subset seeds": [_seeds(measured[k], found["norman"][1]) for k in compared]})
     boards = pd.concat([table.assign(pair=label)[["pair", "seeds", "perturbations", "ranked first", "power"]]
                         for label, table in found["boards"].items()])
     params = ", ".join(f"{k}={v}" for k, v in found["params"].items())
-    norman = ", ".join(f"{k + 1}: {n}" for k, n in enumerate(found["norman"]))
+    sizes, distinct = found["norman"]
+    norman = ", ".join(f"{k + 1}: {n}" for k, n in enumerate(distinct))
     return f"""# Calibration of the leaderboard's statistics on planted data
 
 Made by `{command}` in {wall / 60:.1f} min (wall time). Every number and figure on this page comes from
@@ -150,7 +153,7 @@ of a normalised negative-binomial count is not the log of its mean. The σ are c
 Smaller σ is better by construction: that is the planted order. Noise-ordered oracles win on almost
 every perturbation (see "share > 0" below), which real models rarely do; so three pairs of *rivals* too:
 each rival has σ {found['sigmas'][1]:.3f} on its own conditions and σ {found['sigmas'][-1]:.3f} on the other's,
-the first owning a random share of the 100 conditions (drawn once, fixed for every seed), sized by the
+the first owning a random share of the {found['conditions']} conditions (drawn once, fixed for every seed), sized by the
 per-condition gaps between those σ on the study's seeds so that the mean Δ is near 0.02, 0.05 and 0.1;
 the Δ measured on fresh noise draws is what counts.
 Scores come from `scoring.score`,
@@ -211,10 +214,10 @@ averaged over them, so seeds add perturbations and average the noise).
 {page.table(boards)}
 
 A synthetic `{SPLIT}` seed tests about {np.mean([len(t[0]) for t in found['tables'].values()]):.0f} perturbations.
-norman_subset's committed `{SPLIT}` splits test 11–15 perturbations per seed; distinct ones over seeds 1..k
+norman_subset's committed `{SPLIT}` splits test {min(sizes)}–{max(sizes)} perturbations per seed; distinct ones over seeds 1..k
 (k: count) are {norman}; the last column above is the fewest of its seeds whose test sets hold the n the
 replicates need, if its differences are spread like these. Seeds beyond the first add perturbations only
-until every condition has been tested (the synthetic dataset has 100), and averaging a perturbation over
+until every condition has been tested (the synthetic dataset has {found['conditions']}), and averaging a perturbation over
 seeds shrinks only the noise part of its difference, not the part that is the perturbation's own.
 """
 

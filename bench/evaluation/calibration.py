@@ -26,6 +26,7 @@ from bench.reporting.leaderboard import paired_over_seeds
 from bench.workflows.runner import PreparedDataset
 
 METRIC = "pearson_delta_de20"
+_SPLITS: dict[tuple[str, str, int], splits.Split] = {}
 
 
 def population_means(params: dict, lfc: np.ndarray, cells_per_condition: int) -> pd.DataFrame:
@@ -83,8 +84,10 @@ def score_seed(prepared: PreparedDataset, truth: pd.DataFrame, sigmas: Sequence[
     computed by ``scoring.score`` as for any model. The split is ``splits.make``'s, the one ``bench run``
     freezes for a dataset without committed splits; oracle i's noise is random stream ``stream + i`` of the
     seed (callers scoring several families of oracles give each its own streams)."""
-    split = splits.make(prepared.adata, split_name, seed, prepared.name, prepared.sha256)
-    data = splits.apply(split, prepared.adata)
+    key = (prepared.sha256, split_name, seed)
+    if key not in _SPLITS:  # made once: a seed's split draws every earlier seed's too (``splits.make``)
+        _SPLITS[key] = splits.make(prepared.adata, split_name, seed, prepared.name, prepared.sha256)
+    data = splits.apply(_SPLITS[key], prepared.adata)
     observed, training = data.means("test"), data.means("train")
     tables = []
     for number, sigma in enumerate(sigmas):
