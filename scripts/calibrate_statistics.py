@@ -3,7 +3,7 @@
     python scripts/calibrate_statistics.py            # the page's run (about 6 minutes on one core)
     python scripts/calibrate_statistics.py --quick --out /tmp/page   # a reduced run (a minute)
 
-Oracle models (``bench.evaluation.calibration``) predict the true means plus noise of known sd, chosen so
+Oracle models (``bench.workflows.calibration``) predict the true means plus noise of known sd, chosen so
 that adjacent oracles differ by about 0.02, 0.05 and 0.1 in ``pearson_delta_de20``; they are scored on
 the ``synthetic`` dataset's ``simulation`` split by ``scoring.score`` and compared by the leaderboard's
 ``paired_over_seeds`` and ``stats.paired_bootstrap``. The page says (a) how often boards rank them in the
@@ -23,8 +23,9 @@ import pandas as pd
 import scipy.stats
 
 from bench.data.datasets import load_dataset
-from bench.evaluation import calibration, splits, stats
+from bench.evaluation import splits, stats
 from bench.reporting import statistics_page as page
+from bench.workflows import calibration
 from bench.workflows.runner import PreparedDataset
 
 GAPS = (0.02, 0.05, 0.1)
@@ -146,7 +147,7 @@ that run; rerun it to remake them.
 **Oracles.** An oracle predicts each test condition's true mean expression plus N(0, σ²) on every gene,
 a fresh draw per seed. The true mean is the population mean of X = log1p(normalize_total(counts)) per
 condition, estimated from {config['cells_per_condition']} simulated cells per condition of the same screen
-(same seed, so the same planted truth; `calibration.population_means` checks `lfc` is unchanged). The
+(same seed, so the same planted truth; `calibration.population_means` (`bench/workflows/calibration.py`) checks `lfc` is unchanged). The
 planted `lfc` is not used directly: it is the log-fold change of expected counts, and the mean of the log
 of a normalised negative-binomial count is not the log of its mean. The σ are chosen on pilot seeds
 (1000–{999 + config['pilot_seeds']}) so that adjacent oracles differ by about {', '.join(map(str, GAPS))}.
