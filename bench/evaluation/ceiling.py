@@ -17,7 +17,9 @@ by about 0.03, and on a condition without any effect from 0 to about 0.7 (``test
 Halvings run in batches until the standard error of the headline, ``all/pearson_delta_de20`` (sd over
 halvings / √halvings), is below ``TARGET_SE``: at least ``LEAST_HALVINGS`` so that the sd is itself
 estimated well enough (its relative error is about 1/√(2(n − 1)), 16% at 20), at most ``MOST_HALVINGS``
-to bound the time. On norman_subset the headline's sd over halvings is about 0.04, so about 60 halvings.
+to bound the time. On norman_subset the headline's sd over halvings is about 0.05, so about 100 halvings.
+The energy distance and the interaction metrics, three quarters of a halving's time, are scored on the
+first ``FULL_HALVINGS`` halvings only; each metric's standard error is over the halvings that scored it.
 
 Each half holds half of the cells, so its mean is noisier than the full data's and the ceiling is
 conservative: a perfect model scored against all cells could do better. cell-eval
@@ -53,6 +55,8 @@ TARGET_SE = 0.005
 LEAST_HALVINGS = 20
 BATCH = 10  # halvings added while the standard error is above TARGET_SE
 MOST_HALVINGS = 200
+FULL_HALVINGS = LEAST_HALVINGS  # halvings that also score the energy distance and the interaction metrics,
+# which cost 3x the others together (Theil–Sen fits, cell-level distances); the rest score the mean-based ones
 SE_PREFIX = "halving/se/"  # of run metrics: a metric's standard error over halvings (``metrics.NOT_TEST``)
 COUNT = ("halving", "count")  # (subgroup, metric) of the run metric that counts its halvings
 
@@ -77,7 +81,8 @@ def _by_cell_type(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def split_half(data: SplitData, seed: int, halvings: Iterable[int],
                singles: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
     """Per halving and test perturbation, every metric of half A scored as a prediction of half B
-    (the interaction metrics of doubles too, given the singles' observed means), on half A's DE genes."""
+    (the interaction metrics of doubles too, given the singles' observed means), on half A's DE genes;
+    the energy distance and the interaction metrics on the first ``FULL_HALVINGS`` halvings only."""
     train, test, everything = data.train, data.test, data.cells
     is_control = data.masks["train"] & (everything.obs["condition"].astype(str).to_numpy() == CONTROL)
     controls = everything[is_control]
@@ -109,9 +114,10 @@ def split_half(data: SplitData, seed: int, halvings: Iterable[int],
             if cell_type in c_b.index:
                 training[cell_type].loc[CONTROL] = c_b.loc[cell_type].to_numpy()
         de20 = de.welch_de_genes(everything, mask_of(np.concatenate([test_rows[test_a], control_rows[control_a]])))
-        cells = {cell_type: a[a.obs["cell_type"].astype(str) == cell_type] for cell_type in set(cell_types)}
+        full = halving < FULL_HALVINGS
+        cells = {cell_type: a[a.obs["cell_type"].astype(str) == cell_type] for cell_type in set(cell_types)} if full else None
         table = scoring.score(predicted, _by_cell_type(mean_b.loc[keys]), training, de20, data.subgroups, cells,
-                              (b, train), singles, axes=axes)
+                              (b, train), singles if full else None, axes=axes)
         frames.append(table.assign(halving=halving))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
