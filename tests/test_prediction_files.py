@@ -174,7 +174,7 @@ def test_scanpy_ranks_genes_of_predicted_cells_and_refuses_single_row_groups(log
     for condition in conditions:
         change = mean_of(cells, (cells.obs["target"] == condition).to_numpy()) - control
         table = sc.get.rank_genes_groups_df(cells, group=condition).set_index("names")
-        assert table.loc[cells.var_names[np.argmax(np.abs(change))], "pvals_adj"] < 0.01, condition
+        assert table.loc[cells.var_names[np.argmax(np.abs(change))], "pvals_adj"] < 0.05, condition
 
 
 @pytest.mark.slow
