@@ -297,3 +297,13 @@ def test_the_board_says_how_many_distinct_test_sets_its_seeds_hold(tracking_stor
     table = lb.table_cells(board, ["pearson_delta_de20"], board.row("additive"), leaderboard_inputs.scores())
     text = render.markdown([(board, table, {})], "bench leaderboard")
     assert "Test sets: 2 distinct test sets of 3 seeds; distinct test perturbations over all seeds: all 32" in text
+
+
+def test_one_test_perturbation_has_no_interval_and_no_star():
+    """A subgroup holding one perturbation over every seed (norman_subset's combo_seen2 on `simulation`)
+    has a difference but no spread to bound it: no CI and no star, however large the gap."""
+    mine = per_perturbation(scores(1, 0.0)).iloc[:1]
+    theirs = mine.assign(pearson_delta_de20=mine["pearson_delta_de20"] + 0.3)
+    diff = lb.paired_over_seeds([(mine, theirs), (mine, theirs)], "all", "pearson_delta_de20")
+    assert diff.n == 1 and diff.mean == pytest.approx(-0.3)
+    assert np.isnan(diff.low) and np.isnan(diff.high) and not diff.significant

@@ -84,6 +84,8 @@ def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:
                              subgroup, metric)
     if not diff.n:
         return ""
+    if diff.n < 2:
+        return f"{diff.mean:+.3f} (one perturbation)"
     return f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]" + ("*" if diff.significant else "")
 
 

@@ -75,9 +75,8 @@ def paired_bootstrap(a, b, n_boot: int = 10_000, seed: int = 0, level: float = 0
     keep = np.isfinite(a) & np.isfinite(b)
     diff = a[keep] - b[keep]
     diff[np.abs(diff) < TIE] = 0.0
-    if len(diff) < 2:  # scipy needs two observations; one has a zero-width interval
-        mean = float(diff[0]) if len(diff) else float("nan")
-        return PairedDifference(mean, mean, mean, len(diff))
+    if len(diff) < 2:  # one perturbation has no spread to bound its difference: no interval, never a star
+        return PairedDifference(float(diff[0]) if len(diff) else float("nan"), float("nan"), float("nan"), len(diff))
     found = scipy.stats.bootstrap((diff,), np.mean, n_resamples=n_boot, vectorized=True,
                                   confidence_level=expanded_level(level, len(diff)), method="percentile",
                                   rng=np.random.default_rng(seed))

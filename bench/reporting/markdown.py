@@ -78,6 +78,8 @@ def _cell(line: pd.Series, seeds: int) -> Cell:
     text += f" (n={line['n_seeds']})" if line["n_seeds"] != seeds else ""
     if not line["n_perturbations"]:
         return Cell(text, line["mean"], bool(line["best"]))
+    if line["n_perturbations"] < 2:
+        return Cell(text, line["mean"], bool(line["best"]), f"Δ {_signed(line['diff'])} (one perturbation: no CI)")
     detects = f" (mdd {_number(line['detectable'])})" if np.isfinite(line["detectable"]) else ""
     return Cell(text, line["mean"], bool(line["best"]),
                 f"Δ {_signed(line['diff'])} [{_signed(line['ci_low'])}, {_signed(line['ci_high'])}]",
