@@ -150,7 +150,7 @@ def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
         f"- Dataset sha256: `{first.dataset_sha256}`; metrics version {first.metrics_version}.",
         "- Cells: mean ± sd over split seeds; **bold**: the best of the column. Δ: the row minus the reference "
         "row, mean over test perturbations paired by seed, with its paired bootstrap 95% CI (10,000 resamples "
-        "of perturbations; Hesterberg's expanded percentile interval, which held the true difference 93–97% of "
+        "of perturbations; Hesterberg's expanded percentile interval, which held the true difference 92–98% of "
         "the time from 10 perturbations on when models trade wins, less with fewer or strongly skewed "
         "differences: docs/statistics.md); \\* where the CI excludes 0 (differences below 1e-6 per perturbation are float32 "
         "rounding: a tie). mdd: the smallest true difference this comparison detects 80% of the time at the 5% "
