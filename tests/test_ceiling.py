@@ -117,7 +117,7 @@ def test_bench_run_tracks_one_ceiling_per_split_seed(workdir, tmp_path):
     ceilings = runs[runs["tags.model"] == ceiling.MODEL]
     assert sorted(ceilings["tags.seed"]) == ["1", "2"] and set(ceilings["tags.preset"]) == {ceiling.PRESET}
     assert (ceilings["metrics.all/pearson_delta_de20"] > 0.5).all()
-    assert (ceilings["metrics.halving/se/all/pearson_delta_de20"] < 0.005).all()
+    assert (ceilings["metrics.halving/se/all/pearson_delta_de20"] < ceiling.TARGET_SE).all()
     assert (ceilings["metrics.halving/count"] >= 20).all()
 
 
@@ -146,9 +146,9 @@ def test_a_perturbation_without_effect_has_a_ceiling_near_zero(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_ceiling_of_norman_subset_has_a_standard_error_below_0_005(norman_subset):
+def test_the_ceiling_of_norman_subset_has_a_standard_error_below_its_target(norman_subset):
     """The run's headline is the mean over halvings of each halving's mean over perturbations, and its
-    standard error (sd over halvings / √halvings), recomputed here from the halvings, is below 0.005."""
+    standard error (sd over halvings / √halvings), recomputed here from the halvings, is below 0.01."""
     prepared = PreparedDataset.of(norman_subset)
     run = ceiling_runs.result(prepared, "simulation", 1)
     halvings = int(run.metrics["halving/count"])
@@ -157,5 +157,5 @@ def test_the_ceiling_of_norman_subset_has_a_standard_error_below_0_005(norman_su
     per_halving = table.groupby("halving")["pearson_delta_de20"].mean().to_numpy()
     assert len(per_halving) == halvings >= 20
     se = per_halving.std(ddof=1) / np.sqrt(halvings)
-    assert run.metrics["halving/se/all/pearson_delta_de20"] == pytest.approx(se) and se < 0.005
+    assert run.metrics["halving/se/all/pearson_delta_de20"] == pytest.approx(se) and se < 0.01
     assert run.metrics["all/pearson_delta_de20"] == pytest.approx(per_halving.mean())
