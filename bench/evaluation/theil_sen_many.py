@@ -6,8 +6,8 @@ system, or its pseudo-inverse where the system is nearly singular, as LAPACK's m
 gives), so the solutions of every pair and every target are one product. Their spatial medians are
 scikit-learn's modified Weiszfeld iteration (``sklearn/linear_model/_theil_sen.py``, ``_spatial_median``;
 Kärkkäinen & Äyrämö 2005) run for every target together, each target stopping on its own when its step is
-below ``tol``, as scikit-learn's loop does. For 200 targets on 100 genes it took 1.9 s against 6.7 s for
-one fit at a time (a loaded 2-core machine), and agrees with it to 1e-15 (``tests/test_interaction_truth.py``).
+below ``tol``, as scikit-learn's loop does. For 200 targets on 100 genes it took 0.6 s against 5.2 s for
+one fit at a time (2 cores, load 2.8), and agrees with it to 1e-14 (``tests/test_interaction_truth.py``).
 """
 
 from __future__ import annotations
@@ -34,21 +34,25 @@ def pair_inverses(singles: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return first, second, inverses
 
 
-def spatial_medians(points: np.ndarray, max_iter: int = 1000, tol: float = 1e-3) -> np.ndarray:
-    """The spatial median of each set of 2-d points (sets x points x 2), by the modified Weiszfeld step."""
-    current = points.mean(axis=1)
-    active = np.arange(len(points))
+def spatial_medians(xs: np.ndarray, ys: np.ndarray, max_iter: int = 1000, tol: float = 1e-3) -> np.ndarray:
+    """The spatial median (sets x 2) of each set of 2-d points, given as their coordinates (sets x points
+    each; kept apart, which numpy handles about 4x faster than a trailing axis of 2), by the modified
+    Weiszfeld step."""
+    current = np.column_stack([xs.mean(axis=1), ys.mean(axis=1)])
+    active = np.arange(len(xs))
     for _ in range(max_iter):
         if not len(active):
             break
-        x, old = points[active], current[active]
-        diff = x - old[:, None, :]
-        norm = np.sqrt((diff**2).sum(axis=2))
+        x, y = (xs, ys) if len(active) == len(xs) else (xs[active], ys[active])
+        old = current[active]
+        dx, dy = x - old[:, :1], y - old[:, 1:]
+        norm = np.sqrt(dx * dx + dy * dy)
         keep = norm >= EPSILON
-        inverse = np.where(keep, 1.0 / np.where(keep, norm, 1.0), 0.0)
-        at_a_point = (keep.sum(axis=1) < x.shape[1]).astype(np.float64)
-        quotient = np.linalg.norm((diff * inverse[..., None]).sum(axis=1), axis=1)
-        direction = (x * inverse[..., None]).sum(axis=1) / inverse.sum(axis=1)[:, None]
+        inverse = np.divide(1.0, norm, out=np.zeros_like(norm), where=keep)
+        at_a_point = (~keep).any(axis=1).astype(np.float64)
+        quotient = np.hypot((dx * inverse).sum(axis=1), (dy * inverse).sum(axis=1))
+        weight = inverse.sum(axis=1)
+        direction = np.column_stack([(x * inverse).sum(axis=1), (y * inverse).sum(axis=1)]) / weight[:, None]
         flat = quotient <= EPSILON
         direction[flat], quotient[flat] = 1.0, 1.0
         share = at_a_point / quotient
@@ -62,6 +66,7 @@ def theil_sen_many(singles: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """The Theil–Sen coefficients (targets x 2) of every row of ``targets`` (targets x genes) on ``singles``
     (genes x 2), without intercept."""
     first, second, inverses = pair_inverses(singles)
-    values = np.stack([targets[:, first], targets[:, second]], axis=2)  # targets x pairs x 2
-    solutions = np.einsum("pij,tpj->tpi", inverses, values)
-    return spatial_medians(solutions)
+    y_a, y_b = targets[:, first], targets[:, second]  # targets x pairs
+    xs = inverses[:, 0, 0] * y_a + inverses[:, 0, 1] * y_b
+    ys = inverses[:, 1, 0] * y_a + inverses[:, 1, 1] * y_b
+    return spatial_medians(xs, ys)
