@@ -73,9 +73,11 @@ def test_two_cells_are_scored_one_against_the_other():
 
 
 def log_ceiling(seed: int, value: float, halvings: int = 40, se: float = 0.004) -> None:
-    """A ceiling run that scored ``value`` on every subgroup, a mean over ``halvings`` of standard error ``se``."""
+    """A ceiling run that scored ``value`` on every subgroup in pearson_delta_de20 only, a mean over
+    ``halvings`` of standard error ``se``."""
     result = result_of(ceiling.MODEL, seed, scores(seed, 0.5), params={"target_se": 0.005}, card_hash=ceiling.VERSION)
     result.preset = ceiling.PRESET
+    result.metrics = {}
     result.metrics.update({f"{s}/pearson_delta_de20": value for s in ("all", "combo", "single")})
     result.metrics.update({f"halving/se/{s}/pearson_delta_de20": se for s in ("all", "combo", "single")})
     result.metrics["halving/count"] = halvings
