@@ -17,7 +17,7 @@ by about 0.03, and on a condition without any effect from 0 to about 0.7 (``test
 Halvings run in batches until the standard error of the headline, ``all/pearson_delta_de20`` (sd over
 halvings / √halvings), is below ``TARGET_SE``: at least ``LEAST_HALVINGS`` so that the sd is itself
 estimated well enough (its relative error is about 1/√(2(n − 1)), 16% at 20), at most ``MOST_HALVINGS``
-to bound the time. On norman_subset the headline's sd over halvings is about 0.05, so 20 to 40
+to bound the time. On norman_subset the headline's sd over halvings is about 0.05, so 20 to 60
 halvings; the target, 0.01, is a fifth of the ceiling's spread over split seeds there. (0.005 took
 80–180 halvings and 7–17 s per seed, which the test suite's many tracked runs could not afford; the
 standard error reached is recorded and shown, so a reader sees how precise each ceiling is.) The energy
