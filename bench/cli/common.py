@@ -91,7 +91,7 @@ def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:
 
 def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) -> Table:
     """Models ranked by ``all/<first shown metric>``, a line per subgroup with mean ± sd over seeds and the
-    difference to the best baseline run on that metric (as the leaderboard computes it)."""
+    difference to the best baseline of those run on the most seeds (as the leaderboard chooses it)."""
     from bench.evaluation import metrics as metric_registry
     from bench.evaluation.metrics import METRICS
     from bench.evaluation.stats import over_seeds
@@ -109,8 +109,8 @@ def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) 
     def rank_key(model: str) -> float:
         return -METRICS[headline].sign * means[model] if means[model] == means[model] else float("inf")
 
-    caption = (f"Δ: {headline} minus that of {reference} (of the baselines run on the most seeds, the best), mean over test perturbations "
-               "paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else
+    caption = (f"Δ: {headline} minus that of {reference} (of the baselines run on the most seeds, the best), "
+               "mean over test perturbations paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else
                "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it")
     table = Table(title=f"test metrics (mean ± sd over seeds), ranked by all/{headline}", caption=caption)
     delta = [f"Δ {headline}"] if reference else []

@@ -23,8 +23,8 @@ Per double this keeps the point estimate (all cells), the share of ``RESAMPLES``
 each class, and the strength's 95% basic interval. Resamples are drawn from a generator seeded by
 ``SEED`` and the double's name, so a double's result does not depend on the other doubles of its split.
 One double's 200 resamples take about 1 s on a loaded 2-core machine (the synthetic dataset's 21 test
-doubles of `simulation` seed 1: 20 s; their Theil–Sen fits made
-together, ``theil_sen_many``); the table is cached per dataset, split, part and ``VERSION`` under the
+doubles of ``simulation`` seed 1: 20 s; their Theil–Sen fits are made together, ``theil_sen_many``);
+the table is cached per dataset, split, part and ``VERSION`` under the
 cache folder (0.1 s to read). Only test doubles are resampled: validation scores pick models, and score
 a double's class 0 or 1.
 """
