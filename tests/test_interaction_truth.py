@@ -14,7 +14,7 @@ from bench.core.errors import BenchWarning
 from bench.evaluation import scoring
 from bench.evaluation.splits import Split
 from bench.evaluation.split_data import SplitData
-from tests.conftest import real_data_file
+from conftest import real_data_file
 
 GENES = [f"g{i}" for i in range(120)]
 DOUBLE = "A+B"
