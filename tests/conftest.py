@@ -182,3 +182,14 @@ def held_out_error(model, data, seed: int = 1) -> float:
     model.fit(TrainData(cells=train, val=val, seed=seed))
     means = model.predict(PredictQuery(held, query, "type_0", seed=seed)).means
     return float(np.mean([np.mean((means.loc[d].to_numpy() - observed[d]) ** 2) for d in held]))
+
+
+@pytest.fixture(scope="session")
+def cellflow_environment():
+    """CellFlow's own environment (``bench/catalog/environments/cellflow.txt``), built on first use as a run
+    builds it: minutes and about 1.6 GB the first time, then reused from ``BENCH_ENVS_DIR``."""
+    from bench.adapters.kit.environment import ModelEnvironment
+
+    environment = ModelEnvironment(paths.requirements_dir() / "cellflow.txt", "cellflow")
+    environment.create()
+    return environment

@@ -24,6 +24,7 @@ from bench.cli.common import (
     run_label,
 )
 from bench.cli.data import data_app
+from bench.cli.environments import env_app
 from bench.cli.external import export, score
 from bench.cli.import_runs import import_runs
 from bench.cli.leaderboard import leaderboard
@@ -43,6 +44,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # help is plain text: rich markup would swallow '[search_space]'
 )
 app.add_typer(data_app, name="data")
+app.add_typer(env_app, name="env")
 app.command()(sweep)
 app.command()(leaderboard)
 app.command()(check)

@@ -6,7 +6,10 @@ dataset manifests (``datasets/``), the frozen splits (``splits/<dataset>/``) and
 holds the user's own model cards, read beside the catalog's: ``bench sweep`` writes tuned cards there
 (default: a per-user configuration folder), never into the package. ``BENCH_DATA_DIR`` is the data
 store (default: a per-user data folder); ``BENCH_CACHE_DIR`` the cache of derived files (DE genes,
-simulated datasets, splits of ad-hoc datasets). ``BENCH_CONFIG`` names the user's configuration file
+simulated datasets, splits of ad-hoc datasets). ``BENCH_ENVS_DIR`` holds the virtual environments of models
+that cannot share bench's own (default: ``environments/`` in the per-user data folder; never the data store,
+which may be a read-only shared copy), built from the pinned requirements files of the catalog's
+``environments/``. ``BENCH_CONFIG`` names the user's configuration file
 (default: ``config.toml`` in the per-user configuration folder), whose ``[slurm]`` table sets the
 resources of ``--executor slurm``.
 """
@@ -59,6 +62,16 @@ def datasets_dir() -> Path:
 
 def splits_dir() -> Path:
     return catalog_dir() / "splits"
+
+
+def requirements_dir() -> Path:
+    """The catalog's pinned requirements files of models that run in their own environment."""
+    return catalog_dir() / "environments"
+
+
+def environments_dir() -> Path:
+    folder = os.environ.get("BENCH_ENVS_DIR")
+    return Path(folder).expanduser() if folder else Path(platformdirs.user_data_dir("bench")) / "environments"
 
 
 def reference_file() -> Path:

@@ -13,6 +13,9 @@ Schema::
     family = "latent_additive"            # optional: the family plots draw it in (default: see ``family``)
     counts = true                         # optional: the adapter reads layers['counts'] (raw counts),
                                           # which the harness then loads (it skips them otherwise)
+    environment = "cellflow.txt"          # optional: the model runs in its own virtual environment,
+                                          # built from this pinned requirements file (beside the card,
+                                          # else in the catalog's environments/); see kit.environment
     [params]                              # overrides of the adapter's defaults
     [presets.fast]                        # named overrides on top of params ("default" = params)
     [search_space]                        # for sweeps: name = { type = "float", low, high, log }
@@ -35,8 +38,8 @@ up beside the card first, then among all known cards)::
 ``unset`` names what the card drops after merging: ``search_space.<name>``, ``presets.<preset>``,
 ``presets.<preset>.<name>``, or ``params.<name>``: a parameter the card does not pass at all (the
 adapter's default applies and runs do not record it, e.g. the adversary's size of a card without
-adversary). Naming an entry that is not there is an error. ``baseline`` and ``family`` are not inherited; ``counts``
-and ``unset`` parameters are.
+adversary). Naming an entry that is not there is an error. ``baseline`` and ``family`` are not inherited; ``counts``,
+``environment`` and ``unset`` parameters are.
 
 ``card_hash`` identifies what a card runs (adapter, the adapter's defaults, every preset's complete
 parameters, search space, counts), so a run notices a changed parent or default; it imports the adapter.
@@ -83,6 +86,7 @@ class ModelCard:
     family: str = ""
     sweep: dict = field(default_factory=dict)
     unset: list = field(default_factory=list)
+    environment: str = ""
     path: Path | None = None
 
     @property
@@ -132,6 +136,9 @@ def _read_card(path: Path, chain: tuple[str, ...], known: dict[str, Path]) -> Mo
             raise BenchError(f"{path}: missing or empty '{key}'; every model card needs it")
     if not isinstance(table.get("family", ""), str):
         raise BenchError(f"{path}: 'family' must be a card name in quotes, got {table['family']!r}")
+    if not isinstance(table.get("environment", ""), str):
+        raise BenchError(f"{path}: 'environment' must be a requirements file's name in quotes, "
+                         f"got {table['environment']!r}")
     if not isinstance(table.get("counts", False), bool):
         raise BenchError(f"{path}: 'counts' must be true or false, got {table['counts']!r}")
     if table["name"] != path.stem:
@@ -171,6 +178,7 @@ def _inherit(parent: ModelCard, table: dict) -> dict:
         "description": parent.description,
         "citation": parent.citation,
         "counts": parent.counts,
+        "environment": parent.environment,
         **table,
         "params": {**parent.params, **table.get("params", {})},
         "presets": {
@@ -287,12 +295,28 @@ def resolve_params(card: ModelCard, preset: str | None = None, overrides: list[s
     return params
 
 
+def requirements_file(card: ModelCard) -> Path | None:
+    """The pinned requirements file of a card with its own environment (beside the card, else in the
+    catalog's ``environments/``); None for a card that runs in bench's environment."""
+    if not card.environment:
+        return None
+    places = [card.path.parent] if card.path is not None else []
+    for folder in [*places, paths.requirements_dir()]:
+        if (folder / card.environment).is_file():
+            return folder / card.environment
+    raise BenchError(f"model '{card.name}': its environment file '{card.environment}' is neither beside "
+                     f"{card.path or 'the card'} nor in {paths.requirements_dir()}; fix 'environment'")
+
+
 def card_hash(card: ModelCard) -> str:
     """sha256 of what the card runs: its adapter and the adapter's defaults, every preset's complete
-    parameters, the search space and ``counts`` (not its prose or comments)."""
+    parameters, the search space, ``counts`` and its environment's requirements (not its prose or comments)."""
+    requirements = requirements_file(card)
     content = {"adapter": card.adapter, "counts": card.counts, "defaults": adapter_defaults(card),
                "presets": {name: resolve_params(card, name) for name in card.preset_names},
                "search_space": card.search_space}
+    if requirements is not None:
+        content["environment"] = hashlib.sha256(requirements.read_bytes()).hexdigest()
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -315,6 +339,10 @@ def build(card: ModelCard, params: dict):
                 f"model '{card.name}': parameter '{name}' must be {type(default).__name__}, got {value!r}"
             )
     try:
-        return cls(**params)
+        model = cls(**params)
     except (TypeError, ValueError) as exc:
         raise BenchError(f"model '{card.name}': invalid parameters ({exc})") from None
+    requirements = requirements_file(card)
+    if requirements is not None:
+        model.requirements = requirements  # kit.environment_adapter.EnvironmentAdapter runs the model there
+    return model
