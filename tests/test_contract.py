@@ -11,9 +11,10 @@ from bench.core.conditions import CONTROL
 from bench.evaluation import splits
 
 CARDS = sorted(registry.all_cards())
+SLOW = ("gears", "cellflow")  # GEARS trains; CellFlow compiles its network in two processes (a minute or more)
 
 
-@pytest.mark.parametrize("name", [pytest.param(c, marks=pytest.mark.slow) if c == "gears" else c  # GEARS trains
+@pytest.mark.parametrize("name", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c
                                   for c in CARDS])
 def test_card_fits_and_predicts_every_queried_condition(name, small_synthetic):
     card = registry.find_card(name)
