@@ -41,7 +41,7 @@ PLAN_KWARGS = {
     "latent_lr": 0.02, "latent_wd": 0.003, "decoder_lr": 0.004, "decoder_wd": 0.002, "attribute_nn_lr": 0.006,
     "attribute_nn_wd": 0.001, "step_size_lr": 2, "cosine_scheduler": True, "scheduler_final_lr": 0.001,
 }
-# One validation row: biolord's R^2 needs three rows of a group (biolord/_module.py:547), so its validation
+# One validation row: biolord's R^2 needs three rows of a group (biolord/_module.py:549), so its validation
 # metric stays 0 and patience 1 stops training at the second validation, after epoch 4 of 6.
 TRAIN_ARGUMENTS = {"max_epochs": 6, "batch_size": 5, "early_stopping": True, "early_stopping_patience": 1,
                    "check_val_every_n_epoch": 2}

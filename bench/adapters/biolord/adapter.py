@@ -1,6 +1,6 @@
 """biolord trained and queried as its Norman perturbation experiment does (nitzanlab/biolord_reproducibility,
-commit 16bfefc, ``scripts/biolord/norman/base_experiment_norman.py``), one model per cell type (biolord's
-experiment has none; a cell-type attribute would let cell types share what no split here needs them to share).
+commit 16bfefc, ``scripts/biolord/norman/base_experiment_norman.py``), one model per cell type as GEARS' adapter (that
+experiment has one cell line; a categorical cell-type attribute would be a model its authors did not run).
 
 biolord learns from ``table``: one row per training single and the control, each row's ordered attribute the
 perturbed gene's prior features. Through its public API (``Biolord.setup_anndata``, ``Biolord(...)``,
@@ -15,8 +15,8 @@ perturbed gene's prior features. Through its public API (``Biolord.setup_anndata
 
 The query's control cells are not read: biolord predicts from its own control row (it has no per-cell latent
 for cells it did not train on), so no cells are returned. A gene without features (unannotated and unmeasured)
-has the control's attribute: its training single is left out of biolord's rows and an unseen one is predicted
-as the control, with a notice.
+has the control's attribute: its training single is left out of biolord's rows and an unseen one gets biolord's
+expression for the control's attribute, with a notice.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ class BiolordModel(Adapter):
         if query.genes != self.genes:
             raise ModelError("biolord was trained on other genes than the query's")
         observed = fitted.observed
-        unseen = sorted({g for c in query.conditions if c not in observed.index for g in genes_of(c)} - set(observed.index))
+        trained = set(observed.index)  # a single's condition is its gene
+        unseen = sorted({g for c in query.conditions if c not in trained for g in genes_of(c)} - trained)
         _notice(table.without_features(self.features, unseen), "they are predicted as the control")
         predicted = self._singles(fitted, unseen, query.seed)
         control = observed.loc[CONTROL].to_numpy()

@@ -5,10 +5,13 @@ biolord's Norman experiment (nitzanlab/biolord_reproducibility, commit 16bfefc,
 per single-gene perturbation and one for the control: each row the mean expression of the condition's cells,
 its ordered attribute a vector of prior features of the perturbed gene (there GEARS' GO-neighbour weights),
 zeros for the control. Here the features are the harness's (``gene_features``, the ones CPA and scBIG map
-unseen genes from): a gene's Gene Ontology embedding next to its data-derived loadings. Doubles are no rows:
-the experiment predicts them from their singles (``adapter``). Rows: the training control, the training
-singles and the validation singles (biolord's ``split`` ``train`` and ``test``), each part sorted by
-condition.
+unseen genes from): a gene's Gene Ontology embedding next to its data-derived loadings.
+
+That encoding, not a double's attribute as the sum of its genes' features: the experiment never shows biolord a
+double, it predicts one from its singles (``adapter``), so a summed attribute would be an input biolord never
+learned from, and training doubles as rows would be another model than the published one. Rows: the training
+control, the training singles and the validation singles (biolord's ``split`` ``train`` and ``test``, its
+validation), each part sorted by condition.
 """
 
 from __future__ import annotations
