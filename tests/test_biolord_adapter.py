@@ -17,11 +17,12 @@ import torch
 from bench.adapters.biolord import params as biolord_params
 from bench.adapters.kit.gene_features import GeneFeatures
 from bench.core import registry
-from bench.core.api import PredictQuery, TrainData
+from bench.core.api import PredictQuery, StopTraining, TrainData
 from bench.core.conditions import CONTROL, genes_of, is_single, perturbed_genes
 from bench.core.errors import BenchError, ModelError
 from bench.core.isolated_import import isolated
 from bench.core.pseudobulk import pseudobulk
+from bench.data.simulator import simulate
 from bench.evaluation import splits
 
 CARD = registry.find_card("biolord")
@@ -29,8 +30,9 @@ FAST = registry.resolve_params(CARD, "fast")
 ATTRIBUTE = "perturbation_features"
 
 # biolord's arguments, each value different from biolord 0.0.3's own default and from the card's, so that an
-# adapter that drops or misplaces one trains another model; unknown_attributes=True makes the latent-code
-# settings count too. Grouped by the call that takes them, as base_experiment_norman.py passes them.
+# adapter that drops or misplaces one trains another model; unknown_attributes, whose two values are biolord's
+# default and the card's, is tried both ways (True makes the latent-code settings count). Grouped by the call
+# that takes them, as base_experiment_norman.py passes them.
 MODULE_PARAMS = {
     "n_latent_attribute_ordered": 5, "reconstruction_penalty": 50.0, "unknown_attribute_penalty": 3.0,
     "use_batch_norm": False, "use_layer_norm": True, "unknown_attribute_noise_param": 0.3, "unknown_attributes": True,
@@ -80,7 +82,8 @@ def fit_adapter(data, values: dict, seed=4, **hooks):
     return model
 
 
-def tutorial_prediction(data, seed: int, folder, genes_wanted: list[str]) -> tuple[dict, pd.DataFrame]:
+def tutorial_prediction(data, seed: int, folder, genes_wanted: list[str],
+                        module_params: dict) -> tuple[dict, pd.DataFrame]:
     """biolord trained and queried as ``scripts/biolord/norman/base_experiment_norman.py`` does, written here
     from that script: a table of single-perturbation means with the genes' features as ordered attribute,
     ``split`` train/test, then the control row's expression with a gene's attribute swapped in. Returns the
@@ -103,7 +106,7 @@ def tutorial_prediction(data, seed: int, folder, genes_wanted: list[str]) -> tup
                                             attribute([*trained, MOVED])])
     with isolated(seed, folder, "biolord") as (biolord,):
         biolord.Biolord.setup_anndata(table, ordered_attributes_keys=[ATTRIBUTE], categorical_attributes_keys=None)
-        model = biolord.Biolord(table, n_latent=N_LATENT, module_params={**MODULE_PARAMS, "seed": seed},
+        model = biolord.Biolord(table, n_latent=N_LATENT, module_params={**module_params, "seed": seed},
                                 train_classifiers=False, split_key="split")
         model.train(**TRAIN_ARGUMENTS, plan_kwargs=PLAN_KWARGS, enable_checkpointing=False, accelerator="cpu")
         control = model.get_dataset(table[table.obs["condition"] == CONTROL].copy())
@@ -116,10 +119,12 @@ def tutorial_prediction(data, seed: int, folder, genes_wanted: list[str]) -> tup
     return predicted, means
 
 
-def test_predictions_are_biolords_own_as_its_norman_experiment_makes_them(data, tmp_path):
+@pytest.mark.parametrize("unknown_attributes", [True, False])
+def test_predictions_are_biolords_own_as_its_norman_experiment_makes_them(data, tmp_path, unknown_attributes):
     """Unseen singles from biolord itself, bit for bit; doubles its experiment's way (its singles, observed if
     trained, added, less the control mean), equal up to float64 rounding of the training means."""
-    settings = {**MODULE_PARAMS, **PLAN_KWARGS, **TRAIN_ARGUMENTS, "n_latent": N_LATENT, "n_components": N_COMPONENTS,
+    module_params = {**MODULE_PARAMS, "unknown_attributes": unknown_attributes}
+    settings = {**module_params, **PLAN_KWARGS, **TRAIN_ARGUMENTS, "n_latent": N_LATENT, "n_components": N_COMPONENTS,
                 "threads": 1}
     reports = []
     adapter = fit_adapter(data, settings, report=lambda step, value: reports.append(step))
@@ -132,7 +137,7 @@ def test_predictions_are_biolords_own_as_its_norman_experiment_makes_them(data, 
     queried = [none_seen, *unseen_singles, one_seen]
     ours = adapter.predict(PredictQuery(queried, data.control, "type_0", seed=9)).means
     assert list(ours.columns) == list(data.train.var_names)
-    direct, means = tutorial_prediction(data, 4, tmp_path, unseen_singles)
+    direct, means = tutorial_prediction(data, 4, tmp_path, unseen_singles, module_params)
     for single in unseen_singles:
         np.testing.assert_array_equal(ours.loc[single].to_numpy(), direct[single])
     control = means.loc[CONTROL].to_numpy()
@@ -162,19 +167,49 @@ def process_state() -> dict:
             "cudnn": (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)}
 
 
+def assert_same_state(before: dict, after: dict) -> None:
+    for key in before:
+        assert np.array_equal(before[key], after[key]) if key in ("numpy", "torch") else before[key] == after[key], key
+
+
 def test_process_state_is_unchanged_and_progress_is_reported(data):
     before = process_state()
     reports, progress = [], []
     adapter = fit_adapter(data, FAST, report=lambda step, value: reports.append((step, value)),
                           progress=lambda phase, done=0, total=None: progress.append((phase, done, total)))
     adapter.predict(PredictQuery(data.test, data.control, "type_0", seed=2))
-    after = process_state()
-    for key in before:
-        assert np.array_equal(before[key], after[key]) if key in ("numpy", "torch") else before[key] == after[key], key
+    assert_same_state(before, process_state())
     epochs = FAST["max_epochs"]
     assert [step for step, _ in reports] == list(range(1, epochs + 1))
     assert all(np.isfinite(value) for _, value in reports)
     assert progress[0] == ("training", 0, epochs) and progress[-1] == ("training", epochs, epochs)
+
+
+def test_one_model_per_cell_type_reporting_one_sequence_of_epochs():
+    adata = simulate(n_cells=700, n_genes=60, n_modules=4, n_singles=8, n_doubles=6, n_cell_types=2, seed=3)
+    parts = splits.apply(splits.make(adata, "simulation", 1, "synthetic", "sha"), adata)
+    reports, progress = [], []
+    model = registry.build(CARD, FAST)
+    model.fit(TrainData(cells=parts.train, val=parts.val, seed=1, report=lambda step, value: reports.append(step),
+                        progress=lambda phase, done=0, total=None: progress.append((done, total))))
+    epochs = FAST["max_epochs"]
+    assert sorted(model.models) == ["type_0", "type_1"]
+    assert reports == list(range(1, 2 * epochs + 1)) and progress[-1] == (2 * epochs, 2 * epochs)
+    conditions = sorted(set(parts.test.obs["condition"]))
+    first, second = (model.predict(PredictQuery(conditions, parts.query_control, cell_type)).means
+                     for cell_type in ("type_0", "type_1"))
+    assert not np.allclose(first.to_numpy(), second.to_numpy())
+
+
+def test_a_pruned_trial_stops_training_and_leaves_the_process_as_it_was(data):
+    before = process_state()
+
+    def prune(step, value):
+        raise StopTraining
+
+    with pytest.raises(StopTraining):
+        fit_adapter(data, FAST, report=prune)
+    assert_same_state(before, process_state())
 
 
 @pytest.mark.parametrize("values, message", [
