@@ -21,8 +21,8 @@ expression for the control's attribute, with a notice.
 
 from __future__ import annotations
 
-import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,7 +38,7 @@ from bench.adapters.kit.gene_features import GeneFeatures
 from bench.adapters.kit.torch_runtime import torch_threads
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.conditions import CONTROL, genes_of, is_single, perturbed_genes
-from bench.core.errors import ModelError
+from bench.core.errors import BenchWarning, ModelError
 from bench.core.isolated_import import isolated
 from bench.core.pseudobulk import pseudobulk
 
@@ -55,8 +55,8 @@ class FittedBiolord(NamedTuple):
 
 def _notice(genes: list[str], what: str) -> None:
     if genes:
-        print(f"biolord: gene(s) {', '.join(genes)} have no Gene Ontology annotation and are not measured, so no "
-              f"features; {what}", file=sys.stderr)
+        warnings.warn(f"biolord: gene(s) {', '.join(genes)} have no Gene Ontology annotation and are not measured, "
+                      f"so no features; {what}", BenchWarning)
 
 
 def _cell_type_means(bulk: pd.DataFrame | None, cell_type: str, genes: list[str]) -> pd.DataFrame:
