@@ -72,6 +72,7 @@ def ours_from(params: dict) -> tuple[ConditionEncoder, VelocityField]:
     return encoder.eval(), field.eval()
 
 
+@pytest.mark.slow  # ~20 s of CPU: importing cellflow (scanpy, anndata, ott) takes 9 s, jax's compiles most of the rest
 def test_cellflow_weights_give_our_embedding_and_velocity(cellflow_python, tmp_path):
     rng = np.random.default_rng(3)
     features = rng.normal(size=(3, 2, FEATURES)).astype(np.float32)
