@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.cli.leaderboard import leaderboard
-from bench.core.api import RunResult
+from bench.core.api import OFFLINE_PRIORS, RunResult
 from bench.core.errors import BenchError
 from bench.core.registry import all_cards
 from bench.evaluation.metrics import aggregate
@@ -184,6 +184,17 @@ def test_runs_with_other_parameters_are_their_own_rows(tracking_store):
     (board,) = leaderboard_inputs.boards(DATASET)
     assert sorted(row.label for row in board.rows) == ["linear (ridge=0.1)", "linear (ridge=0.5)"]
     assert all(len(row.runs) == 2 for row in board.rows) and board.superseded == 0
+
+
+def test_a_row_whose_runs_ran_offline_substitutes_of_official_priors_says_so(tracking_store):
+    for path, substituted in (("", 4.0), ("genecompass.pkl", 0.0)):
+        result = result_of("scbig", 1, scores(1, 0.0), params={"gene_embeddings": path})
+        result.preset, result.metrics[f"diagnostic/{OFFLINE_PRIORS}"] = "paper", substituted
+        tracking.log_run(result)
+    log("linear", 1, scores(1, 0.1))
+    (board,) = leaderboard_inputs.boards(DATASET)
+    assert sorted(row.label for row in board.rows) == [
+        "linear", "scbig [paper, offline priors] (gene_embeddings=)", "scbig [paper] (gene_embeddings=genecompass.pkl)"]
 
 
 def test_markdown_states_provenance_marks_the_best_and_flags_real_gaps(tracking_store):

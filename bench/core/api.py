@@ -72,6 +72,11 @@ def no_progress(phase: str, done: int = 0, total: int | None = None) -> None:
     return None
 
 
+# The diagnostic of a run whose parameters name official prior-knowledge files (a paper preset) that were not
+# given: how many priors it replaced by offline substitutes. The leaderboard labels such rows "offline priors".
+OFFLINE_PRIORS = "offline_priors"
+
+
 @dataclass
 class TrainData:
     """Everything a model may learn from.

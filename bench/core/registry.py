@@ -56,6 +56,7 @@ import json
 import sys
 import tomllib
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +67,11 @@ from bench.core.errors import BenchError
 DEFAULT_PRESET = "default"
 
 
-def preset_label(model: str, preset: str) -> str:
-    """``model``, or ``model [preset]`` when the preset is not the default: how tables name a run's card."""
-    return model if preset == DEFAULT_PRESET else f"{model} [{preset}]"
+def preset_label(model: str, preset: str, notes: Sequence[str] = ()) -> str:
+    """``model``, or ``model [preset]`` when the preset is not the default: how tables name a run's card.
+    ``notes`` join the preset in the brackets (``model [preset, note]``, ``model [note]``)."""
+    parts = ([] if preset == DEFAULT_PRESET else [preset]) + list(notes)
+    return f"{model} [{', '.join(parts)}]" if parts else model
 
 
 @dataclass(frozen=True)

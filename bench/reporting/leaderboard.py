@@ -30,6 +30,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 
+from bench.core.api import OFFLINE_PRIORS
 from bench.core.errors import BenchError
 from bench.core.registry import all_cards, preset_label
 from bench.evaluation import ceiling, splits, stats
@@ -38,6 +39,7 @@ from bench.evaluation.metrics import METRICS, is_test_metric
 PROVENANCE = {"dataset_sha256": "dataset checksums", "metrics_version": "metric versions"}
 UNFINISHED = "UNFINISHED"  # tracking's status of a run whose logging never ended (still running, or killed then)
 SCORE_COLUMNS = ["subgroup", "metric", "value"]
+DIAGNOSTIC = "diagnostic"  # the subgroup of a model's diagnostics (the runner logs them as "diagnostic/<name>")
 CELL_COLUMNS = ["split", "model", "preset", "label", "baseline", "metric", "subgroup", "mean", "sd", "n_seeds",
                 "n_failed", "reference", "diff", "ci_low", "ci_high", "detectable", "n_perturbations"]  # ``table_cells``' (and best)
 Key = TypeVar("Key")
@@ -75,7 +77,11 @@ class Row:
 
     @property
     def label(self) -> str:
-        label = ceiling.LABEL if self.is_ceiling else preset_label(self.model, self.preset)
+        """``model [preset]`` (``preset_label``), noting offline substitutes of official priors (a run's
+        diagnostic ``OFFLINE_PRIORS``), then the parameters that set the row apart."""
+        substituted = any(run.value(DIAGNOSTIC, OFFLINE_PRIORS) > 0 for run in self.runs.values())
+        notes = ["offline priors"] if substituted else []
+        label = ceiling.LABEL if self.is_ceiling else preset_label(self.model, self.preset, notes)
         return f"{label} ({self.variant})" if self.variant else label
 
     @property

@@ -15,6 +15,7 @@ from ``query.seed``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,9 +43,9 @@ from bench.adapters.scbig.training import (
     train_flow,
     validation_groups,
 )
-from bench.core.api import Prediction, PredictQuery, TrainData
+from bench.core.api import OFFLINE_PRIORS, Prediction, PredictQuery, TrainData
 from bench.core.conditions import perturbed_genes
-from bench.core.errors import ModelError
+from bench.core.errors import BenchWarning, ModelError
 
 CEILING_PCS = 50
 
@@ -59,7 +60,8 @@ class RunParams(Params):
 
 class ScBIGParams(ParamGroups):
     """The card's parameters, flat (the ``paper`` preset holds the official values), one group per
-    component, described there."""
+    component, described there. With ``official_priors`` and a prior the run uses without its official
+    file, building them warns, once, when a run starts (``bench run`` builds every card first)."""
 
     clustering: ClusteringParams
     encoder: EncoderParams
@@ -69,6 +71,28 @@ class ScBIGParams(ParamGroups):
     structure: StructureParams
     priors: PriorParams
     run: RunParams
+
+    def __init__(self, **values):
+        super().__init__(**values)
+        missing = self.offline_priors()
+        if self.priors.official_priors and missing:
+            warnings.warn(f"scBIG runs offline substitutes for its {', '.join(missing)}: their official files are not "
+                          "given (gene_embeddings, string_info, string_links, esm_features, pathways_gmt; "
+                          "docs/scbig.md)", BenchWarning, stacklevel=2)
+
+    def offline_priors(self) -> list[str]:
+        """The priors this configuration uses whose official file is not given, so that it runs their
+        substitutes (``priors.py``): gene embeddings (for GRC or the GCAE), the relation graph (GRC), the
+        condition features, the pathways (a pathway weight above 0)."""
+        sources = self.priors
+        uses = {
+            "gene embeddings": (self.clustering.clusters == "grc" or self.encoder.latent == "gcae",
+                                sources.gene_embeddings),
+            "relation graph": (self.clustering.clusters == "grc", sources.string_info and sources.string_links),
+            "condition features": (True, sources.esm_features),
+            "pathways": (self.structure.pathway_weight > 0, sources.pathways_gmt),
+        }
+        return [prior for prior, (used, given) in uses.items() if used and not given]
 
 
 class ScBIGModel(TorchAdapter):
@@ -85,6 +109,8 @@ class ScBIGModel(TorchAdapter):
         if not controls:
             raise ModelError("scBIG flows from control cells; the training cells have no controls")
         self.genes, self.device = train.genes, train.device
+        if params.priors.official_priors:
+            train.diagnostics[OFFLINE_PRIORS] = len(params.offline_priors())
         rng = train.rng()
         train.progress("gene priors")
         vectors = embeddings(train, params.priors, rng)

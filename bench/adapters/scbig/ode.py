@@ -1,28 +1,35 @@
 """Adaptive Tsit5, as the official release solves the flow's ODE with diffrax.
 
-Official (``cellflow/solvers/_otfm.py:374-406``): per cell (``jax.vmap``), ``diffrax.diffeqsolve(Tsit5(),
-t0=0, t1=1, dt0=None, PIDController(rtol=1e-5, atol=1e-5))`` with diffrax's defaults: an I-controller
-(``pcoeff=0, icoeff=1``), safety 0.9, step factors clipped to [0.2, 10] (to [1, 10] after an accepted
-step), the RMS error norm, ``max_steps=4096``, Hairer's initial step. What follows mirrors diffrax
-(``_solver/tsit5.py``, ``_step_size_controller/adaptive.py``, ``_integrate.py``):
+Official (``cellflow/solvers/_otfm.py:378-402``, ``scbig/experiments/train_norman_additive.py:2437-2445``):
+per cell (``jax.vmap``), ``diffrax.diffeqsolve(Tsit5(), t0=0, t1=1, dt0=None, PIDController(rtol=1e-5,
+atol=1e-5))`` with diffrax's defaults: an I-controller (``pcoeff=0, icoeff=1``), safety 0.9, step factors
+clipped to [0.2, 10] (to [1, 10] after an accepted step), the RMS error norm, ``max_steps=4096``. What
+follows mirrors diffrax 0.6.1, the newest release that installs beside the official environment's
+``jax==0.4.28`` (its ``environment.yml`` asks for ``diffrax>=0.5``; 0.6.2 needs jax 0.4.38):
+``_solver/tsit5.py``, ``_step_size_controller/adaptive.py``, ``_integrate.py``.
 
 - Tsitouras 5(4) (Tsitouras 2011), 7 stages, first-same-as-last: 6 evaluations per step;
 - the scaled error ``RMS(y_err / (atol + rtol * max(|y_prev|, |y_new|)))``; a step is kept iff it is
   ``< 1``; the next step is ``dt * clip(0.9 * err^(-1/5), factormin, 10)`` with ``factormin = 1`` after a
   kept step and 0.2 after a rejected one, ``dt`` being the step just tried (error order 5 = the solver's
   order); a NaN error counts as infinite (a rejection by the factor 0.2);
-- the initial step by Hairer, Norsett & Wanner (II.4) as ``_select_initial_step``;
+- the first step is 0.01 (clipped to ``t1``), whatever the field: with ``dt0=None`` the controller's
+  ``init`` asks ``_select_initial_step`` for Hairer's estimate, but that estimate runs only for a bare
+  ``ODETerm`` and returns 0.01 otherwise (``adaptive.py:56-57``), and ``diffeqsolve`` has by then wrapped
+  every term in a ``WrapTerm`` (``_integrate.py:1128-1137``, ``init`` at 1212, the clip at 1223); diffrax
+  0.5.1 and 0.7.2 do the same (0.7.2: ``_step_size_controller/pid.py:48-49``, ``_integrate.py:1167-1176``);
 - a proposal ending within 1e-6 (1e-10 in float64) of ``t1`` is clipped to ``t1`` after a kept step, and
-  to the midpoint between the current time and ``t1`` after a rejected one (``_clip_to_end``);
+  to the midpoint between the current time and ``t1`` after a rejected one (``_clip_to_end``; diffrax 0.7
+  uses 100 ulps of ``t1`` instead);
 - at most ``max_steps`` steps, kept and rejected together; more raise an error (``throw=True``).
 
 Deviation (batches): y0 (B, ...) is solved as one system whose rows share every step. The error of a
-step is the largest of the rows' RMS errors, and the initial step the smallest of the rows' (its probe
-step ``h0`` is also the rows' smallest), so each row meets its own tolerance but may take more steps
-than diffrax would give it alone. A batch of one row is exactly diffrax's per-cell solve.
+step is the largest of the rows' RMS errors, so each row meets its own tolerance but may take more steps
+than diffrax would give it alone. A batch of one row is diffrax's per-cell solve, step for step
+(``tests/test_scbig_diffrax.py``).
 
 Gradients flow through the accepted steps; the step-size control is detached, as diffrax stops the
-gradient of ``dt0`` and of the step factor.
+gradient of the step factor.
 """
 
 from __future__ import annotations
@@ -77,18 +84,7 @@ def _rms(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(len(x), -1).pow(2).mean(dim=1).sqrt()
 
 
-@torch.no_grad()
-def _initial_step(f: Callable, t0: float, y0: torch.Tensor, f0: torch.Tensor, rtol: float, atol: float) -> float:
-    """Hairer's initial step (diffrax ``_select_initial_step``), the smallest over the rows."""
-    scale = atol + y0.abs() * rtol
-    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
-    small = (d0 < 1e-5) | (d1 < 1e-5)
-    h0 = float(torch.where(small, 1e-6, 0.01 * d0 / torch.where(small, 1.0, d1)).min())
-    f1 = f(t0 + h0, y0 + h0 * f0)
-    d2 = _rms((f1 - f0) / scale) / h0
-    max_d = torch.maximum(d1, d2)
-    h1 = torch.where(max_d <= 1e-15, max(1e-6, h0 * 1e-3), (0.01 / max_d) ** (1.0 / ORDER))
-    return min(100 * h0, float(h1.min()))
+FIRST_STEP = 0.01  # diffrax's first step with dt0=None (see the module docstring)
 
 
 def tsit5(f: Callable[[float, torch.Tensor], torch.Tensor], y0: torch.Tensor, t0: float = 0.0, t1: float = 1.0,
@@ -96,8 +92,8 @@ def tsit5(f: Callable[[float, torch.Tensor], torch.Tensor], y0: torch.Tensor, t0
     """``y(t1)`` for ``dy/dt = f(t, y)``, ``y(t0) = y0`` (B, ...) or (d,) (one row), with ``t0 <= t1``.
 
     ``f`` takes a Python float time and a tensor shaped like ``y0``. ``stats``, if given, receives
-    ``steps``, ``accepted`` and ``rejected``. Raises ``RuntimeError`` when ``t1`` is not reached within
-    ``max_steps`` steps.
+    ``steps``, ``accepted``, ``rejected`` and ``times`` (the accepted steps' end times). Raises
+    ``RuntimeError`` when ``t1`` is not reached within ``max_steps`` steps.
     """
     if y0.dim() == 1:
         return tsit5(lambda t, y: f(t, y[0])[None], y0[None], t0, t1, rtol, atol, max_steps, stats)[0]
@@ -106,8 +102,8 @@ def tsit5(f: Callable[[float, torch.Tensor], torch.Tensor], y0: torch.Tensor, t0
         raise ValueError(f"tsit5 integrates forwards only: t0 = {t0} > t1 = {t1}")
     end_tolerance = 1e-10 if y0.dtype == torch.float64 else 1e-6
     y, k_first = y0, f(t0, y0)
-    tprev, tnext = t0, min(t0 + _initial_step(f, t0, y0, k_first, rtol, atol), t1)
-    steps = accepted = 0
+    tprev, tnext = t0, min(t0 + FIRST_STEP, t1)
+    steps, times = 0, []
     while tprev < t1:
         if steps >= max_steps:
             raise RuntimeError(f"Tsit5 did not reach t1 = {t1} within max_steps = {max_steps} steps "
@@ -130,11 +126,11 @@ def tsit5(f: Callable[[float, torch.Tensor], torch.Tensor], y0: torch.Tensor, t0
         factor = min(max(factor, 1.0 if keep else FACTOR_MIN), FACTOR_MAX)
         steps += 1
         if keep:
-            accepted += 1
             y, k_first, tprev = y_new, ks[-1], min(tnext, t1)
+            times.append(tprev)
         tnext = tprev + dt * factor
         if tnext > t1 - end_tolerance:
             tnext = t1 if keep else tprev + 0.5 * (t1 - tprev)
     if stats is not None:
-        stats.update(steps=steps, accepted=accepted, rejected=steps - accepted)
+        stats.update(steps=steps, accepted=len(times), rejected=steps - len(times), times=times)
     return y

@@ -37,8 +37,11 @@ EMBEDDING_DIM = 64
 
 @dataclass(frozen=True)
 class PriorParams(Params):
-    """The offline substitutes' sizes; the official resources' paths ("" = the substitute) and filters."""
+    """The offline substitutes' sizes; the official resources' paths ("" = the substitute) and filters;
+    ``official_priors``: the configuration is the official one (the ``paper`` preset), so a substitute it runs
+    is warned about and recorded (``ScBIGParams.offline_priors``)."""
 
+    official_priors: bool = param(False)
     max_pathways: int = param(64, "[0, inf)")
     n_components: int = param(10, "[1, inf)")
     gene_embeddings: str = param("")

@@ -16,8 +16,8 @@ with CellFlow's OT flow-matching solver, ``cellflow/solvers/_otfm.py``).
 - Every ``eval_every`` calls (and after the last): each validation condition is predicted from the same
   ``eval_cells`` training controls of its cell type (adaptive ODE, decoded, averaged); the value is the
   mean over conditions of the Pearson correlation of predicted and observed change from the training
-  controls' mean on all genes (``val_r_all``, the official selection metric), reported as
-  ``report(call, value)``; the weights with the highest value are kept (``patience`` > 0: training stops
+  controls' mean on all genes, undefined ones left out (``val_r_all``, the official selection metric),
+  reported as ``report(call, value)``; the weights with the highest value are kept (``patience`` > 0: training stops
   after that many evaluations without a better one; the official run never stops early).
 """
 
@@ -159,15 +159,32 @@ def predict_cells(flow: ConditionalFlow, latent: LatentSpace, z0: torch.Tensor, 
         return latent.decode(transport(flow.velocity, z0, flow.condition(condition, cell_type), rtol=rtol, atol=atol))
 
 
+def _constant(rows: np.ndarray) -> np.ndarray:
+    """Per row, ``np.allclose(row, row[0])``: the official test of a vector without variation."""
+    return np.all(np.abs(rows - rows[:, :1]) <= 1e-8 + 1e-5 * np.abs(rows[:, :1]), axis=1)
+
+
+def pearson_deltas(predicted: np.ndarray, observed: np.ndarray, control_mean: np.ndarray) -> np.ndarray:
+    """Per condition (row) with a defined correlation, the Pearson correlation of its predicted and observed
+    change from ``control_mean``. Undefined, and left out: a change with a non-finite value or constant by
+    ``np.allclose`` (the official ``safe_pearson``, TNA:732-743)."""
+    predicted, observed = predicted - control_mean, observed - control_mean
+    defined = np.isfinite(predicted).all(axis=1) & np.isfinite(observed).all(axis=1)
+    defined &= ~_constant(predicted) & ~_constant(observed)
+    unscaled = np.zeros(int(defined.sum()))  # scales of zero: the official test, not rowwise_pearson's, decides
+    return rowwise_pearson(predicted[defined], observed[defined], unscaled, unscaled)
+
+
 def validation_value(flow: ConditionalFlow, latent: LatentSpace, groups: list[ValidationGroup],
                      params: FlowParams) -> float:
-    """The official ``val_r_all``: mean over conditions of the all-gene Pearson delta (NaN ones skipped)."""
+    """The official ``val_r_all``: the mean of ``pearson_deltas`` over every validation condition, the undefined
+    ones left out (TNA:3358-3360), 0 when none is defined (``safe_mean``, TNA:746-748)."""
     values = []
     for group in groups:
         predicted = np.stack([predict_cells(flow, latent, group.z0, c, group.cell_type, params.rtol,
                                             params.atol).mean(dim=0).cpu().numpy() for c in group.conditions])
-        values.append(rowwise_pearson(predicted - group.control_mean, group.observed - group.control_mean))
-    return float(np.mean(np.concatenate(values)))
+        values.extend(pearson_deltas(predicted, group.observed, group.control_mean))
+    return float(np.mean(values)) if values else 0.0
 
 
 def flow_matching_loss(flow: ConditionalFlow, data: FlowData, group: Group, params: FlowParams,
