@@ -193,3 +193,15 @@ def cellflow_environment():
     environment = ModelEnvironment(paths.requirements_dir() / "cellflow.txt", "cellflow")
     environment.create()
     return environment
+
+
+def run_in_cellflow_env(environment, script: Path, *args: Path) -> None:
+    """Run a script of ``tests/cellflow_env`` (references computed with CellFlow, diffrax and JAX themselves)
+    with the Python of CellFlow's environment, on one CPU thread."""
+    from bench.adapters.kit.environment import isolated_environment
+
+    variables = {**isolated_environment(), "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1",
+                 "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
+    done = subprocess.run([str(environment.python), str(script), *map(str, args)], env=variables, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -4,14 +4,12 @@ same weights give the same condition embedding and the same velocity."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import needs
+from conftest import run_in_cellflow_env
 
 from bench.adapters.scbig.flow import ConditionEncoder, VelocityField
 
@@ -20,23 +18,6 @@ SIZES = dict(latent_dim=6, time_freqs=32, time_dims=[24, 24], hidden_dims=[20, 2
              condition_dim=16)  # distinct widths, so that a layer loaded into the wrong place cannot fit
 FEATURES = 10
 HEADS, SEED_DIM = 8, 64  # CellFlow's SeedAttentionPooling defaults, which the official run keeps
-
-
-@pytest.fixture
-def cellflow_python() -> Path:
-    # lead rewires to the CellFlow env
-    python = Path("/tmp/cfenv/bin/python")
-    if not python.exists():
-        needs(f"no Python with cellflow-tools at {python}")
-    return python
-
-
-def run_in_cellflow_env(python: Path, script: Path, *args: Path) -> None:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": "1",
-           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-    done = subprocess.run([str(python), str(script), *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def load_dense(layer: torch.nn.Linear, params: dict, name: str) -> None:
@@ -73,7 +54,7 @@ def ours_from(params: dict) -> tuple[ConditionEncoder, VelocityField]:
 
 
 @pytest.mark.slow  # ~20 s of CPU: importing cellflow (scanpy, anndata, ott) takes 9 s, jax's compiles most of the rest
-def test_cellflow_weights_give_our_embedding_and_velocity(cellflow_python, tmp_path):
+def test_cellflow_weights_give_our_embedding_and_velocity(cellflow_environment, tmp_path):
     rng = np.random.default_rng(3)
     features = rng.normal(size=(3, 2, FEATURES)).astype(np.float32)
     features[1, 1] = 0.0  # a single perturbation: slot 2 masked
@@ -81,7 +62,7 @@ def test_cellflow_weights_give_our_embedding_and_velocity(cellflow_python, tmp_p
     t = np.array([0.0, 0.13, 0.5, 0.77, 1.0], dtype=np.float32)
     x = rng.normal(size=(5, SIZES["latent_dim"])).astype(np.float32)
     np.savez(tmp_path / "in.npz", **SIZES, key=11, t=t, x=x, features=features)
-    run_in_cellflow_env(cellflow_python, SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz")
+    run_in_cellflow_env(cellflow_environment, SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz")
     official = dict(np.load(tmp_path / "out.npz"))
     encoder, field = ours_from(official)
     with torch.no_grad():

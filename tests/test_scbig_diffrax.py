@@ -4,14 +4,12 @@ and the same solution, cell by cell."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import needs
+from conftest import run_in_cellflow_env
 
 from bench.adapters.scbig import ode
 
@@ -24,23 +22,6 @@ TIME_TOLERANCE = 1e-7
 # With the same steps the solutions differ by rounding only (measured: 3e-14); another first step moved them
 # by the solver's local error, up to 1.7e-4 on this field.
 SOLUTION_TOLERANCE = 1e-10
-
-
-@pytest.fixture
-def cellflow_python() -> Path:
-    # lead rewires to the CellFlow env
-    python = Path("/tmp/cfenv/bin/python")
-    if not python.exists():
-        needs(f"no Python with jax and diffrax at {python}")
-    return python
-
-
-def run_in_cellflow_env(python: Path, script: Path, *args: Path) -> None:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_ENABLE_X64": "1", "OMP_NUM_THREADS": "1",
-           "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"}
-    done = subprocess.run([str(python), str(script), *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def toy_field(rng: np.random.Generator, d: int = 3, hidden: int = 16) -> dict[str, np.ndarray]:
@@ -59,13 +40,13 @@ def torch_field(weights: dict[str, np.ndarray]):
     return field
 
 
-def test_a_row_takes_diffraxs_steps_and_reaches_its_solution(cellflow_python, tmp_path):
+def test_a_row_takes_diffraxs_steps_and_reaches_its_solution(cellflow_environment, tmp_path):
     rng = np.random.default_rng(7)
     weights = toy_field(rng)
     y0 = np.concatenate([rng.normal(size=(4, 3)), 10 * rng.normal(size=(2, 3))])  # unit and large states
     rtol = atol = 1e-5  # the official PIDController(rtol=1e-5, atol=1e-5)
     np.savez(tmp_path / "in.npz", **weights, y0=y0, rtol=rtol, atol=atol, t0=0.0, t1=1.0)
-    run_in_cellflow_env(cellflow_python, SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz")
+    run_in_cellflow_env(cellflow_environment, SCRIPT, tmp_path / "in.npz", tmp_path / "out.npz")
     official = np.load(tmp_path / "out.npz")
     field = torch_field(weights)
     for i, row in enumerate(y0):
