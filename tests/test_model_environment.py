@@ -11,7 +11,7 @@ import pytest
 
 from bench.adapters.kit.environment import MARKER, ModelEnvironment
 from bench.core import registry
-from bench.core.errors import BenchError, ModelError
+from bench.core.errors import BenchError, BenchWarning, ModelError
 from conftest import bench
 
 
@@ -41,7 +41,8 @@ def test_a_build_installs_the_pins_apart_from_bench_and_happens_once(tmp_path, e
     environment.folder.mkdir(parents=True)
     (environment.folder / "left-by-an-interrupted-build").write_text("")  # no marker: not a finished build
     seen = []
-    assert environment.create(lambda *step: seen.append(step)) is True
+    with pytest.warns(BenchWarning, match=f"building the environment of model 'm' in {environment.folder}"):
+        assert environment.create(lambda *step: seen.append(step)) is True
     assert seen[0] == ("creating the environment", 0, 1) and seen[-1] == ("creating the environment", 1, 1)
     assert not (environment.folder / "left-by-an-interrupted-build").exists()
     assert json.loads((environment.folder / MARKER).read_text())["card"] == "m"
@@ -53,7 +54,7 @@ def test_a_build_installs_the_pins_apart_from_bench_and_happens_once(tmp_path, e
 
 def test_a_failed_build_names_the_package_and_how_to_retry(tmp_path, environments):
     environment = ModelEnvironment(requirements(tmp_path, "bench-no-such-package-zz==1.0\n"), "m")
-    with pytest.raises(ModelError) as failure:
+    with pytest.raises(ModelError) as failure, pytest.warns(BenchWarning, match="building the environment"):
         environment.create()
     message = str(failure.value)
     assert "\n" not in message

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import venv
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from filelock import FileLock
 
 from bench.core import paths
 from bench.core.api import no_progress
-from bench.core.errors import ModelError
+from bench.core.errors import BenchWarning, ModelError
 from bench.core.outputs import writing
 
 MARKER = "bench-environment.json"
@@ -79,13 +80,15 @@ class ModelEnvironment:
         return sum(1 for line in lines if line.strip() and not line.lstrip().startswith(("#", "-")))
 
     def create(self, progress: Callable[..., None] = no_progress) -> bool:
-        """Build the environment unless it is built; True if this call built it. Another process building
-        it meanwhile is waited for."""
+        """Build the environment unless it is built (saying so in one warning line first); True if this call
+        built it. Another process building it meanwhile is waited for."""
         with writing(self.folder.parent, "the environments folder (BENCH_ENVS_DIR)"):
             self.folder.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(self.folder) + ".lock"):
                 if self.ready():
                     return False
+                warnings.warn(f"building the environment of model '{self.card}' in {self.folder} (once; minutes)",
+                              BenchWarning)
                 started = time.monotonic()
                 shutil.rmtree(self.folder, ignore_errors=True)
                 progress(PHASE, 0, self.packages())
