@@ -22,6 +22,7 @@ WORKER = Path(__file__).parent / "workers" / "mean_worker.py"
 class MeanParams(Params):
     shift: float = param(0.0)
     fail: bool = param(False)
+    sleep: float = param(0.0)
     threads: int = param(0, "[0, inf)")
 
 
@@ -90,3 +91,44 @@ def test_a_failure_in_the_worker_is_one_line_naming_its_log(cellflow_environment
 def test_a_card_without_an_environment_is_a_clear_error(split_data):
     with pytest.raises(ModelError, match="its card names none"):
         MeanInEnvironment().fit(TrainData(cells=split_data.train, val=split_data.val))
+
+
+KILLED_PARENT = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_environment_adapter import MeanInEnvironment
+from bench.core.api import TrainData
+from bench.data.simulator import simulate
+from bench.evaluation import splits
+from pathlib import Path
+data = simulate(n_cells=300, n_genes=20, n_modules=2, n_singles=4, n_doubles=2, seed=1)
+parts = splits.apply(splits.make(data, "simulation", 1, "synthetic", "sha"), data)
+model = MeanInEnvironment(sleep=600.0)
+model.requirements = Path({requirements!r})
+model.fit(TrainData(cells=parts.train, val=parts.val, progress=lambda *a: print(*a, flush=True)))
+"""
+
+
+def test_a_worker_ends_when_the_run_that_started_it_is_killed(cellflow_environment, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.core.processes import alive
+
+    code = KILLED_PARENT.format(tests=str(Path(__file__).parent), requirements=str(cellflow_environment.requirements))
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "TMPDIR": str(tmp_path)})
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob("bench-mean_in_environment-*/worker.pid")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    worker = int(next(tmp_path.glob("bench-mean_in_environment-*/worker.pid")).read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(20):
+        if not alive(worker):
+            break
+        time.sleep(0.5)
+    assert not alive(worker)

@@ -3,6 +3,7 @@ shifted by ``shift``, and says what it was given (threads, seed, environment) as
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 import anndata as ad
@@ -15,6 +16,9 @@ import bench_worker
 def fit(job: dict) -> None:
     if job["params"]["fail"]:
         raise RuntimeError("the model refused its data")
+    if job["params"]["sleep"]:
+        Path("worker.pid").write_text(str(os.getpid()))
+        time.sleep(job["params"]["sleep"])
     cells = ad.read_h5ad(job["train"])
     Path(job["model"]).mkdir()
     np.save(Path(job["model"]) / "mean.npy", np.asarray(cells.X.mean(axis=0)).ravel())
