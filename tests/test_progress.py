@@ -233,3 +233,44 @@ def test_bench_run_in_a_log_shows_worker_phases(workdir, tmp_path):
                    for line in shown), shown
         assert any(re.match(rf"chatty seed {seed}: finished in \d+s \([12]/2 runs done\)", line) for line in shown)
     assert "ranking DE genes of synthetic (cached after the first run): done in" in out.stdout
+
+
+FENCED = textwrap.dedent(
+    '''
+    import tempfile, time
+    from pathlib import Path
+    import pandas as pd
+    from bench.core.api import Prediction
+    from bench.core.isolated_import import isolated
+
+    class Fenced:
+        """A model whose library runs inside ``isolated`` (its prints discarded), as GEARS, Scouter and biolord do."""
+        def fit(self, train):
+            with isolated(train.seed, Path(tempfile.mkdtemp())):
+                print("a library's own chatter")
+                for epoch in range(1, 4):
+                    train.progress("training", epoch, 3)
+                    time.sleep(1.0)
+        def predict(self, query):
+            return Prediction(pd.DataFrame(0.0, index=query.conditions, columns=query.genes))
+    '''
+)
+
+
+@pytest.mark.slow
+def test_progress_lines_go_on_while_a_fenced_library_trains(workdir, tmp_path):
+    """``isolated`` discards the library's output by redirecting the process's stdout; bench's own progress
+    lines must still reach the log meanwhile (they were swallowed for the whole fit)."""
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    (cards / "fenced.toml").write_text('name = "fenced"\nadapter = "fenced_adapter:Fenced"\ndescription = "t"\n'
+                                       'citation = "t"\n')
+    (tmp_path / "fenced_adapter.py").write_text(FENCED)
+    env = {**workdir["env"], "BENCH_CARDS_DIR": str(cards), "PYTHONPATH": str(tmp_path),
+           "BENCH_PROGRESS_INTERVAL": "0.5"}
+    out = bench("run", "--model", "fenced", "--dataset", "synthetic", "--seeds", "1", "--no-track", cwd=tmp_path,
+                env=env)
+    assert out.returncode == 0, out.stderr
+    shown = [STAMP.sub("", line) for line in out.stdout.splitlines() if STAMP.match(line)]
+    assert any(line.startswith("fenced seed 1: training 2/3 [") for line in shown), shown
+    assert "a library's own chatter" not in out.stdout + out.stderr

@@ -255,6 +255,9 @@ def main() -> None:
     """Console entry point: usage and user errors print one line and exit with code 2 (``--debug``:
     traceback)."""
     settings = Settings()
+    # The consoles keep this process's streams: a model's library fenced by ``isolated`` redirects sys.stdout
+    # and sys.stderr while it trains, and progress lines printed meanwhile must still reach the user.
+    console.file, err_console.file = sys.stdout, sys.stderr
     warnings.showwarning = _show_warning
     exit_on_termination()
     try:
