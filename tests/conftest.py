@@ -205,3 +205,16 @@ def run_in_cellflow_env(environment, script: Path, *args: Path) -> None:
     done = subprocess.run([str(environment.python), str(script), *map(str, args)], env=variables, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a test module (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): two
+    pytest-xdist workers on two cores, each with two OpenMP threads, slow small operations down many times
+    over, and one thread makes two routes of a parity test sum in the same order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -50,14 +50,7 @@ TRAIN_ARGUMENTS = {"max_epochs": 6, "batch_size": 5, "early_stopping": True, "ea
 N_LATENT = 3
 N_COMPONENTS = 4
 MOVED = "G00031"  # a training single of the small simulator's split, moved to validation
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

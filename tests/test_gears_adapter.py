@@ -30,6 +30,7 @@ from bench.evaluation import splits
 
 CARD = registry.find_card("gears")
 FAST = registry.resolve_params(CARD, "fast")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_ontology(adata: ad.AnnData, unannotated: set[str]) -> GeneOntology:
@@ -64,18 +65,6 @@ def fit_gears(data, knowledge, seed=3, report=None, **params) -> object:
     model.fit(TrainData(cells=data.train, val=data.val, gene_knowledge=knowledge, seed=seed,
                         report=report or (lambda step, value: None)))
     return model
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread per test worker: two pytest-xdist workers on two cores, each with two OpenMP
-    threads, slow GEARS' many small operations down many times over."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -37,15 +37,7 @@ TRAINING = dict(nonzero_idx_key="gene_idx_non_dropout", batch_size=48, loss_gamm
 N_PRED, N_COMPONENTS, SEED, QUERY_SEED = 25, 6, 3, 5
 CARD_PARAMS = {**NETWORK, **TRAINING, "n_encoder": "32,16", "n_decoder": "24", "n_pred": N_PRED,
                "n_components": N_COMPONENTS, "threads": 1}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One torch thread: both routes of the parity test then sum in the same order."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

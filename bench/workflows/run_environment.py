@@ -14,7 +14,7 @@ from bench.core.threads import usable_cores
 # records runs.
 PACKAGES = ("bench", "torch", "torch-geometric", "cell-gears", "numpy", "scipy", "pandas", "scikit-learn", "anndata",
             "scanpy", "h5py", "POT", "numba", "threadpoolctl", "optuna", "SQLAlchemy", "mlflow", "typer", "matplotlib",
-            "cell-eval")
+            "cell-eval", "scouter-learn", "biolord", "scvi-tools")
 
 
 def package_versions() -> dict[str, str]:
