@@ -100,3 +100,23 @@ def test_a_cell_written_for_the_worker_keeps_its_condition(tmp_path, trained):
     written = ad.read_h5ad(tmp_path / "cells.h5ad")
     assert list(written.obs["condition"]) == list(trained[1].train.obs["condition"].astype(str))
     assert list(written.var_names) == list(trained[1].train.var_names)
+
+
+def test_several_cell_types_train_and_predict_each_from_its_controls(cellflow_environment):
+    """With several cell types CellFlow trains with each as a control population of its own (its split
+    covariates), and a query of each cell type is predicted from that cell type's control cells."""
+    from bench.data.simulator import simulate
+
+    adata = simulate(n_cells=600, n_genes=40, n_modules=3, n_singles=6, n_doubles=4, n_cell_types=2, seed=3)
+    parts = splits.apply(splits.make(adata, "simulation", 1, "synthetic", "sha"), adata)
+    card = registry.find_card("cellflow")
+    model = registry.build(card, {**registry.resolve_params(card), **PARAMS, "n_components": 10,
+                                  "num_iterations": 20})
+    model.fit(TrainData(cells=parts.train, val=parts.val, seed=1))
+    conditions = sorted(set(parts.test.obs["condition"]))
+    means = {}
+    for cell_type in ("type_0", "type_1"):
+        control = parts.query_control[(parts.query_control.obs["cell_type"] == cell_type).to_numpy()]
+        query = PredictQuery(conditions=conditions, control=control, cell_type=cell_type, seed=1)
+        means[cell_type] = check_prediction(model.predict(query), query, "cellflow").means.to_numpy()
+    assert not np.allclose(means["type_0"], means["type_1"], atol=1e-3)
