@@ -85,3 +85,10 @@ def test_env_create_refuses_a_card_without_an_environment(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: model 'linear' runs in bench's own environment and needs none; cards with one: cellflow"]
+
+
+def test_env_list_names_each_card_with_an_environment_and_its_state(tmp_path):
+    result = bench("env", "list", cwd=tmp_path, env={"BENCH_ENVS_DIR": str(tmp_path / "none-yet"), "COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if "cellflow" in line)
+    assert "cellflow.txt" in row and "not built: `bench env create cellflow` or its first run" in row
