@@ -92,3 +92,21 @@ def test_env_list_names_each_card_with_an_environment_and_its_state(tmp_path):
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "cellflow" in line)
     assert "cellflow.txt" in row and "not built: `bench env create cellflow` or its first run" in row
+
+
+def test_runs_in_workers_announce_an_environment_they_will_build(tmp_path, environments):
+    """A worker process's warnings do not reach the user: ``execute`` says it before starting them."""
+    from types import SimpleNamespace
+
+    from bench.workflows import execution
+
+    requirements(tmp_path, "six==1.16.0\n", "mine.txt")
+    (tmp_path / "mine.toml").write_text('name = "mine"\nadapter = "bench.adapters.linear:LinearModel"\n'
+                                        'description = "d"\ncitation = "c"\nenvironment = "mine.txt"\n')
+    card = registry.read_card(tmp_path / "mine.toml")
+    specs = [SimpleNamespace(card=card), SimpleNamespace(card=card), SimpleNamespace(card=registry.find_card("linear"))]
+    with pytest.warns(BenchWarning) as shown:
+        execution._announce_environments(specs)
+    assert [str(w.message) for w in shown] == [
+        "model 'mine' runs in its own environment, not built yet: its first run builds it (minutes; "
+        "`bench env create mine` builds it ahead)"]

@@ -4,9 +4,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
+from bench.adapters.kit.environment import ModelEnvironment
+from bench.core import registry
 from bench.core.api import GeneKnowledge, RunResult, StopTraining
+from bench.core.errors import BenchWarning
 from bench.core.progress import Display, RunProgress
 from bench.workflows import parallel, runner
 from bench.workflows.runner import PreparedDataset, RunSpec
@@ -36,6 +40,8 @@ def execute(specs: list[RunSpec], datasets: dict[str, PreparedDataset], *, worke
         results[index] = result
 
     if workers:
+        _announce_environments(specs)
+
         def watch(index: int, state: dict | None) -> None:
             if display is None:
                 return
@@ -49,6 +55,16 @@ def execute(specs: list[RunSpec], datasets: dict[str, PreparedDataset], *, worke
         for index, spec in enumerate(specs):
             finished(index, _in_process(index, spec, datasets[spec.dataset], knowledge, report, display, label))
     return [results[index] for index in range(len(specs))]
+
+
+def _announce_environments(specs: list[RunSpec]) -> None:
+    """Say here, in one line per model, that a run will build a model's own environment first: a worker
+    process's warnings do not reach the user (its progress line shows the build)."""
+    for card in {spec.card.name: spec.card for spec in specs}.values():
+        requirements = registry.requirements_file(card)
+        if requirements is not None and not ModelEnvironment(requirements, card.name).ready():
+            warnings.warn(f"model '{card.name}' runs in its own environment, not built yet: its first run builds it "
+                          f"(minutes; `bench env create {card.name}` builds it ahead)", BenchWarning)
 
 
 def _in_process(index: int, spec: RunSpec, dataset: PreparedDataset, knowledge: GeneKnowledge | None,
