@@ -88,6 +88,14 @@ def test_a_failure_in_the_worker_is_one_line_naming_its_log(cellflow_environment
     assert "Traceback" in log.read_text()
 
 
+def test_a_worker_without_the_task_says_so(cellflow_environment, split_data, tmp_path):
+    (tmp_path / "no_tasks.py").write_text("import bench_worker\nbench_worker.main({})\n")
+    adapter = model(cellflow_environment)
+    adapter.WORKER = tmp_path / "no_tasks.py"
+    with pytest.raises(ModelError, match="the worker script has no 'fit' task: bench_worker.main needs"):
+        adapter.fit(TrainData(cells=split_data.train, val=split_data.val))
+
+
 def test_a_card_without_an_environment_is_a_clear_error(split_data):
     with pytest.raises(ModelError, match="its card names none"):
         MeanInEnvironment().fit(TrainData(cells=split_data.train, val=split_data.val))

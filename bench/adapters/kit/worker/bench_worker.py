@@ -71,6 +71,9 @@ def main(tasks: dict[str, Callable[[dict], None]]) -> None:
     sys.stdout = sys.stderr  # the package's own prints go to the log, not into the protocol
     seed_everything(job["seed"])
     try:
+        if job["task"] not in tasks:
+            raise LookupError(f"the worker script has no '{job['task']}' task: bench_worker.main needs "
+                              "{'fit': ..., 'predict': ...}")
         tasks[job["task"]](job)
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one line for the user
         traceback.print_exc()
