@@ -43,6 +43,20 @@ PIP_FAILURES = (
 DROPPED_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PIP_CONSTRAINT", "PIP_REQUIREMENT", "PIP_TARGET", "PIP_PREFIX")
 
 
+def stream_lines(command: list[str], on_line: Callable[[str], None], **popen) -> int:
+    """Run ``command`` with its stdout passed to ``on_line`` line by line as it comes; its exit code. The
+    process is killed if this caller stops early (an error, Ctrl-C), so it never outlives the call."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, **popen)
+    try:
+        for line in process.stdout:
+            on_line(line)
+        return process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def isolated_environment() -> dict[str, str]:
     """This process's environment variables less those that would mix bench's packages or pip settings
     into another environment; user site-packages are off."""
@@ -103,21 +117,15 @@ class ModelEnvironment:
     def _install(self, progress: Callable[..., None]) -> None:
         command = [str(self.python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
                    "-r", str(self.requirements)]
-        total, collected = self.packages(), 0
+        total, collected = self.packages(), [0]
         with open(self.log, "w") as log:
-            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                       env=isolated_environment())
-            try:
-                for line in process.stdout:
-                    log.write(line)
-                    if line.startswith("Collecting "):
-                        collected += 1
-                        progress(PHASE, min(collected, total), total)
-                code = process.wait()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+            def seen(line: str) -> None:
+                log.write(line)
+                if line.startswith("Collecting "):
+                    collected[0] += 1
+                    progress(PHASE, min(collected[0], total), total)
+
+            code = stream_lines(command, seen, stderr=subprocess.STDOUT, env=isolated_environment())
         if code:
             raise ModelError(f"could not build the environment of model '{self.card}': {self._failure()}; "
                              f"pip's output is in {self.log}; retry with `bench env create {self.card}`")

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import weakref
 from collections.abc import Callable
@@ -29,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from bench.adapters.kit.base import Adapter
-from bench.adapters.kit.environment import ModelEnvironment, isolated_environment
+from bench.adapters.kit.environment import ModelEnvironment, isolated_environment, stream_lines
 from bench.core import threads
 from bench.core.api import Prediction, PredictQuery, TrainData
 from bench.core.errors import ModelError
@@ -89,20 +88,17 @@ class EnvironmentAdapter(Adapter):
         path.write_text(json.dumps(job))
         log = self.folder / "worker.log"
         command = [str(environment.python), str(self.WORKER), str(path)]
-        with open(log, "a") as errors:
-            process = subprocess.Popen(command, cwd=self.folder, stdout=subprocess.PIPE, stderr=errors, text=True,
-                                       env=_worker_environment(getattr(self.params, "threads", 0)))
-            message = None
-            try:
-                for line in process.stdout:
-                    message = _handle(line, progress, report, diagnostics, errors) or message
-                code = process.wait()
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+        said = {}
+        with open(log, "a") as output:
+            def heard(line: str) -> None:
+                error = _handle(line, progress, report, diagnostics, output)
+                if error:
+                    said["error"] = error
+
+            code = stream_lines(command, heard, cwd=self.folder, stderr=output,
+                                env=_worker_environment(getattr(self.params, "threads", 0)))
         if code:
-            reason = message or _last_line(log) or f"exit code {code}"
+            reason = said.get("error") or _last_line(log) or f"exit code {code}"
             raise ModelError(f"{self.name} failed in its environment: {reason} (log: {log})")
 
 
