@@ -24,7 +24,7 @@ data_app = typer.Typer(
 STYLES = {"verified": "green", "unverified": "yellow", "changed": "yellow", "mismatch": "red", "missing": "dim"}
 
 
-def _size(size: int | None) -> str:
+def file_size(size: int | None) -> str:
     if size is None:
         return ""
     value, unit = float(size), "B"
@@ -67,7 +67,7 @@ def list_() -> None:
                 manifest.format,
                 status.entry.name,
                 "yes" if status.present else "no",
-                _size(status.size),
+                file_size(status.size),
                 Text(state, style=STYLES[status.state]),
             )
     console.print(table)

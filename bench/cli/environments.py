@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from bench.cli.common import console
-from bench.cli.data import _size
+from bench.cli.data import file_size
 from bench.core.errors import BenchError
 from bench.core.progress import Display, duration
 
@@ -49,7 +49,7 @@ def create(card: Annotated[str, typer.Argument(help="The model card whose enviro
         environment.create(lambda phase, done=0, total=None: display.update(card, phase, done, total))
         display.finish(card, "built")
     console.print(f"{card}: built {environment.folder} in {duration(time.monotonic() - started)} "
-                  f"({_size(environment.size_bytes())})", markup=False, highlight=False, soft_wrap=True)
+                  f"({file_size(environment.size_bytes())})", markup=False, highlight=False, soft_wrap=True)
 
 
 @env_app.command("list")
