@@ -110,3 +110,17 @@ def test_runs_in_workers_announce_an_environment_they_will_build(tmp_path, envir
     assert [str(w.message) for w in shown] == [
         "model 'mine' runs in its own environment, not built yet: its first run builds it (minutes; "
         "`bench env create mine` builds it ahead)"]
+
+
+def test_env_create_builds_once_and_then_says_it_is_ready(tmp_path):
+    cards = tmp_path / "cards"
+    requirements(cards, "six==1.16.0\n", "mine.txt")
+    (cards / "mine.toml").write_text('name = "mine"\nadapter = "bench.adapters.linear:LinearModel"\n'
+                                     'description = "d"\ncitation = "c"\nenvironment = "mine.txt"\n')
+    env = {"BENCH_CARDS_DIR": str(cards), "BENCH_ENVS_DIR": str(tmp_path / "envs"), "COLUMNS": "200"}
+    first = bench("env", "create", "mine", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "building the environment of model 'mine'" in first.stderr
+    assert "mine: built " in first.stdout and str(tmp_path / "envs") in first.stdout
+    again = bench("env", "create", "mine", cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "mine: the environment is ready in" in again.stdout
