@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from bench.cli.app import app
-from bench.cli.check import _diff_table
+from bench.cli.check import _diff_lines
 from bench.core import numeric_env, paths
 from bench.core.errors import BenchError
 from bench.workflows import reference_check
@@ -120,14 +121,26 @@ def test_a_model_that_now_fails_fails_the_check(reference, tmp_path, monkeypatch
     assert len(failed) == 2 and all("seed 1 failed: RuntimeError: the fit broke" in line for line in failed), result.output
 
 
-def test_the_diff_table_shows_presets_and_errors_verbatim():
-    line = dict(zip(reference_check.COLUMNS, ["synthetic", "simulation", "linear", "fast", "1", "mse_de20", "all",
-                                         0.5, 0.1, 2, 0.07]))
-    verdicts = pd.DataFrame([{**line, "now": 0.7, "change": 0.2, "verdict": "failed", "detail": "seed 1 failed: [bold]x[/]"}])
-    console = Console(width=250, record=True, markup=False)  # as bench's consoles print
-    console.print(_diff_table(verdicts))
-    text = console.export_text()
-    assert "linear [fast] synthetic/simulation seeds 1" in text and "failed: seed 1 failed: [bold]x[/]" in text
+def test_the_diff_table_shows_presets_and_errors_verbatim_within_80_columns():
+    line = dict(zip(reference_check.COLUMNS, ["synthetic", "simulation", "scbig_no_structure_loss", "fast", "1-2",
+                                         "discrimination_score_l1", "unseen_single", 0.5, 0.1, 2, 0.07]))
+    detail = ("seed 1 failed: [bold]x[/] ValueError: the test gene IER5L has no Gene Ontology annotation, so GEARS "
+              "cannot place it in its graph")
+    verdicts = pd.DataFrame([{**line, "now": 0.7, "change": 0.2, "verdict": "regressed", "detail": detail},
+                             {**line, "metric": "mse_de20", "now": 0.5, "change": 0.0, "verdict": "ok", "detail": ""}])
+    out = io.StringIO()
+    console = Console(file=out, markup=False)  # as bench's consoles print into a log file: 80 columns
+    for text in _diff_lines(verdicts, console.width):
+        console.print(text, soft_wrap=True)
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80, out.getvalue()
+    lines = lines[1:]  # the title takes two
+    assert "scbig_no_structure_loss [fast] synthetic/simulation seeds 1-2" in lines
+    assert lines[1].split() == ["metric", "ref.", "now", "change", "tol.", "verdict"]
+    assert lines[3].split() == ["unseen_single/discrimination_score_l1", "0.5000", "0.7000", "+0.2000", "0.0700",
+                                "regressed"]
+    assert lines[6].split() == ["unseen_single/mse_de20", "0.5000", "0.5000", "+0.0000", "0.0700", "ok"]
+    assert " ".join(line.strip() for line in lines[4:6]) == detail
 
 
 def test_a_line_without_values_asks_for_update(tmp_path):

@@ -150,6 +150,20 @@ def test_list_shows_every_section(workdir):
         assert word in out.stdout
 
 
+def test_list_names_every_card_dataset_split_and_metric_whole_in_a_log_file(workdir, monkeypatch):
+    from bench.core import registry
+    from bench.data.manifest import all_manifests
+    from bench.evaluation.metrics import METRICS
+    from bench.evaluation.splits import DESCRIPTIONS
+
+    monkeypatch.delenv("COLUMNS", raising=False)  # into a file: rich's 80 columns
+    out = bench("list", cwd=workdir["cwd"])
+    assert out.returncode == 0 and max(map(len, out.stdout.splitlines())) <= 80, out.stdout
+    cells = {cell.strip() for line in out.stdout.splitlines() for cell in line.split("│")}
+    for name in [*registry.all_cards(), *all_manifests(), *DESCRIPTIONS, *METRICS]:
+        assert name in cells, f"{name} is not whole in:\n{out.stdout}"
+
+
 def test_every_command_has_help(workdir):
     for command in (["--help"], ["run", "--help"], ["list", "--help"], ["data", "--help"], ["sweep", "--help"],
                     ["leaderboard", "--help"], ["check", "--help"], ["export", "--help"], ["score", "--help"]):

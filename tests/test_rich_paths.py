@@ -80,7 +80,7 @@ def test_runs_scores_checks_and_sweeps_print_bracketed_paths_and_names_literally
     out = bench("score", "--dataset", "synthetic", "--predictions", str(root / "pred.h5ad"), "--name", "ext[x]",
                 env=env, cwd=root)
     printed = shows(out, f"tracked as ext[x] [external] in sqlite:///{root}/runs.db")
-    assert re.search(r"│ +1 │ ext\[x\] +│ all", printed), printed
+    assert re.search(r"^1  ext\[x\] \[external\] · 1 seed$", printed, re.MULTILINE), printed
     out = bench("leaderboard", "--dataset", "synthetic", "--out", str(root / "boards"), "--no-plots", env=env, cwd=root)
     shows(out, f"synthetic: {root}/boards/synthetic.md, {root}/boards/synthetic.csv")
 

@@ -217,10 +217,12 @@ def list_(
     }
     for name, rows in sections.items():
         if what in ("all", name):
+            listed = rows()
             table = Table(title=name, show_header=False)
-            table.add_column("name", style="bold")
+            # the names whole at any width (80 columns in a log file): the descriptions wrap instead
+            table.add_column("name", style="bold", no_wrap=True, min_width=max(len(row[0]) for row in listed))
             table.add_column("description")
-            for row in rows():
+            for row in listed:
                 table.add_row(*row)
             console.print(table)
 

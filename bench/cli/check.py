@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from bench.cli.cluster import DETACH, EXECUTOR, SLURM, SLURM_PARALLEL, Cluster, close, submit
@@ -18,18 +18,37 @@ from bench.core.registry import preset_label
 
 STYLE = {"ok": "green", "improved": "cyan", "regressed": "bold red", "failed": "bold red", "missing": "bold red"}
 BAD = ("regressed", "failed", "missing")
+INDENT = "  "
 
 
-def _diff_table(verdicts) -> Table:
-    table = Table(title="bench check: now vs reference (mean over the reference's seeds)")
-    for column in ("configuration", "metric", "reference", "now", "change", "tolerance", "verdict"):
-        table.add_column(column, justify="left" if column in ("configuration", "metric", "verdict") else "right")
+def _diff_lines(verdicts, width: int = 80) -> list[Text]:
+    """The verdicts under a line per configuration, in columns that fit ``width`` (80 in a log file); a
+    verdict's detail on lines of its own, wrapped, never cut."""
+    columns = ("metric", "ref.", "now", "change", "tol.", "verdict")
+    rows = {}
     for line in verdicts.itertuples(index=False):
-        verdict = Text.assemble((line.verdict, STYLE[line.verdict]), f": {line.detail}" if line.detail else "")
-        table.add_row(f"{preset_label(line.model, line.preset)} {line.dataset}/{line.split} seeds {line.seeds}",
-                      f"{line.subgroup}/{line.metric}", f"{line.mean:.4f}", f"{line.now:.4f}",
-                      f"{line.change:+.4f}", f"{line.tolerance:.4f}", verdict)
-    return table
+        configuration = f"{preset_label(line.model, line.preset)} {line.dataset}/{line.split} seeds {line.seeds}"
+        rows.setdefault(configuration, []).append(
+            (line, [f"{line.subgroup}/{line.metric}", f"{line.mean:.4f}", f"{line.now:.4f}", f"{line.change:+.4f}",
+                    f"{line.tolerance:.4f}"]))
+    cells = [values for lines in rows.values() for _, values in lines]
+    widths = [max([len(column), *(len(values[i]) for values in cells)]) for i, column in enumerate(columns[:-1])]
+
+    def row(values: list[str]) -> str:
+        first, *numbers = zip(values, widths)
+        return INDENT + first[0].ljust(first[1]) + " " + "".join(" " + v.rjust(w) for v, w in numbers)
+
+    title = "bench check: now vs reference (ref.: the reference's mean over its seeds; tol.: the tolerance)"
+    out = [*(Text(part, style="bold") for part in textwrap.wrap(title, width)),
+           Text(row(list(columns[:-1])) + "  verdict", style="bold")]
+    for configuration, lines in rows.items():
+        out += [Text(part, style="bold") for part in textwrap.wrap(configuration, width)]
+        for line, values in lines:
+            out.append(Text.assemble(row(values) + "  ", (line.verdict, STYLE[line.verdict])))
+            if line.detail:
+                out += [Text(part) for part in textwrap.wrap(line.detail, width, initial_indent=INDENT * 2,
+                                                             subsequent_indent=INDENT * 2, break_long_words=False)]
+    return out
 
 
 def check(
@@ -123,7 +142,8 @@ def verdict(reference: Path, table, runs: list, update: bool) -> None:
         console.print(f"updated {reference}: {len(table)} line(s), {len(results)} configuration(s)")
         return
     verdicts = reference_check.compare(table, results)
-    console.print(_diff_table(verdicts))
+    for line in _diff_lines(verdicts, console.width):
+        console.print(line, soft_wrap=True, highlight=False)
     bad = verdicts[verdicts["verdict"].isin(BAD)]
     improved = int((verdicts["verdict"] == "improved").sum())
     if improved:

@@ -1,5 +1,5 @@
 """What the ``bench`` commands share: the consoles, the settings of the command line, the device option,
-loading a dataset with a note, preparing it, the summary table, tracking the data ceiling."""
+loading a dataset with a note, preparing it, printing the closing table, tracking the data ceiling."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from bench.core.devices import DEVICES
 from bench.core.progress import busy
@@ -75,68 +73,17 @@ def run_label(spec, where: bool = False) -> str:
             + (f" {spec.dataset}/{spec.split}" if where else "") + f" seed {spec.seed}")
 
 
-def _difference(runs: list, reference: list, subgroup: str, metric: str) -> str:
-    """``+0.012 [-0.004, +0.030]*`` of a model's runs against the reference's, paired by seed."""
-    from bench.reporting.leaderboard import paired_over_seeds
+def print_closing_table(results, shown: list[str], baselines: set[str] = frozenset()) -> None:
+    """The closing table (``bench.cli.closing_table``) at the console's width."""
+    from bench.cli.closing_table import closing_table
 
-    theirs = {r.seed: r.per_perturbation for r in reference if r.ok}
-    diff = paired_over_seeds([(r.per_perturbation, theirs[r.seed]) for r in runs if r.ok and r.seed in theirs],
-                             subgroup, metric)
-    if not diff.n:
-        return ""
-    if diff.n < 2:
-        return f"{diff.mean:+.3f} (one perturbation)"
-    return f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]" + ("*" if diff.significant else "")
-
-
-def summary_table(results, shown: list[str], baselines: set[str] = frozenset()) -> Table:
-    """Models ranked by ``all/<first shown metric>``, a line per subgroup with mean ± sd over seeds and the
-    difference to the best baseline of those run on the most seeds (as the leaderboard chooses it)."""
-    from bench.evaluation import metrics as metric_registry
-    from bench.evaluation.metrics import METRICS
-    from bench.evaluation.stats import over_seeds
-    from bench.reporting.leaderboard import best_baseline
-
-    by_model: dict[str, list] = {}
-    for result in results:
-        by_model.setdefault(result.model, []).append(result)
-    headline = shown[0]
-    means = {model: over_seeds([r.metrics.get(f"all/{headline}", float("nan")) for r in runs if r.ok]).mean
-             for model, runs in by_model.items()}
-    seeds = {model: sum(r.ok for r in runs) for model, runs in by_model.items()}
-    reference = best_baseline({model: mean for model, mean in means.items() if model in baselines}, headline, seeds)
-
-    def rank_key(model: str) -> float:
-        return -METRICS[headline].sign * means[model] if means[model] == means[model] else float("inf")
-
-    caption = (f"Δ: {headline} minus that of {reference} (of the baselines run on the most seeds, the best), "
-               "mean over test perturbations paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0" if reference else
-               "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it")
-    table = Table(title=f"test metrics (mean ± sd over seeds), ranked by all/{headline}", caption=caption)
-    delta = [f"Δ {headline}"] if reference else []
-    for column in ("rank", "model", "subgroup", "n seeds", *shown, *delta):
-        table.add_column(column, justify="left" if column in ("model", "subgroup") else "right")
-    for rank, model in enumerate(sorted(by_model, key=rank_key), start=1):
-        runs = by_model[model]
-        done = [r for r in runs if r.ok]
-        name = model + (" (reference)" if model == reference else "")
-        for r in runs:
-            if not r.ok:
-                table.add_row(str(rank), name, Text.assemble((r.status, "red"), f" seed {r.seed}"), "", r.error or "",
-                              *[""] * (len(shown) - 1))
-        tested = {key.split("/")[0] for r in done for key in r.metrics if metric_registry.is_test_metric(key)}
-        subgroups = sorted(tested, key=lambda s: (s != "all", s))
-        for i, subgroup in enumerate(subgroups):
-            cells = [str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done])) for m in shown]
-            if reference:
-                cells.append("" if model == reference else _difference(done, by_model[reference], subgroup, headline))
-            table.add_row(str(rank), name, subgroup, str(len(done)), *cells, end_section=i == len(subgroups) - 1)
-    return table
+    for line in closing_table(results, shown, baselines, console.width):
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def close_run(results, shown: list[str], baselines: set[str], dataset: str, track: bool) -> None:
     """The end of ``bench run``: the summary table, where to look, and exit code 1 when a run failed."""
-    console.print(summary_table(results, shown, baselines))
+    print_closing_table(results, shown, baselines)
     if track:
         console.print(where_to_look(dataset), markup=False, highlight=False, soft_wrap=True)
     if any(r.status == "FAILED" for r in results):

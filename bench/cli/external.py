@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from bench.cli.common import HEADLINE, console, load, log_ceilings, summary_table
+from bench.cli.common import HEADLINE, console, load, log_ceilings, print_closing_table
 from bench.core.errors import BenchError
 from bench.core.progress import busy
 from bench.core.redaction import redact
@@ -89,7 +89,7 @@ def score(
                        started_ms=started_ms)
     runner.keep_for_files(result, data, cells)
     result.wall_time_s, result.ended_ms = time.perf_counter() - start, now_ms()
-    console.print(summary_table([result], HEADLINE.split(",")))
+    print_closing_table([result], HEADLINE.split(","))
     if track:
         tracking.log_run(result, extra_tags={"external": "true", "predictions_file": predictions.name,
                                              "predictions_sha256": external.sha256_of(predictions)})
