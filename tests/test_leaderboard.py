@@ -96,6 +96,17 @@ def test_cells_are_seed_means_with_a_paired_interval_to_the_best_baseline(tracki
     assert list(linear.failed) == [4] and sorted(linear.runs) == [1, 2, 3]
 
 
+def test_a_row_on_fewer_seeds_is_never_the_bold_one(tracking_store):
+    for seed in (1, 2, 3):
+        log("mean", seed, scores(seed, 0.0))
+        log("additive", seed, scores(seed, 0.1))
+    log("linear", 1, scores(1, 0.3))  # far ahead, but on one seed of three
+    (board,) = leaderboard_inputs.boards(DATASET)
+    table = lb.table_cells(board, ["pearson_delta_de20"], lb.default_reference(board, "pearson_delta_de20"),
+                           leaderboard_inputs.scores())
+    assert set(table[table["best"]]["label"]) == {"additive"}
+
+
 def test_mixing_split_files_of_one_seed_is_refused(tracking_store):
     log("mean", 1, scores(1, 0.0), split_hash="a" * 64)
     log("additive", 1, scores(1, 0.1), split_hash="b" * 64)

@@ -9,6 +9,7 @@ import itertools
 import matplotlib.image
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.container import BarContainer, ErrorbarContainer
 
@@ -151,14 +152,15 @@ def test_bars_draw_a_visible_mark_for_a_zero_value():
 def test_bars_caption_explains_each_subgroup_with_its_number_of_perturbations():
     figure = plots.bars_figure(_table(), "pearson_delta_de20", "t",
                                counts={"all": (11, 15), "combo_seen1": (2, 6), "unseen_single": (3, 3)})
-    texts = [t.get_text() for t in figure.axes[0].texts]
+    texts = [t.get_text() for t in figure.axes[0].texts if not t.get_text().startswith("n=")]
     assert texts == [
         "Test subgroups (n: test perturbations in a split seed):\n"
         "all (n = 11–15): every test perturbation\n"
         "combo_seen1 (n = 2–6): doubles with one of their two genes perturbed in training\n"
         "unseen_single (n = 3): single perturbations of a gene that no training perturbation touches"
     ]
-    without = plots.bars_figure(_table(), "pearson_delta_de20", "t").axes[0].texts[0].get_text()
+    without = next(t.get_text() for t in plots.bars_figure(_table(), "pearson_delta_de20", "t").axes[0].texts
+                   if t.get_text().startswith("Test subgroups"))
     assert without.splitlines()[:2] == ["Test subgroups:", "all: every test perturbation"]
 
 
@@ -250,3 +252,23 @@ def test_scatter_names_the_genes_of_the_three_largest_observed_changes():
     assert sorted(named) == ["G1", "G3", "G5"]
     assert unpredicted == []
     assert figure.axes[1].get_title() == "not predicted"
+
+
+def test_error_bars_stop_at_the_values_a_metric_can_take():
+    table = _table([("mean", (0.95, 0.5, 0.02), 3), ("linear", (0.9, 0.4, 0.3), 3)])
+    table["metric"], table["sd"] = "gi_class_agreement", 0.1
+    ax = plots.bars_figure(table, "gi_class_agreement", "t").axes[0]
+    segments = [segment for c in ax.containers if isinstance(c, ErrorbarContainer)
+                for segment in c.lines[2][0].get_segments()]
+    ends = sorted((float(s[:, 1].min()), float(s[:, 1].max())) for s in segments)
+    assert ends[0] == pytest.approx((0.0, 0.12)) and ends[-1] == pytest.approx((0.85, 1.0))  # cut at 0 and at 1
+    assert all(low >= 0 and high <= 1 for low, high in ends)
+
+
+def test_a_bar_on_fewer_seeds_than_its_neighbours_says_so():
+    ax = plots.bars_figure(_table(), "pearson_delta_de20", "t").axes[0]
+    marks = [text.get_text() for text in ax.texts if text.get_text().startswith("n=")]
+    assert marks == ["n=1"] * 3  # linear's one seed beside mean's three, in each subgroup
+    even = _table([("mean", (0.2, -0.1, 0.4), 1), ("linear", (0.3, 0.1, 0.5), 1)])
+    assert not [t for t in plots.bars_figure(even, "pearson_delta_de20", "t").axes[0].texts
+                if t.get_text().startswith("n=")]

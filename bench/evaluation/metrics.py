@@ -36,6 +36,7 @@ class Metric:
     name: str
     direction: str  # "max" or "min": which way is better
     definition: str
+    bounds: tuple[float, float] = (0.0, float("inf"))  # the values it can take: plots clip intervals to them
 
     @property
     def sign(self) -> float:
@@ -52,21 +53,24 @@ METRICS: dict[str, Metric] = {
     for m in (
         Metric("mse", "min", "mean over all genes of (x̂ − x)²"),
         Metric("mse_de20", "min", "mean over DE20 genes of (x̂ − x)²"),
-        Metric("pearson", "max", "Pearson correlation of x̂ and x over all genes"),
-        Metric("pearson_delta", "max", "Pearson correlation of δ̂ and δ over all genes (GEARS)"),
-        Metric("pearson_delta_de20", "max", "Pearson correlation of δ̂ and δ over DE20 genes (GEARS' headline)"),
-        Metric("direction_acc_de20", "max", "share of DE20 genes where sign(δ̂) equals sign(δ)"),
+        Metric("pearson", "max", "Pearson correlation of x̂ and x over all genes", (-1.0, 1.0)),
+        Metric("pearson_delta", "max", "Pearson correlation of δ̂ and δ over all genes (GEARS)", (-1.0, 1.0)),
+        Metric("pearson_delta_de20", "max", "Pearson correlation of δ̂ and δ over DE20 genes (GEARS' headline)",
+               (-1.0, 1.0)),
+        Metric("direction_acc_de20", "max", "share of DE20 genes where sign(δ̂) equals sign(δ)", (0.0, 1.0)),
         Metric("l2_top1000", "min", "L2 distance of x̂ and x over the 1,000 genes most expressed in control"),
         Metric(
             "pearson_delta_pert",
             "max",
             "Pearson correlation of x̂ − m and x − m, m the mean of training-perturbation centroids (Systema)",
+            (-1.0, 1.0),
         ),
         Metric(
             "centroid_accuracy",
             "max",
             "1 if x̂ is closer (Euclidean) to its own observed centroid than to every other test "
             "condition's, else 0 (Systema)",
+            (0.0, 1.0),
         ),
         Metric(
             "discrimination_score_l1",
@@ -74,6 +78,7 @@ METRICS: dict[str, Metric] = {
             "1 − r/n (1 best): n test conditions, r of them with an observed mean strictly closer to x̂ by "
             "L1 distance than the true condition's; the gene named by the whole condition (a single's "
             "target, none for a double) left out, as cell-eval's discrimination_score_l1",
+            (0.0, 1.0),
         ),
         Metric(
             "energy_distance",
@@ -95,6 +100,7 @@ METRICS: dict[str, Metric] = {
             "epistasis) as the observed double's true class: the share of 200 resamples of the double's cells, "
             "reflected about the observed scores (basic bootstrap; bench.evaluation.interaction_truth), in that "
             "class; an exact copy of a double whose class is uncertain scores below 1",
+            (0.0, 1.0),
         ),
     )
 }

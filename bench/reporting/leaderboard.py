@@ -384,7 +384,7 @@ def paired_over_seeds(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | Non
 
 def table_cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPerturbation) -> pd.DataFrame:
     """Long table: one line per (row, subgroup, metric) with mean, sd, seeds, the difference to the
-    reference with its CI, and whether the cell is the best of its column."""
+    reference with its CI, and whether the cell is the best of its column (among the rows with the most seeds)."""
     lines = []
     for metric in metrics:
         for subgroup in board.subgroups:
@@ -399,7 +399,11 @@ def table_cells(board: Board, metrics: list[str], reference: Row | None, scores:
                               diff.n])
     table = pd.DataFrame(lines, columns=CELL_COLUMNS)
     table["best"] = False
-    models = table[table["label"] != ceiling.LABEL]  # the best model, never the data's own ceiling
+    # the best model, never the data's own ceiling, and of the rows run on the most seeds: a value from fewer
+    # seeds is not as sure, so it is never the one a reader is pointed to
+    models = [row for row in board.rows if not row.is_ceiling]
+    most = max((len(row.runs) for row in models), default=0)
+    models = table[table["label"].isin([row.label for row in models if len(row.runs) == most])]
     for _, column in models.groupby(["metric", "subgroup"]):
         finite = column[np.isfinite(column["mean"])]
         if len(finite):

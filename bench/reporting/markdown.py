@@ -148,7 +148,8 @@ def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
         f"Written by `{command}` from runs tracked in MLflow; do not edit by hand.",
         "",
         f"- Dataset sha256: `{first.dataset_sha256}`; metrics version {first.metrics_version}.",
-        "- Cells: mean ± sd over split seeds; **bold**: the best of the column. Δ: the row minus the reference "
+        "- Cells: mean ± sd over split seeds; **bold**: the best of the column among the rows run on the most "
+        "seeds (a row with fewer seeds is never bold; its bars are marked n=k). Δ: the row minus the reference "
         "row, mean over test perturbations paired by seed, with its paired bootstrap 95% CI (10,000 resamples "
         "of perturbations; Hesterberg's expanded percentile interval, which held the true difference 92–98% of "
         "the time from 10 perturbations on when models trade wins, less with fewer or strongly skewed "

@@ -62,6 +62,22 @@ def _zero_marks(ax, x: np.ndarray, height: np.ndarray, width: float, style: plot
                   zorder=3, path_effects=[patheffects.withStroke(linewidth=4.0, foreground=style.edge)])
 
 
+def _clipped_sd(mean: np.ndarray, sd: np.ndarray, metric: str) -> np.ndarray:
+    """The error bars' lengths below and above each mean: one sd, cut at the values the metric can take (a
+    probability's bar stops at 1)."""
+    low, high = METRICS[metric].bounds
+    return np.vstack([np.clip(np.minimum(sd, mean - low), 0, None), np.clip(np.minimum(sd, high - mean), 0, None)])
+
+
+def _fewer_seeds_marks(ax, x: np.ndarray, height: np.ndarray, seeds: np.ndarray, most: np.ndarray) -> None:
+    """``n=k`` over a bar that rests on fewer seeds than the most any bar of its subgroup has, so that a
+    one-seed bar without an error bar does not read as a sure one."""
+    for xi, h, n, top in zip(x, height, seeds, most):
+        if np.isfinite(h) and n < top:
+            ax.annotate(f"n={int(n)}", (xi, h), xytext=(0, 2 if h >= 0 else -2), textcoords="offset points",
+                        ha="center", va="bottom" if h >= 0 else "top", fontsize=6, rotation=90)
+
+
 def bars_figure(table: pd.DataFrame, metric: str, title: str,
                 counts: dict[str, tuple[int, int]] | None = None) -> Figure:
     """The grouped bar chart of ``bars``, not yet saved."""
@@ -83,11 +99,14 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str,
         ax.bar(x, height, width, color=style.face, edgecolor=style.edge, linewidth=0.6, hatch=style.hatch,
                label=label)
         spread = (mine["n_seeds"] >= 2).to_numpy() & np.isfinite(height)
-        ax.errorbar(x[spread], height[spread], yerr=mine["sd"].to_numpy(dtype=float)[spread], fmt="none",
-                    ecolor="black", elinewidth=0.8, capsize=2)
-        heights.append((x, height, style))
-    for x, height, style in heights:
+        error = _clipped_sd(height, mine["sd"].to_numpy(dtype=float), metric)
+        ax.errorbar(x[spread], height[spread], yerr=error[:, spread], fmt="none", ecolor="black", elinewidth=0.8,
+                    capsize=2)
+        heights.append((x, height, style, mine["n_seeds"].to_numpy(dtype=float)))
+    most = shown.groupby("subgroup")["n_seeds"].max().reindex(subgroups).to_numpy(dtype=float)
+    for x, height, style, seeds in heights:
         _zero_marks(ax, x, height, width, style)
+        _fewer_seeds_marks(ax, x, height, seeds, most)
     values = shown["mean"] - shown["sd"].fillna(0)
     if (values < 0).any():
         ax.axhline(0, color="black", linewidth=0.8)
