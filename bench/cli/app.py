@@ -167,7 +167,8 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
     from bench.workflows import timings, tracking
     from bench.workflows.execution import execute
 
-    free = thread_pools.free_cores()
+    busy = thread_pools.busy_cores()
+    free = thread_pools.free_cores(busy)
     per_run = threads or max(1, free // jobs)
     if jobs == 1:
         thread_pools.limit(per_run)
@@ -177,7 +178,8 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
     preset = specs[0].preset if specs else None
     device = specs[0].device if specs else "cpu"
     expected = timings.announcement(names, preset, device, loaded.name, loaded.adata.shape,
-                                    len({spec.seed for spec in specs}), jobs)
+                                    len({spec.seed for spec in specs}), jobs,
+                                    slowdown=thread_pools.slowdown(busy, jobs, per_run), busy=busy)
     if expected:
         console.print(expected, markup=False, highlight=False, soft_wrap=True)
     prepared = prepare(loaded, split, seeds)

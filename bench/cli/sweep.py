@@ -58,8 +58,9 @@ def sweep(
     sweeps.check_storage(storage)
     if track:
         tracking.check_store()
+    busy = 0.0 if cluster.on_slurm else thread_pools.busy_cores()
     if not cluster.on_slurm:
-        thread_pools.limit(thread_pools.free_cores())
+        thread_pools.limit(thread_pools.free_cores(busy))
     loaded = load(dataset, None, None, None)
     spec = sweeps.SweepSpec(card, loaded.name, split, seed, trials, metric,
                             study or f"{card.name}@{loaded.name}-{split}-seed{seed}",
@@ -70,7 +71,9 @@ def sweep(
     if cluster.on_slurm:
         _sweep_on_slurm(spec, loaded, dataset, workers, settings, track, detach)
         return
-    expected = timings.announcement([card.name], preset, spec.device, loaded.name, loaded.adata.shape, trials, 1)
+    slowdown = thread_pools.slowdown(busy, 1, thread_pools.free_cores(busy))
+    expected = timings.announcement([card.name], preset, spec.device, loaded.name, loaded.adata.shape, trials, 1,
+                                    slowdown=slowdown, busy=busy)
     if expected:
         console.print(expected.replace("run(s)", "trial(s)"), markup=False, highlight=False, soft_wrap=True)
     prepared = prepare(loaded, split, [seed])

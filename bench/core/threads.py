@@ -54,10 +54,16 @@ def _cpu_times() -> list[int]:
         return [int(value) for value in handle.readline().split()[1:]]
 
 
-def free_cores() -> int:
-    """Usable cores less those other processes keep busy, at least 1."""
+def free_cores(busy: float | None = None) -> int:
+    """Usable cores less those other processes keep busy (``busy``, else sampled now), at least 1."""
     usable = usable_cores()
-    return max(1, min(usable, usable - round(busy_cores())))
+    return max(1, min(usable, usable - round(busy_cores() if busy is None else busy)))
+
+
+def slowdown(busy: float, jobs: int, threads: int) -> float:
+    """How much longer than on idle cores ``jobs`` runs of ``threads`` threads take beside ``busy`` cores of
+    other work, when every busy thread gets an equal share of the usable cores (1 when they all fit)."""
+    return max(1.0, (busy + jobs * threads) / usable_cores())
 
 
 def environment(threads: int) -> dict[str, str]:

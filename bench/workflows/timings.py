@@ -55,9 +55,11 @@ def per_run(model: str, preset: str | None, device: str, dataset: str, cells: in
 
 
 def announcement(models: list[str], preset: str | None, device: str, dataset: str, shape: tuple[int, int],
-                 seeds: int, jobs: int, timings: list[Timing] | None = None) -> str | None:
+                 seeds: int, jobs: int, timings: list[Timing] | None = None, slowdown: float = 1.0,
+                 busy: float = 0.0) -> str | None:
     """One line saying about how long ``seeds`` runs of each model take, ``jobs`` at a time; None when
-    the known part takes under ``LONG_S``."""
+    the known part takes under ``LONG_S``. The timings were measured on quiet cores: beside ``busy`` cores of
+    other work the total is ``slowdown`` times longer (``threads.slowdown``), and the line says so."""
     parts, sources, unknown, total = [], set(), [], 0.0
     for model in models:
         found = per_run(model, preset, device, dataset, *shape, timings=timings)
@@ -69,10 +71,13 @@ def announcement(models: list[str], preset: str | None, device: str, dataset: st
         sources.add(timing.dataset)
         if seconds >= 1:
             parts.append(f"{preset_label(model, preset or DEFAULT_PRESET)} ~{duration(seconds)}")
-    if total / jobs < LONG_S:
+    if total / jobs * slowdown < LONG_S:
         return None
     scaled = sorted(sources - {dataset})
     basis = f"scaled by cells × genes from {', '.join(scaled)}" if scaled else f"measured on {dataset}"
-    line = (f"expected: about {duration(total / jobs)} for {len(models) * seeds} run(s), {jobs} at a time, on "
-            f"{device} ({', '.join(parts)} per run; {basis}, bench/catalog/{FILE})")
+    quiet = duration(total / jobs)
+    load = (f": {quiet} on quiet cores, × {slowdown:.1f} for the {busy:.1f} cores other work keeps busy now"
+            if slowdown >= 1.1 else "")
+    line = (f"expected: about {duration(total / jobs * slowdown)} for {len(models) * seeds} run(s), {jobs} at a "
+            f"time, on {device}{load} ({', '.join(parts)} per run on quiet cores; {basis}, bench/catalog/{FILE})")
     return line + (f"; no recorded timing for {', '.join(unknown)}" if unknown else "")
