@@ -215,6 +215,27 @@ def test_the_runner_passes_on_its_phases_and_the_models(small_synthetic, tmp_pat
     assert ("warming up", 2, 3) in heard
 
 
+def test_logging_a_finished_run_shows_as_its_own_phase(small_synthetic, tmp_path, chatty):
+    """Logging to a fresh store takes many seconds: they are not the last phase's ("scoring val")."""
+    from bench.workflows.execution import execute
+    from bench.workflows.tracking import LOGGING
+
+    path = tmp_path / "progress_screen.h5ad"
+    small_synthetic.write_h5ad(path)
+    prepared = runner.PreparedDataset.of(load_dataset(path, counts=False))
+    clock = Clock()
+    display, out = plain(clock, runs=1)
+
+    def logging(result) -> None:
+        clock.now += 30
+        display.heartbeat()
+
+    spec = runner.RunSpec(registry.find_card("chatty"), {}, prepared.name, "simulation", 1)
+    execute([spec], {prepared.name: prepared}, done=logging, display=display, label=lambda _: "chatty seed 1",
+            done_phase=LOGGING)
+    assert f"chatty seed 1: {LOGGING} [30s]" in lines(out)
+
+
 @pytest.mark.slow
 def test_bench_run_in_a_log_shows_worker_phases(workdir, tmp_path):
     cards = tmp_path / "cards"

@@ -142,6 +142,8 @@ def assert_one_parent_and_nothing_running(tmp_path, trials, monkeypatch):
     complete = sorted(str(t.number) for t in trials if t.state.name == "COMPLETE")
     assert sorted(children.loc[children["status"] == "FINISHED", "tags.sweep_trial"]) == complete
     assert "RUNNING" not in set(runs["status"])
+    parent = parents.iloc[0]  # it spans its trials
+    assert parent["start_time"] <= children["start_time"].min() and parent["end_time"] >= children["end_time"].max()
 
 
 class SlowModel(SpyModel):
@@ -367,7 +369,7 @@ def test_workers_that_created_parents_together_end_on_the_oldest(runs_store):
     setup = {"model": "spy", "seed": 1}
     worker = tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", setup)
     own = worker.run_id()
-    assert worker.run_id() == own and client.get_run(own).info.status == "FINISHED"
+    assert worker.run_id() == own and client.get_run(own).info.status == "RUNNING"
     child = trial_run(client, own, "0", "FINISHED")
     # another worker found no parent at the same moment and created one; its clock is a second behind
     theirs = client.get_run(own)
@@ -378,6 +380,23 @@ def test_workers_that_created_parents_together_end_on_the_oldest(runs_store):
     assert client.get_run(child).data.tags["mlflow.parentRunId"] == older
     assert tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", setup).run_id() == older
     assert tracking.SweepParent("sweep-test", "s", "sqlite:////other/sweeps.db", setup).run_id() not in (own, older)
+
+
+def test_the_parent_run_spans_the_sweep_from_its_first_worker_to_its_last(runs_store):
+    client = runs_store
+    first = tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", {"model": "spy"})
+    parent = first.begin()
+    trial = trial_run(client, parent, "0", "FINISHED")
+    first.end()
+    ended = client.get_run(parent).info
+    assert ended.status == "FINISHED" and ended.start_time <= client.get_run(trial).info.start_time
+    assert ended.end_time >= client.get_run(trial).info.end_time
+    later = tracking.SweepParent("sweep-test", "s", "sqlite:////shared/sweeps.db", {"model": "spy"})
+    assert later.begin() == parent and client.get_run(parent).info.status == "RUNNING"  # a worker joins later
+    time.sleep(0.01)
+    second = trial_run(client, parent, "1", "FINISHED")
+    later.end()
+    assert client.get_run(parent).info.end_time >= client.get_run(second).info.end_time > ended.end_time
 
 
 @pytest.mark.slow

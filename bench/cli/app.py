@@ -192,7 +192,8 @@ def run_here(specs, loaded, *, jobs: int, threads: int, track: bool, shown: list
 
     with Display(console, len(specs)) as display:
         results = execute(specs, {prepared.name: prepared}, workers=jobs if jobs > 1 else 0, threads=per_run,
-                          knowledge=StoreGeneKnowledge(), done=finished, display=display, label=run_label)
+                          knowledge=StoreGeneKnowledge(), done=finished, display=display, label=run_label,
+                          done_phase=tracking.LOGGING if track else None)
     if track:
         log_ceilings(prepared, split, seeds)
     close_run(results, shown, baselines, loaded.name, track)

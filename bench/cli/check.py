@@ -101,7 +101,8 @@ def check(
     with Display(console, len(specs)) as display:
         done = tracking.log_run if track else None
         runs = execute(specs, datasets, workers=jobs, threads=1, environment=numeric_env.profile_environment(),
-                       done=done, display=display, label=lambda spec: run_label(spec, where=True))
+                       done=done, display=display, label=lambda spec: run_label(spec, where=True),
+                       done_phase=tracking.LOGGING if track else None)
     verdict(reference, table, runs, update)
 
 

@@ -20,7 +20,7 @@ def execute(specs: list[RunSpec], datasets: dict[str, PreparedDataset], *, worke
             environment: dict[str, str] | None = None, knowledge: GeneKnowledge | None = None,
             report: Callable[[int, float], None] | None = None, done: Callable[[RunResult], None] | None = None,
             display: Display | None = None, label: Callable[[RunSpec], str] = lambda spec: spec.card.name,
-            ) -> list[RunResult]:
+            done_phase: str | None = None) -> list[RunResult]:
     """The results of ``specs`` (on ``datasets``, by name), in their order.
 
     ``workers`` 0 runs them in this process, one after another, with ``knowledge`` and ``report``
@@ -28,12 +28,15 @@ def execute(specs: list[RunSpec], datasets: dict[str, PreparedDataset], *, worke
     pruning, which passes through). ``workers`` n runs each in a fresh worker process, n at a time, on
     ``threads`` threads with ``environment`` set (``parallel.run_many``; a worker reads the store's gene
     knowledge itself). ``done(result)`` is called here as each run ends, in any order, before ``display``
-    shows it finished; ``display`` shows each run, named ``label(spec)``, from its start. A model's crash
+    shows it finished, and meanwhile ``display`` shows the run in ``done_phase`` (e.g. logging it: its time is
+    not the last phase's); ``display`` shows each run, named ``label(spec)``, from its start. A model's crash
     fails its own run only; bad input (a ``BenchError``) stops every run and is raised."""
     results: dict[int, RunResult] = {}
 
     def finished(index: int, result: RunResult) -> None:
         if done is not None:
+            if display is not None and done_phase:
+                display.update(index, phase=done_phase)
             done(result)
         if display is not None:
             display.finish(index, result.status)

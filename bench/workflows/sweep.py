@@ -323,12 +323,13 @@ def work(spec: SweepSpec, study, objective, progress: Callable[[str], None]) -> 
 def run_worker(spec: SweepSpec, study, prepared, *, track: bool, display, say: Callable[[str], None]) -> int:
     """Run this worker's share of ``study`` on ``prepared`` (``work``), each trial shown on ``display`` and
     logged to MLflow under the study's one parent run when ``track``; return how many trials it ran. The
-    trial runs that a killed worker left RUNNING in MLflow are failed at the end."""
+    trial runs that a killed worker left RUNNING in MLflow are failed at the end, and the parent run ends when
+    no trial runs any more."""
     knowledge = StoreGeneKnowledge()
     parent = None
     if track:
         parent = tracking.SweepParent(spec.dataset, spec.study, storage_identity(spec.storage), study.user_attrs["setup"])
-        parent.run_id()
+        parent.begin()
 
     def train(run: RunSpec, report) -> RunResult:
         label = f"{spec.card.name} trial {objective.started[-1]}"
@@ -342,7 +343,10 @@ def run_worker(spec: SweepSpec, study, prepared, *, track: bool, display, say: C
     objective = objective_for(spec, study, train, log)
     ran = work(spec, study, objective, say)
     if parent is not None:
-        parent.fail_dead_trial_runs({trial.number for trial in running(study)})
+        still = {trial.number for trial in running(study)}
+        parent.fail_dead_trial_runs(still)
+        if not still:
+            parent.end()
     return ran
 
 

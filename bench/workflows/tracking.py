@@ -32,6 +32,7 @@ MLFLOW_TABLE = "experiments"  # the first table MLflow creates, so a database be
 ARTIFACTS = "mlruns"  # the folder beside an SQLite database that holds its artifacts (artifact_root)
 UNFINISHED = "UNFINISHED"  # the status of a run whose logging never ended (``runs``)
 SWEEP_KEY = "sweep_key"  # the tag that marks a sweep's parent run (``SweepParent``)
+LOGGING = "logging to the tracking store"  # what progress shows while a finished run is logged
 PROVENANCE = ("dataset_sha256", "metrics_version", "split_sha256", "card_sha256", "git_commit")
 # the fields of a run in ``runs``; those of its tags' names are read from them
 RUN_COLUMNS = ("run_id", "model", "preset", "baseline", "dataset", "split", "seed", "status", "error", "start_time",
@@ -446,10 +447,22 @@ class SweepParent:
         return client.search_runs([experiment_id], filter_string=f"tags.{SWEEP_KEY} = '{self._key}'")
 
     def _create(self, client, experiment_id: str) -> list:
-        """Create this worker's parent, ended at once (it only groups trials); return the parents found then."""
+        """Create this worker's parent, RUNNING until a worker ``end``s it; return the parents found then."""
         self._mine = client.create_run(experiment_id, run_name=self._run_name, tags=self._tags).info.run_id
-        client.set_terminated(self._mine, "FINISHED")
         return self._parents(client, experiment_id)
+
+    def begin(self) -> str:
+        """The parent's run id, RUNNING again when an earlier worker ended it: the parent spans the sweep, from
+        its first worker's start to its last worker's end."""
+        parent = self.run_id()
+        client = _client()
+        if client.get_run(parent).info.status != "RUNNING":
+            client.update_run(parent, status="RUNNING")
+        return parent
+
+    def end(self) -> None:
+        """FINISHED, ending now: called by a worker that leaves no trial running (the last one out)."""
+        _client().set_terminated(self.run_id(), "FINISHED")
 
     def _give_up_own(self, client, experiment_id: str, oldest: str) -> None:
         """Move the trial runs under this worker's parent to the oldest parent, and delete its own."""
