@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 
@@ -103,3 +104,16 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path):
     )
     lines = out.stderr.strip().splitlines()
     assert out.returncode == 2 and len(lines) == 1 and "is not a file" in lines[0]
+
+
+def test_importing_a_file_of_a_several_file_manifest_without_its_role_names_the_roles(tmp_path):
+    """The fix is a --role, not an edit of the package's manifest."""
+    file = tmp_path / "gene2go_human.gz"
+    file.write_bytes(b"not really")
+    out = subprocess.run([sys.executable, "-m", "bench", "data", "import", "gene_ontology", str(file)],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "BENCH_DATA_DIR": str(tmp_path / "store")})
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1, out.stderr
+    assert "--role gene2go (gene2go_human.gz), --role gene_info (Homo_sapiens.gene_info.gz)" in lines[0]
+    assert ".toml" not in lines[0] and not list(tmp_path.glob("store/**/*.gz"))  # nothing imported

@@ -97,6 +97,9 @@ def test_numpy_additive_predictions_score_as_the_additive_card(workdir, tmp_path
     out = bench("score", *where, "--predictions", str(tmp_path / "pred.h5ad"), "--name", "numpy_additive", **workdir)
     assert out.returncode == 0, out.stderr
     assert "tracked as numpy_additive [external]" in out.stdout
+    caption = " ".join(out.stdout.split()).split("no baseline")[1]  # bench score has no --model: no hint at one
+    assert "`bench run --model additive,linear --dataset norman_subset --split simulation --seeds 2`" in caption
+    assert "(e.g. --model" not in caption
     out = bench("run", "--model", "additive", *where[:4], "--seeds", "2", **workdir)
     assert out.returncode == 0, out.stderr
     out = bench("leaderboard", "--dataset", "norman_subset", "--no-plots", "--out", str(tmp_path / "lb"), **workdir)

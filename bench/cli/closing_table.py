@@ -14,9 +14,14 @@ INDENT = 3  # the subgroup lines sit under the model's name, after its rank
 GAP = 2
 
 
-def closing_table(results, shown: list[str], baselines: set[str] = frozenset(), width: int = 80) -> list[Text]:
+NO_BASELINE = "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it"
+
+
+def closing_table(results, shown: list[str], baselines: set[str] = frozenset(), width: int = 80,
+                  no_baseline: str = NO_BASELINE) -> list[Text]:
     """The lines of the table for ``results`` (``RunResult``), ranked by ``all/<shown[0]>``, each model compared
-    with the best baseline among ``baselines`` run on the most seeds (as the leaderboard chooses it)."""
+    with the best baseline among ``baselines`` run on the most seeds (as the leaderboard chooses it); without
+    one, the caption is ``no_baseline``, which says how to get one."""
     from bench.evaluation.metrics import METRICS
     from bench.evaluation.stats import over_seeds
     from bench.reporting.leaderboard import best_baseline
@@ -52,8 +57,7 @@ def closing_table(results, shown: list[str], baselines: set[str] = frozenset(), 
                         lines.append(Text(" " * (INDENT + subgroup_width + GAP) + f"Δ {difference}"))
     caption = (f"Δ: {headline} minus that of {reference} (of the baselines run on the most seeds, the best), mean "
                "over test perturbations paired by seed, with its paired bootstrap 95% CI; * where the CI excludes 0"
-               if reference else
-               "no baseline was run: add one (e.g. --model additive,...) to see each model's difference to it")
+               if reference else no_baseline)
     return lines + [Text(line, style="dim") for line in textwrap.wrap(caption, width)]
 
 

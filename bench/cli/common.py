@@ -73,11 +73,11 @@ def run_label(spec, where: bool = False) -> str:
             + (f" {spec.dataset}/{spec.split}" if where else "") + f" seed {spec.seed}")
 
 
-def print_closing_table(results, shown: list[str], baselines: set[str] = frozenset()) -> None:
-    """The closing table (``bench.cli.closing_table``) at the console's width."""
+def print_closing_table(results, shown: list[str], baselines: set[str] = frozenset(), **options) -> None:
+    """The closing table (``bench.cli.closing_table``, with its ``options``) at the console's width."""
     from bench.cli.closing_table import closing_table
 
-    for line in closing_table(results, shown, baselines, console.width):
+    for line in closing_table(results, shown, baselines, console.width, **options):
         console.print(line, soft_wrap=True, highlight=False)
 
 

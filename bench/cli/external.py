@@ -89,7 +89,9 @@ def score(
                        started_ms=started_ms)
     runner.keep_for_files(result, data, cells)
     result.wall_time_s, result.ended_ms = time.perf_counter() - start, now_ms()
-    print_closing_table([result], HEADLINE.split(","))
+    print_closing_table([result], HEADLINE.split(","), no_baseline=(
+        f"no baseline here: `bench run --model additive,linear --dataset {prepared.name} --split {split} --seeds "
+        f"{seed}` tracks two, and `bench leaderboard --dataset {prepared.name}` compares this run with them"))
     if track:
         tracking.log_run(result, extra_tags={"external": "true", "predictions_file": predictions.name,
                                              "predictions_sha256": external.sha256_of(predictions)})

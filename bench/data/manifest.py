@@ -74,7 +74,12 @@ class DatasetManifest:
         for entry in self.files:
             if entry.role == role:
                 return entry
-        raise DataError(f"manifest '{self.name}' has no file with role '{role}'; add one to {self.path}")
+        if not self.files:
+            raise DataError(f"manifest '{self.name}' has no file with role '{role}'; add one to {self.path}")
+        roles = [entry.role for entry in self.files]
+        raise DataError(f"manifest '{self.name}' has no file with role '{role}': its files are "
+                        + ", ".join(f"--role {r} ({entry.name})" for r, entry in zip(roles, self.files))
+                        + "; say which one this is")
 
 
 def _require(table: dict, key: str, where: Path) -> str:
