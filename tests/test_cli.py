@@ -178,3 +178,15 @@ def test_installed_console_script_handles_errors(workdir):
         [str(script), "run", "--model", "lineer"], capture_output=True, text=True, cwd=workdir["cwd"], env=env
     )
     assert out.returncode == 2 and "Traceback" not in out.stderr and "did you mean" in out.stderr
+
+
+def test_a_seed_without_a_committed_split_says_so_in_one_line(workdir, tmp_path):
+    real_data_file("perturbench_devel.h5ad")
+    env = {**workdir["env"], "BENCH_CACHE_DIR": str(tmp_path / "cache")}
+    out = bench("run", "--model", "mean", "--dataset", "norman_subset", "--seeds", "1,6", "--no-track",
+                cwd=workdir["cwd"], env=env)
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stdout.splitlines() if "not committed with bench" in line]
+    assert said == [f"simulation seed(s) 6 of norman_subset: not committed with bench, so made on this machine and "
+                    f"kept in {tmp_path / 'cache' / 'splits' / 'norman_subset'} (their test sets are nobody else's; "
+                    "the leaderboard notes their runs)"]

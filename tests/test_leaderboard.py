@@ -107,6 +107,17 @@ def test_a_row_on_fewer_seeds_is_never_the_bold_one(tracking_store):
     assert set(table[table["best"]]["label"]) == {"additive"}
 
 
+def test_runs_on_splits_made_on_their_machine_are_noted(tracking_store):
+    for seed in (1, 2):
+        log("mean", seed, scores(seed, 0.0))
+    (board,) = leaderboard_inputs.boards(DATASET)
+    assert all(lb.NOT_COMMITTED in path for path in board.split_files.values())  # lbtest has no committed splits
+    board.split_files[1] = "lbtest/simulation-seed1.json"  # as if seed 1 were committed
+    text = render.markdown([(board, lb.table_cells(board, ["pearson_delta_de20"], None, leaderboard_inputs.scores()),
+                             {})], "bench leaderboard")
+    assert "- seed(s) 2: splits made on the machine that ran them, not committed with bench" in text
+
+
 def test_mixing_split_files_of_one_seed_is_refused(tracking_store):
     log("mean", 1, scores(1, 0.0), split_hash="a" * 64)
     log("additive", 1, scores(1, 0.1), split_hash="b" * 64)

@@ -45,12 +45,17 @@ def load(dataset: str | None, perturbation_key, control_value, cell_type_key, co
 
 def prepare(loaded, split: str, seeds: list[int]):
     """``runner.PreparedDataset`` of ``loaded``, its DE genes ranked (and cached) only once every split seed is
-    made: a refused split leaves no DE cache behind."""
+    made: a refused split leaves no DE cache behind. Seeds without a committed split file are named in a line."""
     from bench.evaluation import splits
     from bench.workflows import runner
 
-    for seed in seeds:
-        splits.obtain(loaded.adata, loaded.name, loaded.sha256, split, seed)
+    made_here = [seed for seed in seeds
+                 if not splits.is_committed(splits.obtain(loaded.adata, loaded.name, loaded.sha256, split, seed)[1])]
+    if made_here:
+        console.print(f"{split} seed(s) {', '.join(map(str, made_here))} of {loaded.name}: not committed with bench, "
+                      f"so made on this machine and kept in {splits.frozen_path(loaded.name, split, 0, False).parent} "
+                      "(their test sets are nobody else's; the leaderboard notes their runs)",
+                      markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
         return runner.PreparedDataset.of(loaded)
 

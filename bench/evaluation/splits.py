@@ -229,6 +229,11 @@ def frozen_path(dataset: str, name: str, seed: int, committed: bool) -> Path:
     return base / f"{name}-seed{seed}.json"
 
 
+def is_committed(path: Path) -> bool:
+    """Whether ``path`` (from ``obtain``) is a split file committed with bench, not one made on this machine."""
+    return path.parent.parent == paths.splits_dir()
+
+
 def write(split: Split, path: Path) -> None:
     atomic.write_text(path, split.to_json())
 

@@ -199,11 +199,14 @@ def _parameters(runs: pd.DataFrame) -> pd.Series:
     return variant
 
 
+NOT_COMMITTED = "generated, not committed"  # a split file made on the machine that ran it (``_split_file``)
+
+
 def _split_file(dataset: str, split: str, seed: int, sha256: str) -> str:
     path = splits.frozen_path(dataset, split, seed, committed=True)
     if path.exists() and splits.read(path).sha256 == sha256:
         return str(path.relative_to(path.parents[2]))
-    return f"{split}-seed{seed} (generated, not committed; sha256 {sha256[:12]})"
+    return f"{split}-seed{seed} ({NOT_COMMITTED}; sha256 {sha256[:12]})"
 
 
 def _newest_counted(group: pd.DataFrame, has_scores: Callable[[str], bool]) -> tuple[pd.Series | None, int]:

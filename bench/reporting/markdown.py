@@ -14,7 +14,7 @@ import pandas as pd
 from bench.evaluation import ceiling
 from bench.evaluation.metrics import GI_METRICS, METRICS
 from bench.reporting import observed_interactions
-from bench.reporting.leaderboard import Board, Row
+from bench.reporting.leaderboard import NOT_COMMITTED, Board, Row
 
 
 def _number(value: float) -> str:
@@ -186,6 +186,11 @@ def blocks(board_tables: list[tuple[Board, pd.DataFrame, dict[str, str]]],
         yield ""
         notes = [f"{row.label} seed {seed}: {error}" for row in board.rows for seed, error in sorted(row.failed.items())]
         notes += [f"{row.label}: skipped ({row.skipped})" for row in board.rows if row.skipped]
+        made_here = [seed for seed, path in board.split_files.items() if NOT_COMMITTED in path]
+        if made_here:
+            notes.append(f"seed(s) {', '.join(map(str, sorted(made_here)))}: splits made on the machine that ran "
+                         "them, not committed with bench: their test sets are not the committed seeds', so compare "
+                         "these rows with boards made elsewhere only through the split files' sha256")
         if board.superseded:
             notes.append(f"{board.superseded} older run(s) replaced by a re-run of the same model, preset and seed")
         if board.ignored:
