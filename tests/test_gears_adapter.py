@@ -470,3 +470,21 @@ def test_importing_gears_waits_while_another_process_imports_it():
         assert child.stdout.read().split() == ["imported"]
     finally:
         child.kill()
+
+
+def test_an_unrepresentable_test_gene_fails_the_run_before_training(small_synthetic, tmp_path):
+    from bench.data.datasets import load_dataset
+    from bench.workflows import runner
+
+    path = tmp_path / "gears_screen.h5ad"  # its own name: frozen splits are cached by dataset name
+    small_synthetic.write_h5ad(path)
+    prepared = runner.PreparedDataset.of(load_dataset(path, counts=False))
+    split, _ = splits.obtain(prepared.adata, prepared.name, prepared.sha256, "simulation", 1)
+    unseen = sorted(perturbed_genes(split.test) - perturbed_genes(split.train) - perturbed_genes(split.val))
+    assert unseen, "the small simulator's seed 1 tests no gene unseen in training"
+    heard = []
+    result = runner.run(runner.RunSpec(CARD, FAST, prepared.name, "simulation", 1), prepared,
+                        knowledge=tiny_ontology(small_synthetic, {unseen[0]}),
+                        progress=lambda phase, done=0, total=None: heard.append(phase))
+    assert result.status == "FAILED" and f"GEARS cannot represent gene(s) {unseen[0]} " in result.error
+    assert "fitting" not in heard and "fit" not in result.phase_seconds  # refused before training

@@ -220,6 +220,9 @@ def run(spec: RunSpec, dataset: PreparedDataset, *, knowledge: GeneKnowledge | N
         bulk=bulk,
     )
     try:
+        if isinstance(model, Adapter) and spec.test:
+            queries = data.test.obs.groupby("cell_type", observed=True)["condition"].unique()
+            model.check_queries(train, {str(k): sorted(map(str, v)) for k, v in queries.items()})
         with _timed(phases, "fit"):
             progress("fitting")
             model.fit(train)

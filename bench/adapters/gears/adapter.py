@@ -59,6 +59,15 @@ class FittedGears(NamedTuple):
 class GearsModel(Adapter):
     Params = GearsParams
 
+    def check_queries(self, train: TrainData, queries: dict[str, list[str]]) -> None:
+        """Each cell type's graph, as ``fit`` builds it (and then takes from here), must hold every gene of its
+        test conditions."""
+        self._graphs = {}
+        for cell_type, conditions in queries.items():
+            if cell_type in set(train.cells.obs["cell_type"].astype(str)):
+                self._graphs[cell_type] = self._graph(train, workspace.select(train, cell_type))
+                self._graphs[cell_type].check(conditions)
+
     def fit(self, train: TrainData) -> None:
         self.genes, self.models, epochs = train.genes, {}, self.params.epochs
         cell_types = sorted(train.cells.obs["cell_type"].astype(str).unique())
@@ -67,12 +76,15 @@ class GearsModel(Adapter):
             selection = workspace.select(train, cell_type)
             if set(selection.train.obs["condition"]) <= {CONTROL}:
                 raise ModelError(f"GEARS has no training perturbation of cell type '{cell_type}' to learn from")
-            graph = build(self.params.perturbation_graph, train.gene_knowledge,
-                          perturbed_genes(selection.train.obs["condition"].unique()), train.genes,
-                          self.params.gene_universe, perturbed_genes(selection.val.obs["condition"].unique()))
+            graph = getattr(self, "_graphs", {}).pop(cell_type, None) or self._graph(train, selection)
             graph.check(selection.val.obs["condition"].unique())
             gears = self._train(selection, graph, train, number * epochs, len(cell_types) * epochs)
             self.models[cell_type] = FittedGears(gears, graph)
+
+    def _graph(self, train: TrainData, selection: workspace.Selection) -> PerturbationGraph:
+        return build(self.params.perturbation_graph, train.gene_knowledge,
+                     perturbed_genes(selection.train.obs["condition"].unique()), train.genes,
+                     self.params.gene_universe, perturbed_genes(selection.val.obs["condition"].unique()))
 
     def _train(self, selection: workspace.Selection, graph: PerturbationGraph, train: TrainData, first_step: int,
                total_epochs: int):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from bench.adapters.kit.param_groups import ParamGroups
 from bench.adapters.kit.params import Params
-from bench.core.api import DataProperties
+from bench.core.api import DataProperties, TrainData
 
 
 class Adapter:
@@ -32,3 +32,8 @@ class Adapter:
     def skip(cls, params: Params, data: DataProperties) -> str | None:
         """Why the model cannot run on ``data`` with ``params`` (the run is recorded as skipped), or None."""
         return None
+
+    def check_queries(self, train: TrainData, queries: dict[str, list[str]]) -> None:
+        """Raise a ``ModelError`` when ``predict`` would refuse one of ``queries`` (condition names per cell
+        type) after training, so that the run fails before it trains. Called once, before ``fit``, with the
+        split's test conditions: their names only, nothing to learn from."""
