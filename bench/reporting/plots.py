@@ -69,13 +69,13 @@ def _clipped_sd(mean: np.ndarray, sd: np.ndarray, metric: str) -> np.ndarray:
     return np.vstack([np.clip(np.minimum(sd, mean - low), 0, None), np.clip(np.minimum(sd, high - mean), 0, None)])
 
 
-def _fewer_seeds_marks(ax, x: np.ndarray, height: np.ndarray, seeds: np.ndarray, most: np.ndarray) -> None:
-    """``n=k`` over a bar that rests on fewer seeds than the most any bar of its subgroup has, so that a
-    one-seed bar without an error bar does not read as a sure one."""
-    for xi, h, n, top in zip(x, height, seeds, most):
-        if np.isfinite(h) and n < top:
-            ax.annotate(f"n={int(n)}", (xi, h), xytext=(0, 2 if h >= 0 else -2), textcoords="offset points",
-                        ha="center", va="bottom" if h >= 0 else "top", fontsize=6, rotation=90)
+def _fewer_seeds_marks(ax, x: np.ndarray, ends: np.ndarray, seeds: np.ndarray, most: np.ndarray) -> None:
+    """``n=k`` beyond the end of a bar (and of its error bar) that rests on fewer seeds than the most any bar of
+    its subgroup has, so that a one-seed bar without an error bar does not read as a sure one."""
+    for xi, end, n, top in zip(x, ends, seeds, most):
+        if np.isfinite(end) and n < top:
+            ax.annotate(f"n={int(n)}", (xi, end), xytext=(0, 2 if end >= 0 else -2), textcoords="offset points",
+                        ha="center", va="bottom" if end >= 0 else "top", fontsize=6, rotation=90)
 
 
 def bars_figure(table: pd.DataFrame, metric: str, title: str,
@@ -102,11 +102,12 @@ def bars_figure(table: pd.DataFrame, metric: str, title: str,
         error = _clipped_sd(height, mine["sd"].to_numpy(dtype=float), metric)
         ax.errorbar(x[spread], height[spread], yerr=error[:, spread], fmt="none", ecolor="black", elinewidth=0.8,
                     capsize=2)
-        heights.append((x, height, style, mine["n_seeds"].to_numpy(dtype=float)))
+        ends = np.where(height >= 0, height + np.where(spread, error[1], 0), height - np.where(spread, error[0], 0))
+        heights.append((x, height, style, mine["n_seeds"].to_numpy(dtype=float), ends))
     most = shown.groupby("subgroup")["n_seeds"].max().reindex(subgroups).to_numpy(dtype=float)
-    for x, height, style, seeds in heights:
+    for x, height, style, seeds, ends in heights:
         _zero_marks(ax, x, height, width, style)
-        _fewer_seeds_marks(ax, x, height, seeds, most)
+        _fewer_seeds_marks(ax, x, ends, seeds, most)
     values = shown["mean"] - shown["sd"].fillna(0)
     if (values < 0).any():
         ax.axhline(0, color="black", linewidth=0.8)
