@@ -59,7 +59,19 @@ def test_fetch_then_list(home, server):  # noqa: F811
     assert (store / "toy.h5ad").read_bytes() == PAYLOAD
     after = invoke("list")
     row = next(line for line in after.stdout.splitlines() if "toy.h5ad" in line)
-    assert "verified" in row and "yes" in row and "90.0 KB" in row
+    assert row.split() == ["toy.h5ad", "90.0", "KB", "verified"]
+
+
+def test_list_names_every_manifest_and_file_whole_in_a_log_file():
+    from bench.data.manifest import all_manifests
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # into a file: rich's 80 columns
+    out = subprocess.run([sys.executable, "-m", "bench", "data", "list"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0 and max(map(len, out.stdout.splitlines()[1:])) <= 80, out.stdout
+    words = {word for line in out.stdout.splitlines() for word in line.split()}
+    for manifest in all_manifests().values():
+        assert manifest.name in words and all(entry.name in words for entry in manifest.files), manifest.name
 
 
 def test_a_failed_fetch_raises_a_data_error_and_writes_nothing(home, server):  # noqa: F811

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from bench.cli.common import console, err_console
@@ -52,25 +51,18 @@ def list_() -> None:
     from bench.data.store import DataStore
 
     store = DataStore.default()
-    table = Table(title=f"data store: {store.root}")
-    for column in ("name", "kind", "format", "file", "present", "size", "status"):
-        table.add_column(column, justify="right" if column == "size" else "left")
-    for manifest in all_manifests().values():
+    manifests = list(all_manifests().values())
+    files = {m.name: ([] if not m.files else store.status(m)) for m in manifests}
+    width = max([len(status.entry.name) for found in files.values() for status in found], default=0)
+    console.print(Text(f"data store: {store.root}", style="bold"), soft_wrap=True)
+    for manifest in manifests:  # a block per manifest, not a table: names and files stay whole in 80 columns
+        console.print(Text.assemble((manifest.name, "bold"), f" ({manifest.kind}, {manifest.format})"), soft_wrap=True)
         if not manifest.files:
-            table.add_row(manifest.name, manifest.kind, manifest.format, "", "", "", "simulated on first use")
-            continue
-        for status in store.status(manifest):
+            console.print("  simulated on first use", markup=False, highlight=False)
+        for status in files[manifest.name]:
             state = status.state if status.entry.url or status.present else f"{status.state} (import only)"
-            table.add_row(
-                manifest.name,
-                manifest.kind,
-                manifest.format,
-                status.entry.name,
-                "yes" if status.present else "no",
-                file_size(status.size),
-                Text(state, style=STYLES[status.state]),
-            )
-    console.print(table)
+            console.print(Text.assemble(f"  {status.entry.name.ljust(width)}  {file_size(status.size):>8}  ",
+                                        (state, STYLES[status.state])), soft_wrap=True)
 
 
 @data_app.command()

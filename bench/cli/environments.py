@@ -59,8 +59,8 @@ def list_() -> None:
     from bench.core import paths, registry
 
     table = Table(title=f"model environments: {paths.environments_dir()}")
-    for column in ("card", "requirements", "environment", "status"):
-        table.add_column(column)
+    for column in ("card", "requirements", "environment", "status"):  # names whole; the status wraps
+        table.add_column(column, no_wrap=column != "status", overflow="fold")
     for name, card in _cards_with_environments().items():
         environment = ModelEnvironment(registry.requirements_file(card), name)
         status = "built" if environment.ready() else "not built: `bench env create " + name + "` or its first run"
