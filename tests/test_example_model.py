@@ -32,4 +32,4 @@ def test_the_example_runs_from_a_card_folder(tmp_path):
     done = bench("run", "--model", "go_neighbours", "--dataset", "synthetic", "--split", "simulation", "--seeds", "1",
                  "--no-track", env={"BENCH_CARDS_DIR": str(CARDS), "COLUMNS": "200"}, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert re.search(r"go_neighbours.*\ball\b", done.stdout), done.stdout
+    assert re.search(r"^1  go_neighbours · 1 seed\n +all +\d", done.stdout, re.M), done.stdout
