@@ -155,10 +155,11 @@ def test_list_names_every_card_dataset_split_and_metric_whole_in_a_log_file(work
     from bench.data.manifest import all_manifests
     from bench.evaluation.metrics import METRICS
     from bench.evaluation.splits import DESCRIPTIONS
+    from rich.cells import cell_len
 
     monkeypatch.delenv("COLUMNS", raising=False)  # into a file: rich's 80 columns
     out = bench("list", cwd=workdir["cwd"])
-    assert out.returncode == 0 and max(map(len, out.stdout.splitlines())) <= 80, out.stdout
+    assert out.returncode == 0 and max(map(cell_len, out.stdout.splitlines())) <= 80, out.stdout  # x̂: one cell
     cells = {cell.strip() for line in out.stdout.splitlines() for cell in line.split("│")}
     for name in [*registry.all_cards(), *all_manifests(), *DESCRIPTIONS, *METRICS]:
         assert name in cells, f"{name} is not whole in:\n{out.stdout}"
