@@ -49,11 +49,11 @@ def prepare(loaded, split: str, seeds: list[int]):
     from bench.evaluation import splits
     from bench.workflows import runner
 
-    made_here = [seed for seed in seeds
-                 if not splits.is_committed(splits.obtain(loaded.adata, loaded.name, loaded.sha256, split, seed)[1])]
+    found = {seed: splits.obtain(loaded.adata, loaded.name, loaded.sha256, split, seed)[1] for seed in seeds}
+    made_here = {seed: path for seed, path in found.items() if not splits.is_committed(path)}
     if made_here:
         console.print(f"{split} seed(s) {', '.join(map(str, made_here))} of {loaded.name}: not committed with bench, "
-                      f"so made on this machine and kept in {splits.frozen_path(loaded.name, split, 0, False).parent} "
+                      f"so made on this machine and kept in {next(iter(made_here.values())).parent} "
                       "(their test sets are nobody else's; the leaderboard notes their runs)",
                       markup=False, highlight=False, soft_wrap=True)
     with busy(console, f"ranking DE genes of {loaded.name} (cached after the first run)"):
