@@ -153,8 +153,8 @@ def test_list_shows_every_section(workdir):
 def test_list_names_every_card_dataset_split_and_metric_whole_in_a_log_file(workdir, monkeypatch):
     from bench.core import registry
     from bench.data.manifest import all_manifests
-    from bench.evaluation.metrics import METRICS
-    from bench.evaluation.splits import DESCRIPTIONS
+    from bench.evaluation.metric_catalog import METRICS
+    from bench.evaluation.split_settings import DESCRIPTIONS
     from rich.cells import cell_len
 
     monkeypatch.delenv("COLUMNS", raising=False)  # into a file: rich's 80 columns

@@ -14,7 +14,7 @@ import pytest
 from test_leaderboard import DATASET, log, result_of, scores
 
 from bench.cli.leaderboard import leaderboard
-from bench.evaluation.metrics import METRICS_VERSION
+from bench.evaluation.metric_catalog import METRICS_VERSION
 from bench.reporting import html_page as leaderboard_html
 from bench.reporting import leaderboard as lb
 from bench.workflows import leaderboard_inputs, tracking

@@ -15,7 +15,7 @@ from conftest import adapter_catalog
 from bench.core import registry
 from bench.core.isolated_import import locked_import
 from bench.data.datasets import load_dataset
-from bench.evaluation import metrics, splits
+from bench.evaluation import metric_catalog, splits
 from bench.workflows import leaderboard_inputs, runner, tracking
 
 ADAPTERS = textwrap.dedent(
@@ -107,7 +107,7 @@ def test_the_files_say_which_run_made_them_and_what_they_hold(logged):
                                        "split_sha256", "seed", "metrics_version")} == {
         "model": "additive", "card_sha256": registry.card_hash(logged["card"]), "preset": "default", "dataset": "two_cell_types",
         "dataset_sha256": result.dataset_sha256, "split": SPLIT, "split_sha256": logged["split"].sha256, "seed": SEED,
-        "metrics_version": metrics.METRICS_VERSION}
+        "metrics_version": metric_catalog.METRICS_VERSION}
     assert "predicted mean log-normalised expression" in info["X"] and "query control" in info["X"]
     assert info["observed"].startswith("layers['observed']: the observed mean")
     cells = cells_of(logged).uns["bench"]
@@ -213,7 +213,7 @@ def test_bench_score_on_a_runs_own_file_gives_the_runs_metrics(logged, monkeypat
     cli_external.score(dataset=str(logged["path"]), predictions=folder / artifact, split=SPLIT, seed=SEED, name=name)
     tracked = tracking.search_runs("two_cell_types", f"tags.model = '{name}'")
     assert len(tracked) == 1
-    expected = {key: value for key, value in result.metrics.items() if metrics.is_test_metric(key)}
+    expected = {key: value for key, value in result.metrics.items() if metric_catalog.is_test_metric(key)}
     if artifact == "predictions.h5ad":  # means alone: no energy distance
         expected = {key: value for key, value in expected.items() if not key.endswith("/energy_distance")}
     else:

@@ -191,7 +191,7 @@ def test_a_run_records_its_numeric_environment(test_cards, prepared):
 
 
 def test_diagnostics_a_model_records_are_run_metrics_but_not_test_subgroups(test_cards, prepared):
-    from bench.evaluation.metrics import is_test_metric
+    from bench.evaluation.metric_catalog import is_test_metric
 
     result = runner.run(runner.RunSpec(registry.find_card("diagnosing"), {}, prepared.name, "simulation", 1), prepared)
     assert result.metrics["diagnostic/latent_pearson_delta"] == 0.25

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 
 from bench.core.conditions import CONTROL, canonical, genes_of
 from bench.core.errors import SplitError
-from bench.evaluation import splits
+from bench.evaluation import split_settings, splits
 from bench.evaluation.split_rules import RULES, assign
 
-CONDITION_SPLITS = [s for s in splits.SPLITS if s != "seen"]
+CONDITION_SPLITS = [s for s in split_settings.SPLITS if s != "seen"]
 
 
 def check_invariants(split: splits.Split, conditions: set[str]) -> None:
@@ -94,7 +94,7 @@ def test_impossible_split_is_a_clear_error():
         splits.make(singles_only, "unseen_double", 1, "singles", "sha")
 
 
-@pytest.mark.parametrize("name", splits.SPLITS)
+@pytest.mark.parametrize("name", split_settings.SPLITS)
 def test_real_norman_splits(norman_subset, name):
     adata = norman_subset.adata
     conditions = set(adata.obs["condition"]) - {CONTROL}
@@ -131,7 +131,7 @@ def test_committed_splits_match_their_generator(norman_subset):
     """Every committed norman_subset split file is what the generator makes from its seed."""
     folder = splits.frozen_path("norman_subset", "simulation", 1, committed=True).parent
     files = sorted(folder.glob("*.json"))
-    assert len(files) == len(splits.SPLITS) * 5
+    assert len(files) == len(split_settings.SPLITS) * 5
     for path in files:
         frozen = splits.read(path)
         made = splits.make(norman_subset.adata, frozen.name, frozen.seed, "norman_subset", norman_subset.sha256)
@@ -194,8 +194,8 @@ def test_unknown_split_suggests():
 
 def test_adding_a_split_name_changes_no_existing_split(monkeypatch, small_synthetic):
     """A split's random stream is keyed by its name, not its place in ``SPLITS``."""
-    before = {name: splits.make(small_synthetic, name, 2, "synthetic", "sha").to_json() for name in splits.SPLITS}
-    monkeypatch.setattr(splits, "SPLITS", ("aaa_new_setting", *splits.SPLITS))
+    before = {name: splits.make(small_synthetic, name, 2, "synthetic", "sha").to_json() for name in split_settings.SPLITS}
+    monkeypatch.setattr(split_settings, "SPLITS", ("aaa_new_setting", *split_settings.SPLITS))
     after = {name: splits.make(small_synthetic, name, 2, "synthetic", "sha").to_json() for name in before}
     assert after == before
 

@@ -15,7 +15,7 @@ from bench.core import registry
 from bench.core.api import RunResult
 from bench.core.errors import BenchError
 from bench.data.datasets import Dataset
-from bench.evaluation.metrics import CURVE, METRICS_VERSION, is_test_metric
+from bench.evaluation.metric_catalog import CURVE, METRICS_VERSION, is_test_metric
 from bench.workflows import run_environment, runner, source_state, tracking
 from bench.workflows.execution import execute
 

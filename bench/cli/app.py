@@ -93,19 +93,20 @@ def run(
 ) -> None:
     """Train, predict counterfactually and score models on a split; log every run to MLflow."""
     from bench.core import devices, registry
-    from bench.evaluation import metrics as metric_registry
-    from bench.evaluation import splits
-    from bench.workflows import resume as resuming
-    from bench.workflows import runner, tracking
+    from bench.evaluation import metric_catalog
+    from bench.evaluation import split_settings
 
-    shown = metric_registry.check_names([m.strip() for m in metrics.split(",") if m.strip()])
-    splits.check_name(split)
+    shown = metric_catalog.check_names([m.strip() for m in metrics.split(",") if m.strip()])
+    split_settings.check_name(split)
     seed_list = parse_seeds(seeds)
     names = [name.strip() for name in model.split(",") if name.strip()]
     if not names:
         raise BenchError(f"--model names no model card ('{model}'); give one or more, e.g. --model linear,additive")
     cards = [registry.find_card(name) for name in names]
     params = {card.name: registry.resolve_params(card, preset, param or ()) for card in cards}
+    from bench.workflows import resume as resuming  # imports NumPy, pandas, AnnData: after the quick checks
+    from bench.workflows import runner, tracking
+
     for card in cards:
         registry.build(card, params[card.name])
     cluster = Cluster(executor, slurm, slurm_parallel, detach)
@@ -207,8 +208,8 @@ def list_(
     """Show the model cards, datasets, split settings and metrics the harness knows."""
     from bench.core import paths, registry
     from bench.data.manifest import all_manifests
-    from bench.evaluation.metrics import METRICS
-    from bench.evaluation.splits import DESCRIPTIONS
+    from bench.evaluation.metric_catalog import METRICS
+    from bench.evaluation.split_settings import DESCRIPTIONS
 
     sections = {
         "models": lambda: [(c.name, c.description + (" [baseline]" if c.baseline else "")

@@ -22,7 +22,7 @@ def closing_table(results, shown: list[str], baselines: set[str] = frozenset(), 
     """The lines of the table for ``results`` (``RunResult``), ranked by ``all/<shown[0]>``, each model compared
     with the best baseline among ``baselines`` run on the most seeds (as the leaderboard chooses it); without
     one, the caption is ``no_baseline``, which says how to get one."""
-    from bench.evaluation.metrics import METRICS
+    from bench.evaluation.metric_catalog import METRICS
     from bench.evaluation.stats import over_seeds
     from bench.reporting.leaderboard import best_baseline
 
@@ -71,11 +71,11 @@ def _label(result) -> str:
 def _cells(runs: list, shown: list[str]) -> dict[str, dict[str, str]]:
     """Per tested subgroup (``all`` first, then by name), each shown metric's ``mean ± sd`` over the runs that
     finished."""
-    from bench.evaluation import metrics
+    from bench.evaluation import metric_catalog
     from bench.evaluation.stats import over_seeds
 
     done = [r for r in runs if r.ok]
-    tested = {key.split("/")[0] for r in done for key in r.metrics if metrics.is_test_metric(key)}
+    tested = {key.split("/")[0] for r in done for key in r.metrics if metric_catalog.is_test_metric(key)}
     return {subgroup: {m: str(over_seeds([r.metrics.get(f"{subgroup}/{m}", float("nan")) for r in done]))
                        for m in shown}
             for subgroup in sorted(tested, key=lambda s: (s != "all", s))}

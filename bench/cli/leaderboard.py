@@ -126,20 +126,21 @@ def leaderboard(
     html: Annotated[bool, typer.Option("--html/--no-html", help="Write <dataset>.html: tables, plots and provenance in one page.")] = True,
 ) -> None:
     """Write leaderboards (Markdown, CSV, HTML, PNG) from tracked runs: mean ± sd over seeds, paired bootstrap CIs."""
-    from bench.evaluation import metrics as metric_registry
-    from bench.evaluation import splits
-    from bench.reporting import html_page as leaderboard_html
+    from bench.evaluation import metric_catalog
+    from bench.evaluation import split_settings
+
+    metrics = metric_catalog.check_names([m.strip() for m in metric.split(",") if m.strip()])
+    if not metrics:
+        raise BenchError("--metric names no metric; see `bench list metrics`")
+    if split is not None:
+        split_settings.check_name(split)
+    _check_writable(out)
+    from bench.reporting import html_page as leaderboard_html  # pandas, matplotlib, MLflow: after the quick checks
     from bench.reporting import leaderboard as lb
     from bench.reporting import markdown as render
     from bench.reporting import observed_interactions
     from bench.workflows import leaderboard_inputs, tracking
 
-    metrics = metric_registry.check_names([m.strip() for m in metric.split(",") if m.strip()])
-    if not metrics:
-        raise BenchError("--metric names no metric; see `bench list metrics`")
-    if split is not None:
-        splits.check_name(split)
-    _check_writable(out)
     tracking.check_store()
     datasets = [dataset] if dataset else tracking.tracked_datasets()
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
@@ -159,7 +160,7 @@ def leaderboard(
             board_tables = []
             for board in boards:
                 row = board.row(reference) if reference else lb.default_reference(board, metrics[0])
-                shown = metrics + [m for m in metric_registry.GI_METRICS if m not in metrics and board.has(m)]
+                shown = metrics + [m for m in metric_catalog.GI_METRICS if m not in metrics and board.has(m)]
                 with busy(console, f"bootstrapping {board.dataset}/{board.split}"):
                     table = lb.table_cells(board, shown, row, scores)
                     board.replicates = lb.replicates(board, scores)

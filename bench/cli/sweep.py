@@ -36,8 +36,8 @@ def sweep(
     """Tune a model's parameters on validation data with Optuna; start it on many machines to share one study."""
     from bench.core import devices, registry
     from bench.core import threads as thread_pools
-    from bench.evaluation import metrics as metric_registry
-    from bench.evaluation import splits
+    from bench.evaluation import metric_catalog
+    from bench.evaluation import split_settings
     from bench.workflows import timings, tracking
     from bench.workflows import sweep as sweeps
 
@@ -46,8 +46,8 @@ def sweep(
         raise BenchError(f"model '{model}' has no [search_space] in its card; add one to sweep it")
     if timeout is not None and timeout <= 0:
         raise BenchError(f"--timeout {timeout:g} must be positive (seconds)")
-    metric_registry.check_names([metric])
-    splits.check_name(split)
+    metric_catalog.check_names([metric])
+    split_settings.check_name(split)
     registry.build(card, registry.resolve_params(card, preset))
     cluster = Cluster(executor, slurm, slurm_parallel, detach)
     settings = cluster.settings()

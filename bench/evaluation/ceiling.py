@@ -60,7 +60,7 @@ BATCH = 10  # halvings added while the standard error is above TARGET_SE
 MOST_HALVINGS = 200
 FULL_HALVINGS = 5  # halvings that also score the energy distance and the interaction metrics,
 # which cost 3x the others together (Theil–Sen fits, cell-level distances); the rest score the mean-based ones
-SE_PREFIX = "halving/se/"  # of run metrics: a metric's standard error over halvings (``metrics.NOT_TEST``)
+SE_PREFIX = "halving/se/"  # of run metrics: a metric's standard error over halvings (``metric_catalog.NOT_TEST``)
 COUNT = ("halving", "count")  # (subgroup, metric) of the run metric that counts its halvings
 
 

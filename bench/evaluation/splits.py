@@ -10,7 +10,7 @@ regenerated: one that cannot be read is refused. A cached one that cannot be rea
 Seeds are replicates only when their test sets differ, so seed k redraws (up to ``ATTEMPTS`` times) while
 its test set equals one of an earlier seed's (seeds 0 … k−1, for k < ``DISTINCT_SEEDS``); where the data
 allows no other test set, the file names the earlier seeds it repeats (``same_test_as``). Each split's
-random stream is keyed by its seed and its name (``name_key``), never by its position in ``SPLITS``:
+random stream is keyed by its seed and its name (``name_key``), never by its position in ``split_settings.SPLITS``:
 adding a split setting changes no existing split.
 """
 
@@ -27,27 +27,17 @@ import numpy as np
 
 from bench.core import atomic, paths
 from bench.core.conditions import CONTROL, genes_of, perturbed_genes
-from bench.core.did_you_mean import unknown
 from bench.core.errors import BenchWarning, SplitError
 from bench.evaluation.split_data import SplitData
 from bench.evaluation.split_rules import SUBGROUPS, assign, label
+from bench.evaluation.split_settings import check_name
 
-SPLITS = ("seen", "unseen_single", "unseen_double", "combo_seen1", "combo_seen2", "simulation", "additive")
 FORMAT_VERSION = 2  # 2: streams keyed by the split's name, test sets distinct across seeds (same_test_as)
 ATTEMPTS = 100
 DISTINCT_SEEDS = 100  # seeds from here on are drawn without comparing with every earlier seed (quadratic cost)
 QUERY_CONTROL_FRACTION = 0.2
 SEEN_TEST_FRACTION = 0.2
 SEEN_VAL_FRACTION = 0.1
-DESCRIPTIONS = {
-    "seen": "a held-out share of the cells of every training condition (in-distribution ceiling)",
-    "unseen_single": "single perturbations of genes never seen in training",
-    "unseen_double": "doubles with neither gene seen (GEARS combo_seen0)",
-    "combo_seen1": "doubles with exactly one gene seen",
-    "combo_seen2": "doubles with both genes seen, the pair never trained on",
-    "simulation": "GEARS' simulation split: all four unseen settings at once, subgroup-labelled",
-    "additive": "all singles and half the doubles train, the other doubles test (Ahlmann-Eltze 2025)",
-}
 
 
 @dataclass
@@ -87,12 +77,6 @@ class Split:
         if split.format != FORMAT_VERSION:
             raise SplitError(f"{where} has format {split.format}, this bench reads {FORMAT_VERSION}")
         return split
-
-
-def check_name(name: str) -> str:
-    if name not in SPLITS:
-        raise SplitError(unknown("split", name, SPLITS, "see `bench list splits`"))
-    return name
 
 
 def _query_controls(adata: ad.AnnData, rng: np.random.Generator) -> list[str]:

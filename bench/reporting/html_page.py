@@ -18,7 +18,7 @@ import jinja2
 import pandas as pd
 from markdown_it import MarkdownIt
 
-from bench.evaluation.metrics import METRICS
+from bench.evaluation.metric_catalog import METRICS
 from bench.reporting import markdown as render
 from bench.reporting.leaderboard import Board
 

@@ -34,7 +34,7 @@ from bench.core.api import OFFLINE_PRIORS
 from bench.core.errors import BenchError
 from bench.core.registry import all_cards, preset_label
 from bench.evaluation import ceiling, splits, stats
-from bench.evaluation.metrics import METRICS, is_test_metric
+from bench.evaluation.metric_catalog import METRICS, is_test_metric
 
 PROVENANCE = {"dataset_sha256": "dataset checksums", "metrics_version": "metric versions"}
 UNFINISHED = "UNFINISHED"  # tracking's status of a run whose logging never ended (still running, or killed then)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.evaluation import ceiling
-from bench.evaluation.metrics import GI_METRICS, METRICS
+from bench.evaluation.metric_catalog import GI_METRICS, METRICS
 from bench.reporting import observed_interactions
 from bench.reporting.leaderboard import NOT_COMMITTED, Board, Row
 

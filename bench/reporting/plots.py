@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from bench.core.atomic import replacing
 from bench.core.conditions import genes_of
 from bench.core.registry import all_cards
-from bench.evaluation.metrics import METRICS, rowwise_pearson
+from bench.evaluation.metric_catalog import METRICS
+from bench.evaluation.metrics import rowwise_pearson
 from bench.evaluation.split_rules import DEFINITIONS
 from bench.reporting import plot_styles
 from bench.reporting.leaderboard import Board, Row

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench.core import numeric_env
 from bench.core.api import RunResult, now_ms
-from bench.evaluation import ceiling, metrics, splits
+from bench.evaluation import ceiling, metric_catalog, metrics, splits
 from bench.workflows import run_environment, runner, tracking
 
 
@@ -45,7 +45,7 @@ def missing_seeds(prepared: runner.PreparedDataset, split_name: str, seeds: list
     runs = tracking.runs(prepared.name).drop_duplicates("run_id")
     mine = runs[(runs["model"] == ceiling.MODEL) & (runs["split"] == split_name)
                 & (runs["dataset_sha256"] == prepared.sha256) & (runs["card_sha256"] == ceiling.VERSION)
-                & (runs["metrics_version"] == metrics.METRICS_VERSION) & (runs["status"] == "FINISHED")]
+                & (runs["metrics_version"] == metric_catalog.METRICS_VERSION) & (runs["status"] == "FINISHED")]
     have = set(zip(mine["seed"].astype(int), mine["split_sha256"]))
     wanted = []
     for seed in seeds:

@@ -19,7 +19,7 @@ import pandas as pd
 from bench.core import h5ad
 from bench.core.api import RunResult
 from bench.core.conditions import CONTROL
-from bench.evaluation.metrics import METRICS_VERSION
+from bench.evaluation.metric_catalog import METRICS_VERSION
 
 MEANS = "predictions.h5ad"
 CELLS = "predicted_cells.h5ad"

@@ -35,7 +35,7 @@ from bench.core.errors import BenchError
 from bench.core.registry import preset_label
 from bench.core.seeds import parse_seeds
 from bench.evaluation import stats
-from bench.evaluation.metrics import METRICS
+from bench.evaluation.metric_catalog import METRICS
 from bench.evaluation.split_rules import SUBGROUPS
 from bench.workflows import runner
 

@@ -7,7 +7,7 @@ else (no run, a FAILED run, a run killed before it ended, a run of an older card
 
 from __future__ import annotations
 
-from bench.evaluation.metrics import METRICS_VERSION
+from bench.evaluation.metric_catalog import METRICS_VERSION
 from bench.workflows import runner, tracking
 from bench.workflows.runner import RunSpec
 

@@ -44,7 +44,7 @@ from bench.core.api import RunResult, StopTraining
 from bench.core.errors import BenchError
 from bench.core.redaction import redact, remember
 from bench.data.knowledge import StoreGeneKnowledge
-from bench.evaluation.metrics import METRICS
+from bench.evaluation.metric_catalog import METRICS
 from bench.workflows import journal_heartbeat, tracking
 from bench.workflows.execution import execute
 from bench.workflows.runner import RunSpec

@@ -24,7 +24,7 @@ from bench.core import processes
 from bench.core.api import RunResult, now_ms
 from bench.core.errors import BenchError
 from bench.core.redaction import redact
-from bench.evaluation.metrics import CURVE, METRICS_VERSION
+from bench.evaluation.metric_catalog import CURVE, METRICS_VERSION
 from bench.workflows import prediction_files, source_state, unlogged
 from bench.workflows.run_environment import package_versions
 
