@@ -107,6 +107,26 @@ def test_a_row_on_fewer_seeds_is_never_the_bold_one(tracking_store):
     assert set(table[table["best"]]["label"]) == {"additive"}
 
 
+def test_each_run_s_scores_are_fetched_from_the_store_once_then_read_from_the_cache(tracking_store, monkeypatch):
+    for seed in (1, 2):
+        log("mean", seed, scores(seed, 0.0))
+        log("additive", seed, scores(seed, 0.1))
+    fetched, fetch = [], tracking.run_artifact
+    monkeypatch.setattr(tracking, "run_artifact",
+                        lambda run_id, name, folder: fetched.append((run_id, name)) or fetch(run_id, name, folder))
+
+    def cells() -> pd.DataFrame:
+        stored = leaderboard_inputs.scores()
+        (board,) = leaderboard_inputs.boards(DATASET, stored=stored)
+        return lb.table_cells(board, ["pearson_delta_de20"], None, stored)
+
+    first = cells()
+    assert sorted(fetched) == sorted((run_id, "per_perturbation.csv") for run_id in tracking.runs(DATASET)["run_id"].unique())
+    fetched.clear()
+    pd.testing.assert_frame_equal(cells(), first)
+    assert fetched == []
+
+
 def test_runs_on_splits_made_on_their_machine_are_noted(tracking_store):
     for seed in (1, 2):
         log("mean", seed, scores(seed, 0.0))

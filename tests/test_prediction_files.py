@@ -224,10 +224,10 @@ def test_bench_score_on_a_runs_own_file_gives_the_runs_metrics(logged, monkeypat
                                rtol=1e-4, atol=1e-5)
 
 
-def test_the_leaderboard_scatter_reads_the_means_without_the_control_rows(logged, monkeypatch, tmp_path):
+def test_the_leaderboard_scatter_reads_the_means_without_the_control_rows(logged, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
     result, run_id, _ = logged["runs"]["additive"]
-    frame = leaderboard_inputs.predictions(run_id, tmp_path)
+    frame = leaderboard_inputs.predictions(run_id)
     assert list(frame.index) == list(result.predictions.index)
     np.testing.assert_array_equal(frame.to_numpy(), result.predictions.to_numpy(np.float32))
 

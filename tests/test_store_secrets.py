@@ -161,7 +161,7 @@ def test_a_run_whose_store_went_away_is_kept_and_imported_later(tmp_path, monkey
         stopper = runs[runs["model"] == "stopper"]
         assert set(stopper["status"]) == {"FINISHED"} and set(stopper["seed"]) == {3}
         assert stopper["metric"].notna().sum() > 10
-        assert tracking.has_artifact(stopper["run_id"].iloc[0], "per_perturbation.csv")
+        assert tracking.run_artifact(stopper["run_id"].iloc[0], "per_perturbation.csv", tmp_path / "fetched")
 
 
 @pytest.mark.slow

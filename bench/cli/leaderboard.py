@@ -144,16 +144,15 @@ def leaderboard(
     tracking.check_store()
     datasets = [dataset] if dataset else tracking.tracked_datasets()
     command = shlex.join(["bench", *sys.argv[1:]]) if sys.argv[1:2] == ["leaderboard"] else "bench leaderboard"
-    found = {}
+    found, scores = {}, leaderboard_inputs.scores()
     for name in datasets:
         with busy(console, f"reading tracked runs of {name}"):
-            found[name] = leaderboard_inputs.boards(name, split, latest)
+            found[name] = leaderboard_inputs.boards(name, split, latest, scores)
     found = {name: boards for name, boards in found.items() if boards}
     if not found:
         where = "/".join(part for part in (dataset, split) if part)
         raise BenchError(f"no tracked runs{' of ' + where if where else ''} in {redact(tracking.tracking_uri())}; "
                          "run `bench run` first")
-    scores = leaderboard_inputs.scores()
     written = []
     with _staged(out) as staging:
         for name, boards in found.items():

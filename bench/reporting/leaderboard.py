@@ -313,9 +313,12 @@ class PerPerturbation:
         self._tables: dict[str, pd.DataFrame | None] = {}
 
     def of(self, run: Run) -> pd.DataFrame | None:
-        if run.run_id not in self._tables:
-            self._tables[run.run_id] = self._read(run.run_id)
-        return self._tables[run.run_id]
+        return self.by_id(run.run_id)
+
+    def by_id(self, run_id: str) -> pd.DataFrame | None:
+        if run_id not in self._tables:
+            self._tables[run_id] = self._read(run_id)
+        return self._tables[run_id]
 
 
 def _test_tables(board: Board, scores: PerPerturbation) -> dict[int, pd.DataFrame]:

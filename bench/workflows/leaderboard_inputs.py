@@ -4,6 +4,7 @@ change on each test perturbation's DE genes."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from bench.core import atomic, paths
 from bench.core.conditions import CONTROL
 from bench.core.errors import BenchError
 from bench.data.datasets import load_dataset
@@ -22,23 +24,38 @@ from bench.reporting import plots
 from bench.workflows import tracking
 
 SCORES = "per_perturbation.csv"
+CACHE = "run-artifacts"  # in the cache folder, by run id: an ended run's artifacts never change, so each is
+# fetched from the store once
 
 
-def has_scores(run_id: str) -> bool:
-    """Whether a run stored its per-perturbation scores (one listing, nothing downloaded)."""
-    return tracking.has_artifact(run_id, SCORES)
+def artifact(run_id: str, name: str) -> Path | None:
+    """A run's artifact from the local cache, fetched from the tracking store the first time; None when the
+    run has no such artifact (not remembered: asked again next time)."""
+    path = paths.cache_dir() / CACHE / run_id / name
+    if path.exists():
+        return path
+    with tempfile.TemporaryDirectory(prefix=".fetching-", dir=paths.cache_dir()) as folder:
+        fetched = tracking.run_artifact(run_id, name, Path(folder))
+        if fetched is None:
+            return None
+        with atomic.replacing(path) as temporary:
+            os.replace(fetched, temporary)
+    return path
 
 
 def per_perturbation(run_id: str) -> pd.DataFrame | None:
     """A run's per-perturbation scores; None when it stored none."""
-    with tempfile.TemporaryDirectory(prefix="bench-leaderboard-") as folder:
-        path = tracking.run_artifact(run_id, SCORES, Path(folder))
-        return pd.read_csv(path) if path else None
+    path = artifact(run_id, SCORES)
+    return pd.read_csv(path) if path else None
 
 
-def boards(dataset: str, split: str | None = None, latest: bool = False) -> list[lb.Board]:
-    """The leaderboard boards of a dataset's tracked runs (``leaderboard.boards``)."""
-    return lb.boards(tracking.runs(dataset), dataset, has_scores, split, latest)
+def boards(dataset: str, split: str | None = None, latest: bool = False,
+           stored: lb.PerPerturbation | None = None) -> list[lb.Board]:
+    """The leaderboard boards of a dataset's tracked runs (``leaderboard.boards``). Whether a run stored its
+    scores is learnt by reading them into ``stored`` (``scores()``), from which the tables take them."""
+    stored = stored or scores()
+    return lb.boards(tracking.runs(dataset), dataset, lambda run_id: stored.by_id(run_id) is not None, split,
+                     latest)
 
 
 def scores() -> lb.PerPerturbation:
@@ -46,8 +63,8 @@ def scores() -> lb.PerPerturbation:
     return lb.PerPerturbation(per_perturbation)
 
 
-def _split_of(run: lb.Run, folder: Path) -> splits.Split:
-    path = tracking.run_artifact(run.run_id, "split.json", folder)
+def _split_of(run: lb.Run) -> splits.Split:
+    path = artifact(run.run_id, "split.json")
     if path is None:
         raise BenchError(f"run {run.run_id} has no split.json artifact")
     split = splits.Split.from_json(path.read_text(), where=f"split.json of run {run.run_id}")
@@ -57,10 +74,10 @@ def _split_of(run: lb.Run, folder: Path) -> splits.Split:
     return split
 
 
-def predictions(run_id: str, folder: Path) -> pd.DataFrame | None:
+def predictions(run_id: str) -> pd.DataFrame | None:
     """A run's predicted means indexed by (cell_type, condition), its control rows left out; None without
     the artifact."""
-    path = tracking.run_artifact(run_id, "predictions.h5ad", folder / run_id)
+    path = artifact(run_id, "predictions.h5ad")
     if path is None:
         return None
     adata = ad.read_h5ad(path)
@@ -89,9 +106,8 @@ def scatter_data(board: lb.Board, metric: str) -> plots.ScatterData | None:
     if chosen is None:
         return None
     seed, rows, left_out = chosen
-    with tempfile.TemporaryDirectory(prefix="bench-plots-") as folder:
-        split = _split_of(rows[0].runs[seed], Path(folder))
-        found = [(row.label, predictions(row.runs[seed].run_id, Path(folder))) for row in rows]
+    split = _split_of(rows[0].runs[seed])
+    found = [(row.label, predictions(row.runs[seed].run_id)) for row in rows]
     found = [(label, frame) for label, frame in found if frame is not None]
     if not found:
         return None

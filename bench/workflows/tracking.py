@@ -570,14 +570,6 @@ def run_artifact(run_id: str, name: str, folder: Path) -> Path | None:
         return None
 
 
-def has_artifact(run_id: str, name: str) -> bool:
-    """Whether a run's artifact folder holds ``name`` (one listing, nothing downloaded)."""
-    from mlflow import MlflowClient
-
-    _mlflow()
-    return any(info.path == name for info in MlflowClient().list_artifacts(run_id))
-
-
 def _experiment(dataset: str):
     """The dataset's experiment; None when nothing of it is tracked (reading never creates the store)."""
     if _store_missing():
