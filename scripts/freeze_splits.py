@@ -10,7 +10,7 @@ import sys
 
 from bench.core.errors import SplitError
 from bench.data.datasets import load_dataset
-from bench.evaluation import splits
+from bench.evaluation import split_settings, splits
 
 REAL_DATASETS = ("norman_subset", "mcfaline23_subset")
 SEEDS = range(1, 6)
@@ -18,7 +18,7 @@ SEEDS = range(1, 6)
 
 def freeze(name: str) -> None:
     dataset = load_dataset(name)
-    for setting in splits.SPLITS:
+    for setting in split_settings.SPLITS:
         for seed in SEEDS:
             try:
                 split = splits.make(dataset.adata, setting, seed, name, dataset.sha256)
