@@ -5,6 +5,7 @@ layout) as scanpy and cell-eval take them, and ``bench score`` scoring them agai
 from __future__ import annotations
 
 import textwrap
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from conftest import adapter_catalog
 
 from bench.core import registry
+from bench.core.errors import BenchWarning
 from bench.core.isolated_import import locked_import
 from bench.data.datasets import load_dataset
 from bench.evaluation import metric_catalog, splits
@@ -247,3 +249,45 @@ def test_a_result_with_cells_pickles_without_its_dataset(logged):
         before, after = build(result), build(restored)
         np.testing.assert_array_equal(before.X, after.X)
         assert list(before.obs_names) == list(after.obs_names)
+
+
+def test_the_scatter_reads_the_observed_changes_from_its_cache_the_second_time(logged, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    name = logged["runs"]["additive"][0].dataset
+    dataset = load_dataset(str(logged["path"]))
+    monkeypatch.setattr(leaderboard_inputs, "load_dataset", lambda *args, **kwargs: dataset)
+    (board,) = leaderboard_inputs.boards(name)
+    first = leaderboard_inputs.scatter_data(board, "pearson_delta_de20")
+
+    def loaded_again(*args, **kwargs):
+        raise AssertionError("the dataset was loaded again")
+
+    monkeypatch.setattr(leaderboard_inputs, "load_dataset", loaded_again)
+    second = leaderboard_inputs.scatter_data(board, "pearson_delta_de20")
+    assert second.genes == first.genes and len(first.genes) > 2
+    assert set(second.observed) == set(first.observed)
+    for key, change in first.observed.items():
+        assert second.observed[key].dtype == change.dtype
+        np.testing.assert_array_equal(second.observed[key], change)
+    assert set(second.control) == set(first.control) and len(first.control) == 2  # two cell types
+    for cell_type, control in first.control.items():
+        pd.testing.assert_series_equal(second.control[cell_type], control, check_names=False)
+
+
+def test_an_unreadable_scatter_cache_is_recomputed_with_a_warning(logged, monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    name = logged["runs"]["additive"][0].dataset
+    dataset = load_dataset(str(logged["path"]))
+    monkeypatch.setattr(leaderboard_inputs, "load_dataset", lambda *args, **kwargs: dataset)
+    (board,) = leaderboard_inputs.boards(name)
+    first = leaderboard_inputs.scatter_data(board, "pearson_delta_de20")
+    (cached,) = (tmp_path / "cache" / "scatter").glob("*.npz")
+    cached.write_bytes(cached.read_bytes()[:100])  # cut short, as by a full disk
+    with pytest.warns(BenchWarning, match="scatter cache .* is unusable"):
+        again = leaderboard_inputs.scatter_data(board, "pearson_delta_de20")
+    assert again.genes == first.genes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        leaderboard_inputs.scatter_data(board, "pearson_delta_de20")  # rewritten whole

@@ -4,8 +4,11 @@ change on each test perturbation's DE genes."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import anndata as ad
@@ -14,7 +17,7 @@ import pandas as pd
 
 from bench.core import atomic, paths
 from bench.core.conditions import CONTROL
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, BenchWarning
 from bench.data.datasets import load_dataset
 from bench.evaluation import splits
 from bench.evaluation.de import cached_de_genes
@@ -111,7 +114,42 @@ def scatter_data(board: lb.Board, metric: str) -> plots.ScatterData | None:
     found = [(label, frame) for label, frame in found if frame is not None]
     if not found:
         return None
-    dataset = load_dataset(board.dataset, counts=False)
+    control, observed, genes = _observed_of(board.dataset, split)
+    return plots.ScatterData(seed, rows, left_out, split.test, found, control, observed, genes)
+
+
+def _observed_of(dataset_name: str, split: splits.Split) -> tuple[dict[str, pd.Series], dict, dict]:
+    """``observed_changes`` of a split's test cells, cached by dataset and split checksum (the dataset is
+    loaded only the first time); a cache file that cannot be read is recomputed with a warning."""
+    path = paths.cache_dir() / "scatter" / f"{dataset_name}-{split.dataset_sha256[:16]}-{split.sha256[:16]}.npz"
+    if path.exists():
+        try:
+            return _read_observed(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            warnings.warn(f"scatter cache {path} is unusable ({exc}); recomputing it", BenchWarning)
+    dataset = load_dataset(dataset_name, counts=False)
     de20 = cached_de_genes(dataset.adata, dataset.name, dataset.sha256)
     control, observed, genes = observed_changes(splits.apply(split, dataset.adata), de20)
-    return plots.ScatterData(seed, rows, left_out, split.test, found, control, observed, genes)
+    _write_observed(path, control, observed, genes)
+    return control, observed, genes
+
+
+def _write_observed(path: Path, control: dict[str, pd.Series], observed: dict, genes: dict) -> None:
+    """Arrays at their own dtypes (the plot is drawn from the same values as from the dataset), names as JSON."""
+    keys = sorted(observed)
+    names = {"cell_types": list(control), "genes": [str(g) for g in next(iter(control.values())).index],
+             "tests": [[cell_type, condition, list(genes[(cell_type, condition)])] for cell_type, condition in keys]}
+    arrays = {f"control_{i}": series.to_numpy() for i, series in enumerate(control.values())}
+    arrays |= {f"observed_{i}": observed[key] for i, key in enumerate(keys)}
+    with atomic.replacing(path) as temporary, open(temporary, "wb") as file:
+        np.savez(file, names=np.array(json.dumps(names)), **arrays)
+
+
+def _read_observed(path: Path) -> tuple[dict[str, pd.Series], dict, dict]:
+    with np.load(path, allow_pickle=False) as stored:
+        names = json.loads(str(stored["names"]))
+        control = {cell_type: pd.Series(stored[f"control_{i}"], index=pd.Index(names["genes"]))
+                   for i, cell_type in enumerate(names["cell_types"])}
+        observed = {(ct, condition): stored[f"observed_{i}"] for i, (ct, condition, _) in enumerate(names["tests"])}
+    genes = {(ct, condition): test_genes for ct, condition, test_genes in names["tests"]}
+    return control, observed, genes
