@@ -10,6 +10,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -17,25 +18,26 @@ COMMANDS = {"help": ["--help"], "list": ["list"], "mistyped option": ["run", "--
 ROUNDS = 7
 
 
-def seconds(args: list[str], tree: str | None) -> float:
+def seconds(args: list[str], tree: str | None, cwd: Path) -> float:
+    """One whole ``python -m bench`` process, in ``cwd`` (not the checkout, whose ``bench/`` would shadow
+    ``tree``)."""
     env = {**os.environ, "PYTHONPATH": tree} if tree else os.environ
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, env=env)
+    subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, env=env, cwd=cwd)
     return time.perf_counter() - start
 
 
 @pytest.mark.parametrize("name", COMMANDS)
-def test_start_up(benchmark, name):
+def test_start_up(benchmark, name, tmp_path):
     args, reference = COMMANDS[name], os.environ.get("BENCH_REFERENCE_TREE")
     theirs = []
 
-    def once():
+    def before_each_round():  # not timed: the reference tree's process, alternating with ours
         if reference:
-            theirs.append(seconds(args, reference))
-        return seconds(args, None)
+            theirs.append(seconds(args, reference, tmp_path))
+        return (args, None, tmp_path), {}
 
-    benchmark.pedantic(once, rounds=ROUNDS, warmup_rounds=1)
+    benchmark.pedantic(seconds, setup=before_each_round, rounds=ROUNDS, warmup_rounds=1)
     if theirs:
-        ours = benchmark.stats.stats.median
-        benchmark.extra_info.update(reference_median_s=statistics.median(theirs[1:]), median_s=ours,
-                                    ratio=ours / statistics.median(theirs[1:]))
+        ours, reference_median = benchmark.stats.stats.median, statistics.median(theirs[1:])
+        benchmark.extra_info.update(reference_median_s=reference_median, median_s=ours, ratio=ours / reference_median)
