@@ -26,7 +26,7 @@ from bench.core.registry import all_cards
 from bench.evaluation.metric_catalog import METRICS
 from bench.evaluation.metrics import rowwise_pearson
 from bench.evaluation.split_rules import DEFINITIONS
-from bench.reporting import plot_styles
+from bench.reporting import figure_cache, plot_styles
 from bench.reporting.leaderboard import Board, Row
 
 MAX_ROWS = 8  # rows of panels in the scatter plot; with more models, the best of each family is shown
@@ -130,8 +130,9 @@ def bars(table: pd.DataFrame, metric: str, path: Path, title: str,
     """Grouped bars of ``metric`` per test subgroup and row, from one board's ``leaderboard.table_cells``
     table; rows without a value are left out. A caption below says what each subgroup holds and, with
     ``counts`` (``leaderboard.perturbation_counts``), how many test perturbations. Colours go by model
-    family (``plot_styles``). Written atomically; returns ``path``."""
-    return _save(bars_figure(table, metric, title, counts), path)
+    family (``plot_styles``). Written atomically (copied from the cache when drawn before); returns ``path``."""
+    return figure_cache.drawn(path, ("bars", table, metric, title, counts),
+                              lambda to: _save(bars_figure(table, metric, title, counts), to))
 
 
 def choose_perturbations(
@@ -270,7 +271,13 @@ def scatter(data: ScatterData, path: Path, title: str, max_perturbations: int = 
     """Predicted against observed change from the training controls on the top-20 DE genes of one test
     perturbation per subgroup (the largest observed change), one row of panels per model (with more
     than ``MAX_ROWS``, the best of each family on ``all/<metric>``: ``choose_rows``), on the lowest seed
-    with a finished run; the genes of the largest observed changes are named. Written atomically."""
+    with a finished run; the genes of the largest observed changes are named. Written atomically (copied from
+    the cache when drawn before)."""
+    return figure_cache.drawn(path, ("scatter", data, title, max_perturbations, metric),
+                              lambda to: _scatter(data, to, title, max_perturbations, metric))
+
+
+def _scatter(data: ScatterData, path: Path, title: str, max_perturbations: int, metric: str) -> Path:
     several_types = len({ct for ct, _ in data.observed}) > 1
     panels = []
     for key in choose_perturbations(data.observed, data.test, max_perturbations):
