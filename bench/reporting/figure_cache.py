@@ -40,7 +40,11 @@ def canonical(value: object) -> object:
     different orders), arrays by the hash of their bytes, floats exactly. (Not pickle: its bytes depend on
     which equal strings are one object.)"""
     if isinstance(value, pd.DataFrame):
-        return ("DataFrame", canonical(value.index), tuple((str(c), canonical(value[c])) for c in value.columns))
+        if len(set(value.dtypes)) == 1 and value.dtypes.iloc[0].kind in "biufc":  # one block: hashed at once
+            columns = (canonical(value.columns), canonical(value.to_numpy()))
+        else:
+            columns = tuple((str(c), str(value[c].dtype), canonical(value[c].to_numpy())) for c in value.columns)
+        return ("DataFrame", canonical(value.index), columns)
     if isinstance(value, pd.Series | pd.Index):
         index = canonical(value.index) if isinstance(value, pd.Series) else None  # a RangeIndex is an Index
         return ("Series" if index else "Index", str(value.dtype), canonical(value.to_numpy()), index)
