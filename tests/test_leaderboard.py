@@ -360,3 +360,16 @@ def test_one_test_perturbation_has_no_interval_and_no_star():
     diff = lb.paired_over_seeds([(mine, theirs), (mine, theirs)], "all", "pearson_delta_de20")
     assert diff.n == 1 and diff.mean == pytest.approx(-0.3)
     assert np.isnan(diff.low) and np.isnan(diff.high) and not diff.significant
+
+
+def test_a_seed_whose_table_lacks_a_metric_is_left_out_of_that_metric_only():
+    """Seed 1's tables both have gi_magnitude_error, seed 2's row table lacks it (a model without cells, say):
+    the metric pairs seed 1 only, and pearson_delta_de20 pairs both seeds, averaged per perturbation."""
+    one = per_perturbation(scores(1, 0.0)).assign(gi_magnitude_error=0.5)
+    ref_one = per_perturbation(scores(1, 0.1)).assign(gi_magnitude_error=0.2)
+    two, ref_two = per_perturbation(scores(2, 0.0)), per_perturbation(scores(2, 0.1)).assign(gi_magnitude_error=9.0)
+    tables = [(one, ref_one), (two, ref_two)]
+    gi = lb.paired_over_seeds(tables, "all", "gi_magnitude_error")
+    assert gi.n == len(CONDITIONS) and gi.mean == pytest.approx(0.3)
+    both = lb.paired_over_seeds(tables, "combo", "pearson_delta_de20")
+    assert both.n == 8 and both.mean == pytest.approx(-0.1)

@@ -362,23 +362,20 @@ def replicates(board: Board, scores: PerPerturbation) -> Replicates:
     return Replicates(distinct, sets, len(per_seed))
 
 
-def paired_difference(row: Row, reference: Row, subgroup: str, metric: str, scores: PerPerturbation) -> stats.PairedDifference:
-    """``paired_over_seeds`` of a board's two rows, on the seeds both ran."""
-    seeds = sorted(set(row.runs) & set(reference.runs))
-    return paired_over_seeds([(scores.of(row.runs[s]), scores.of(reference.runs[s])) for s in seeds], subgroup, metric)
+def paired_tables(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | None]]) -> list[tuple[pd.DataFrame, set[str]]]:
+    """Per seed both scored, the row's and the reference's per-perturbation tables side by side (the
+    reference's columns ``<metric>_ref``), paired per (cell type, condition), with the columns both have:
+    merged once for every metric and subgroup (``paired_from``)."""
+    keys = ["cell_type", "condition", "subgroup"]
+    return [(mine.merge(theirs, on=keys, suffixes=("", "_ref")), set(mine.columns) & set(theirs.columns))
+            for mine, theirs in tables if mine is not None and theirs is not None]
 
 
-def paired_over_seeds(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | None]], subgroup: str,
-                      metric: str) -> stats.PairedDifference:
-    """Bootstrap CI of (row − reference) over perturbations from per-perturbation tables, one pair (row's,
-    reference's) per seed both scored: paired per (cell type, condition); a perturbation's values are
-    averaged over those seeds, and the bootstrap resamples perturbations."""
-    frames = []
-    for mine, theirs in tables:
-        if mine is None or theirs is None or metric not in mine or metric not in theirs:
-            continue
-        keys = ["cell_type", "condition", "subgroup"]
-        frames.append(mine[keys + [metric]].merge(theirs[keys + [metric]], on=keys, suffixes=("", "_ref")))
+def paired_from(paired: list[tuple[pd.DataFrame, set[str]]], subgroup: str, metric: str) -> stats.PairedDifference:
+    """Bootstrap CI of (row − reference) over perturbations, from ``paired_tables``: a perturbation's values
+    are averaged over the seeds that scored both, and the bootstrap resamples perturbations."""
+    keys = ["cell_type", "condition", "subgroup"]
+    frames = [frame[keys + [metric, f"{metric}_ref"]] for frame, both in paired if metric in both]
     if not frames:
         return stats.PairedDifference(np.nan, np.nan, np.nan, 0)
     pairs = pd.concat(frames)
@@ -388,17 +385,31 @@ def paired_over_seeds(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | Non
     return stats.paired_bootstrap(pairs[metric].to_numpy(), pairs[f"{metric}_ref"].to_numpy())
 
 
+def paired_over_seeds(tables: list[tuple[pd.DataFrame | None, pd.DataFrame | None]], subgroup: str,
+                      metric: str) -> stats.PairedDifference:
+    """Bootstrap CI of (row − reference) over perturbations from per-perturbation tables, one pair (row's,
+    reference's) per seed both scored (``paired_tables``, ``paired_from``)."""
+    return paired_from(paired_tables(tables), subgroup, metric)
+
+
 def table_cells(board: Board, metrics: list[str], reference: Row | None, scores: PerPerturbation) -> pd.DataFrame:
     """Long table: one line per (row, subgroup, metric) with mean, sd, seeds, the difference to the
     reference with its CI, and whether the cell is the best of its column (among the rows with the most seeds)."""
-    lines = []
+    lines, paired = [], {}  # by row: its runs' tables paired with the reference's, merged once
+
+    def difference(row: Row, subgroup: str, metric: str) -> stats.PairedDifference:
+        if id(row) not in paired:
+            seeds = sorted(set(row.runs) & set(reference.runs))
+            paired[id(row)] = paired_tables([(scores.of(row.runs[s]), scores.of(reference.runs[s])) for s in seeds])
+        return paired_from(paired[id(row)], subgroup, metric)
+
     for metric in metrics:
         for subgroup in board.subgroups:
             for row in board.rows:
                 summary = row.value(subgroup, metric)
                 diff = stats.PairedDifference(np.nan, np.nan, np.nan, 0)
                 if reference is not None and row is not reference and summary.n:
-                    diff = paired_difference(row, reference, subgroup, metric, scores)
+                    diff = difference(row, subgroup, metric)
                 lines.append([board.split, row.model, row.preset, row.label, row.baseline, metric, subgroup,
                               summary.mean, summary.sd, summary.n, len(row.failed),
                               reference.label if reference else "", diff.mean, diff.low, diff.high, diff.detectable,
