@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bench.core.conditions import CONTROL, canonical, genes_of
-from bench.core.errors import SplitError
+from bench.core.errors import BenchWarning, SplitError
 from bench.evaluation import split_settings, splits
 from bench.evaluation.split_rules import RULES, assign
 
@@ -229,3 +229,19 @@ def test_committed_seeds_never_share_a_test_set(dataset):
             repeats = [seed for key, seed in seen.items() if key == tested]
             assert repeats == getattr(split, "same_test_as", []) == [], f"{dataset}/{name} seed {split.seed} repeats seed {repeats}"
             seen[tested] = split.seed
+
+
+def test_a_split_file_is_read_once_per_process_until_it_changes(small_synthetic, monkeypatch):
+    reads, read = [], splits.read
+    monkeypatch.setattr(splits, "read", lambda path: reads.append(path) or read(path))
+
+    def obtained():
+        return splits.obtain(small_synthetic, "read_once", "sha-read-once", "simulation", 3)
+
+    first, path = obtained()  # made and written here: known without reading it back
+    assert [obtained()[0] for _ in range(3)] == [first] * 3 and reads == []
+    path.write_text(path.read_text())  # another process rewrote it: read again, once
+    assert [obtained()[0] for _ in range(2)] == [first] * 2 and reads == [path]
+    path.write_text("{broken")
+    with pytest.warns(BenchWarning, match="cached split"):
+        obtained()  # a changed file is checked again: this one is made anew

@@ -238,13 +238,27 @@ def _read_frozen(path: Path, committed: bool) -> Split | None:
         return None
 
 
+# Split files this process has read and checked against a dataset, by path, the file's stat and the dataset: a
+# command asks for one split several times (its DE genes, data ceiling, each model's run), and a file that
+# changes is read again.
+_CHECKED: dict[tuple, Split] = {}
+
+
 def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed: int) -> tuple[Split, Path]:
     """The frozen split for (dataset, name, seed): the committed file, else the cached one, else a
-    newly generated one written to the cache. A frozen file made for other data is refused."""
+    newly generated one written to the cache. A frozen file made for other data is refused. Each file is
+    read once per process while it is unchanged (``_CHECKED``)."""
     check_name(name)
     for committed in (True, False):
         path = frozen_path(dataset, name, seed, committed)
-        split = _read_frozen(path, committed) if path.exists() else None
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            continue
+        key = (str(path), found.st_mtime_ns, found.st_size, found.st_ino, dataset_sha256, adata.n_obs)
+        if key in _CHECKED:
+            return _CHECKED[key], path
+        split = _read_frozen(path, committed)
         if split is not None:
             if split.dataset_sha256 != dataset_sha256:
                 raise SplitError(
@@ -253,11 +267,14 @@ def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed
                     + ("" if committed else " or delete the file to regenerate")
                 )
             check(split, adata)
+            _CHECKED[key] = split
             return split, path
     split = make(adata, name, seed, dataset, dataset_sha256)
     check(split, adata)
     path = frozen_path(dataset, name, seed, committed=False)
     write(split, path)
+    written = path.stat()
+    _CHECKED[(str(path), written.st_mtime_ns, written.st_size, written.st_ino, dataset_sha256, adata.n_obs)] = split
     return split, path
 
 
