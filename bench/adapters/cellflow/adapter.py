@@ -70,25 +70,42 @@ class CellflowModel(EnvironmentAdapter):
     WORKER = Path(__file__).with_name("worker.py")
     name = "cellflow"
 
+    def check_queries(self, train: TrainData, queries: dict[str, list[str]]) -> None:
+        """A test gene without features is refused now, not after training (``fit`` then reuses the features)."""
+        self.features, self._features_for = self._features(train), train
+        self._known(sorted(perturbed_genes(c for conditions in queries.values() for c in conditions)), strict=True)
+
     def fit_inputs(self, train: TrainData, folder: Path) -> dict:
-        conditions = set(train.conditions) | set(train.val.obs["condition"].astype(str))
-        genes = sorted(perturbed_genes(conditions))
-        priors = PriorParams(n_components=self.params.feature_components, esm_features=self.params.esm_features)
-        self.features = ConditionFeatures(train, genes, priors)
+        if getattr(self, "_features_for", None) is not train:
+            self.features = self._features(train)
+        genes = self._training_genes(train)
         return {"features": self._write(folder / "features-fit.npz", genes, strict=False)}
 
     def predict_inputs(self, query: PredictQuery, folder: Path) -> dict:
         genes = sorted(perturbed_genes(query.conditions))
         return {"features": self._write(folder / "features-predict.npz", genes, strict=True)}
 
-    def _write(self, path: Path, genes: list[str], strict: bool) -> str:
-        """The genes' feature vectors; a gene without any is left out (training, validation: its conditions
-        are not learned from) or an error (a query)."""
+    @staticmethod
+    def _training_genes(train: TrainData) -> list[str]:
+        return sorted(perturbed_genes(set(train.conditions) | set(train.val.obs["condition"].astype(str))))
+
+    def _features(self, train: TrainData) -> ConditionFeatures:
+        priors = PriorParams(n_components=self.params.feature_components, esm_features=self.params.esm_features)
+        return ConditionFeatures(train, self._training_genes(train), priors)
+
+    def _known(self, genes: list[str], strict: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The genes' feature vectors and which have any; with ``strict``, a gene without any is an error."""
         vectors = self.features.lookup(genes)
         known = np.abs(vectors).sum(axis=1) > 0
         if strict and not known.all():
             missing = ", ".join(g for g, k in zip(genes, known) if not k)
             raise ModelError(f"CellFlow has no features for gene(s) {missing} (neither measured nor annotated, "
                              "nor in esm_features); it cannot tell them from no perturbation")
+        return vectors, known
+
+    def _write(self, path: Path, genes: list[str], strict: bool) -> str:
+        """The genes' feature vectors; a gene without any is left out (training, validation: its conditions
+        are not learned from) or an error (a query)."""
+        vectors, known = self._known(genes, strict)
         np.savez(path, genes=np.array(genes, dtype=object)[known].astype(str), vectors=vectors[known])
         return path.name
