@@ -18,8 +18,8 @@ for split in simulation additive; do
     step bench run --model control,mean,additive,linear --dataset norman_subset --split $split --seeds 1-5 --resume
 done
 step bench run --model gears,$scbig,cpa,latent_additive,cellflow,scouter,biolord --dataset norman_subset --split simulation --seeds 1-5 --jobs 2 --resume
-step bench run --model $scbig,cellflow,scouter,biolord --dataset norman_subset --split additive --seeds 1-5 --jobs 2 --resume
 step bench run --model control,mean,additive,linear --dataset synthetic --split simulation --seeds 1-5 --resume
 step bench run --model gears --dataset synthetic --split simulation --seeds 1-5 --jobs 2 --resume
 step bench run --model cpa,latent_additive,$scbig,cellflow,scouter,biolord --preset fast --dataset synthetic --split simulation --seeds 1-5 --jobs 2 --resume
+step bench run --model $scbig,cellflow,scouter,biolord --dataset norman_subset --split additive --seeds 1-5 --jobs 2 --resume
 echo "=== $(date +%T) all done"
