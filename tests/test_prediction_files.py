@@ -251,13 +251,19 @@ def test_a_result_with_cells_pickles_without_its_dataset(logged):
         assert list(before.obs_names) == list(after.obs_names)
 
 
-def test_the_scatter_reads_the_observed_changes_from_its_cache_the_second_time(logged, monkeypatch, tmp_path):
+@pytest.fixture
+def scatter_board(logged, monkeypatch, tmp_path):
+    """The logged runs' board, with an empty cache; its dataset file is loaded under its run's name."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    name = logged["runs"]["additive"][0].dataset
     dataset = load_dataset(str(logged["path"]))
     monkeypatch.setattr(leaderboard_inputs, "load_dataset", lambda *args, **kwargs: dataset)
-    (board,) = leaderboard_inputs.boards(name)
+    (board,) = leaderboard_inputs.boards(logged["runs"]["additive"][0].dataset)
+    return board
+
+
+def test_the_scatter_reads_the_observed_changes_from_its_cache_the_second_time(scatter_board, monkeypatch):
+    board = scatter_board
     first = leaderboard_inputs.scatter_data(board, "pearson_delta_de20")
 
     def loaded_again(*args, **kwargs):
@@ -275,13 +281,8 @@ def test_the_scatter_reads_the_observed_changes_from_its_cache_the_second_time(l
         pd.testing.assert_series_equal(second.control[cell_type], control, check_names=False)
 
 
-def test_an_unreadable_scatter_cache_is_recomputed_with_a_warning(logged, monkeypatch, tmp_path):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged["uri"])
-    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    name = logged["runs"]["additive"][0].dataset
-    dataset = load_dataset(str(logged["path"]))
-    monkeypatch.setattr(leaderboard_inputs, "load_dataset", lambda *args, **kwargs: dataset)
-    (board,) = leaderboard_inputs.boards(name)
+def test_an_unreadable_scatter_cache_is_recomputed_with_a_warning(scatter_board, tmp_path):
+    board = scatter_board
     first = leaderboard_inputs.scatter_data(board, "pearson_delta_de20")
     (cached,) = (tmp_path / "cache" / "scatter").glob("*.npz")
     cached.write_bytes(cached.read_bytes()[:100])  # cut short, as by a full disk
