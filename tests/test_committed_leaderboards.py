@@ -1,7 +1,7 @@
 """The committed leaderboards are what ``bench leaderboard`` makes from the committed runs: the store in
 ``leaderboards/runs.tar.xz`` (``scripts/leaderboard_runs.py``) unpacked, the command run as the README gives it,
-with empty caches under the pinned numeric profile, and every file compared byte for byte. A change that moves any number, row, note or
-pixel of a committed board fails here."""
+with empty caches under the pinned numeric profile, and every file compared byte for byte. A change that
+moves any number, row, note or pixel of a committed board fails here."""
 
 from __future__ import annotations
 
