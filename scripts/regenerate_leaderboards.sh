@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The runs behind the committed leaderboards, all into one tracking store: DIR/mlflow.db (default
-# ./leaderboard-store). Every command resumes (--resume), so the script can be stopped and started again,
-# in this session or a later one after `python scripts/leaderboard_runs.py unpack leaderboards/runs.tar.xz DIR`.
+# ./leaderboard-store). Every command resumes (--resume), so the script can be stopped and started again on
+# the same store.
 # On two cores it takes hours (the model rows in the README's Timings table, per seed). Run it from a clean
 # checkout of one commit, e.g. `git worktree add /tmp/ref <commit>` and PYTHONPATH=/tmp/ref, so that every
 # run records the same commit while the working tree changes. Then `bench leaderboard --dataset D` for
