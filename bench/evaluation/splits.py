@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,6 +245,10 @@ def _read_frozen(path: Path, committed: bool) -> Split | None:
 _CHECKED: dict[tuple, Split] = {}
 
 
+def _checked_key(path: Path, found: os.stat_result, dataset_sha256: str, adata: ad.AnnData) -> tuple:
+    return str(path), found.st_mtime_ns, found.st_size, found.st_ino, dataset_sha256, adata.n_obs
+
+
 def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed: int) -> tuple[Split, Path]:
     """The frozen split for (dataset, name, seed): the committed file, else the cached one, else a
     newly generated one written to the cache. A frozen file made for other data is refused. Each file is
@@ -255,7 +260,7 @@ def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed
             found = path.stat()
         except FileNotFoundError:
             continue
-        key = (str(path), found.st_mtime_ns, found.st_size, found.st_ino, dataset_sha256, adata.n_obs)
+        key = _checked_key(path, found, dataset_sha256, adata)
         if key in _CHECKED:
             return _CHECKED[key], path
         split = _read_frozen(path, committed)
@@ -273,8 +278,7 @@ def obtain(adata: ad.AnnData, dataset: str, dataset_sha256: str, name: str, seed
     check(split, adata)
     path = frozen_path(dataset, name, seed, committed=False)
     write(split, path)
-    written = path.stat()
-    _CHECKED[(str(path), written.st_mtime_ns, written.st_size, written.st_ino, dataset_sha256, adata.n_obs)] = split
+    _CHECKED[_checked_key(path, path.stat(), dataset_sha256, adata)] = split
     return split, path
 
 
